@@ -1,0 +1,3 @@
+"""modjax: modular deep learning in JAX/Flax."""
+
+__version__ = "0.1.0"
