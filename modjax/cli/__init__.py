@@ -1,0 +1,253 @@
+"""The `modjax` command: train, evaluate and manage data (`modjax --help`)."""
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from modjax.cli.config import FIELDS, TrainConfig
+
+# Help text of every TrainConfig setting, shown by `modjax train --help`.
+HELP = {
+    "model": "architecture: mlp, lenet5, simcnn, rescnn, vgg16, vgg16_moda, resnet18, mobilenet",
+    "dataset": "dataset name (TFDS naming): digits (embedded, no files needed), mnist, "
+    "fashion_mnist, kmnist, emnist/letters, cifar10, cifar100, svhn_cropped",
+    "method": "objective: standard (cross-entropy), mwt (mask generators + cohesion/coupling), "
+    "moda (activation affinity/dispersion/compactness)",
+    "width": "channel/unit multiplier; 1.0 is the paper architecture, e.g. 0.25 for CPU runs",
+    "depth": "mlp only: number of hidden layers of 49 ReLU units (1-4)",
+    "num_epochs": "epochs to train (the papers use 200)",
+    "global_batch_size": "batch size summed over all devices and processes (must divide by both)",
+    "learning_rate": "peak SGD learning rate",
+    "mask_learning_rate": "learning rate of MwT mask generators (default: = learning_rate)",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum (true/false)",
+    "weight_decay": "L2 weight decay added to the gradient",
+    "schedule": "cosine (per epoch, PyTorch CosineAnnealingLR) or constant",
+    "t_max": "cosine period in epochs (default: num_epochs)",
+    "seed": "seed of initialization, data order and augmentation",
+    "augment": "random crop + flip on device (default: the dataset's convention)",
+    "normalize": "subtract the dataset mean and divide by its std",
+    "train_examples": "train on a seeded random subset of this many examples",
+    "data_dir": "dataset directory (default: $MODJAX_DATA_DIR)",
+    "backend": "auto (raw files, else TFDS), raw or tfds",
+    "num_devices": "devices of the data-parallel mesh (default: all)",
+    "log_every": "steps between host syncs that log metrics and check for NaN",
+    "eval_every": "epochs between test-set evaluations",
+    "checkpoint_every": "steps between checkpoints",
+    "keep_checkpoints": "how many recent checkpoints to keep",
+    "cohesion_weight": "MwT alpha (default 0.5)",
+    "coupling_weight": "MwT beta (default 1.5)",
+    "affinity_weight": "MODA alpha (default 1.0)",
+    "dispersion_weight": "MODA beta (default 1.0)",
+    "compactness_weight": "MODA gamma (default 0.3)",
+}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; absent flags stay absent (config file or default wins)."""
+    defaults = TrainConfig()
+    for name, field in FIELDS.items():
+        kind = str(field.type)
+        conv = (
+            _parse_bool
+            if "bool" in kind
+            else float
+            if "float" in kind
+            else (int if "int" in kind else str)
+        )
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=conv,
+            default=argparse.SUPPRESS,
+            metavar=name.split("_")[-1].upper(),
+            help=f"{HELP.get(name, '')} (default: {getattr(defaults, name)})",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modjax",
+        description="Modular deep learning in JAX: train networks that split into per-class "
+        "modules (MwT, MODA), evaluate them, and manage datasets.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model (resumes from the workdir's latest checkpoint)",
+        description="Train a model. Settings come from TrainConfig defaults, then --config, "
+        "then the flags below. Interrupted runs resume from the last checkpoint "
+        "in --workdir. Writes config.json, metrics.jsonl, summary.json and "
+        "checkpoints/ there.",
+    )
+    p.add_argument(
+        "--config", help="experiment config file defining get_config() (see experiments/configs/)"
+    )
+    p.add_argument(
+        "--workdir", default="runs/default", help="output directory (default: %(default)s)"
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() first (multi-host clusters)",
+    )
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
+    )
+    _add_config_flags(p)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate the latest checkpoint of a workdir",
+        description="Restore the latest checkpoint of a training workdir and "
+        "report test accuracy, loss and per-class accuracy.",
+    )
+    p.add_argument("--workdir", required=True, help="a directory written by `modjax train`")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "train"),
+        help="which split to evaluate (default: %(default)s)",
+    )
+    p.add_argument("--data-dir", help="dataset directory (default: the run's, or $MODJAX_DATA_DIR)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser(
+        "data",
+        help="list or download datasets",
+        description="List known datasets and whether they are on disk, or "
+        "download one with sha256 verification.",
+    )
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = dsub.add_parser("list", help="list datasets and where their files are expected")
+    q.add_argument("--data-dir", help="dataset directory (default: $MODJAX_DATA_DIR)")
+    q = dsub.add_parser("download", help="download a dataset and verify its sha256 checksums")
+    q.add_argument("name", help="dataset name, e.g. mnist (see `modjax data list`)")
+    q.add_argument("--data-dir", help="where to put it (default: $MODJAX_DATA_DIR)")
+    q.add_argument(
+        "--mirror", help="base URL replacing the canonical host (default: $MODJAX_DATA_MIRROR)"
+    )
+    q.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
+    )
+    return parser
+
+
+def _train(args) -> int:
+    import jax
+
+    from modjax.cli import config as config_lib
+    from modjax.cli import loop, report
+
+    if args.distributed:
+        jax.distributed.initialize()
+    values = config_lib.load_config_file(args.config) if args.config else {}
+    values.update({k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
+    config = config_lib.from_dict(values, source=args.config or "flags")
+    summary = loop.train_and_evaluate(config, args.workdir, progress=args.progress)
+    if jax.process_index() == 0:
+        print(
+            report.format_table(
+                summary["epochs_log"],
+                ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_time_s"],
+            )
+        )
+        print(
+            f"\n{config.model} on {config.dataset} ({config.method}): test accuracy "
+            f"{summary['test_accuracy']:.4f} after {summary['steps']} steps; "
+            f"outputs in {args.workdir}"
+        )
+    return 0
+
+
+def _eval(args) -> int:
+    import json
+    import pathlib
+
+    from modjax import checkpoint, train
+    from modjax.cli import config as config_lib
+    from modjax.cli import loop, report
+
+    workdir = pathlib.Path(args.workdir)
+    if not (workdir / "config.json").exists():
+        raise FileNotFoundError(
+            f"{workdir / 'config.json'} not found: is {workdir} a "
+            "directory written by `modjax train`?"
+        )
+    config = config_lib.load_json(workdir / "config.json")
+    if args.data_dir:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+    run = loop.build_run(config)
+    manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
+    abstract = train.abstract_train_state(
+        model=run.model, tx=run.tx, image_shape=run.info.image_shape, mesh=run.mesh
+    )
+    state, _ = checkpoint.restore(manager, abstract)
+    result = loop.evaluate(run, train.variables_of(state), split=args.split)
+    result.update(step=int(state.step), split=args.split)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    names = run.info.class_names
+    rows = [
+        {"class": f"{i} {names[i]}" if names else i, "accuracy": acc}
+        for i, acc in enumerate(result["per_class_accuracy"])
+    ]
+    print(report.format_table(rows, ["class", "accuracy"]))
+    print(
+        f"\n{config.model} on {config.dataset}/{args.split} at step {result['step']}: "
+        f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+        f"({result['count']} examples)"
+    )
+    return 0
+
+
+def _data(args) -> int:
+    from modjax import data
+    from modjax.cli import report
+
+    if args.data_command == "list":
+        print(
+            report.format_table(
+                data.dataset_table(args.data_dir),
+                ["name", "classes", "shape", "available", "location"],
+            )
+        )
+        return 0
+    paths = data.download(
+        args.name, data_dir=args.data_dir, base_url=args.mirror, progress=args.progress
+    )
+    for path in paths:
+        print(path)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return {"train": _train, "eval": _eval, "data": _data}[args.command](args)
+    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        print(f"modjax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Run configuration for the CLI: a frozen dataclass, experiment config files, JSON round-trip."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import pathlib
+from typing import Any
+
+METHODS = ("standard", "mwt", "moda")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. Defaults: the embedded `digits` data, seconds on a CPU.
+
+    Hyperparameter defaults follow METHODS.md §9 (SGD 0.05, Nesterov momentum 0.9, per-epoch
+    cosine, batch 128); the paper runs are 200 epochs, set `num_epochs` for them.
+    """
+
+    model: str = "mlp"
+    dataset: str = "digits"
+    method: str = "standard"
+    width: float = 1.0
+    depth: int | None = None  # mlp only: number of hidden layers (1-4)
+    num_epochs: int = 5
+    global_batch_size: int = 128
+    learning_rate: float = 0.05
+    mask_learning_rate: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    t_max: int | None = None  # cosine period in epochs; None = num_epochs
+    seed: int = 0
+    augment: bool | None = None  # None = the dataset's default (METHODS §2.5)
+    normalize: bool = True
+    train_examples: int | None = None  # a seeded random subset of the training split
+    data_dir: str | None = None
+    backend: str = "auto"
+    num_devices: int | None = None
+    log_every: int = 50
+    eval_every: int = 1  # epochs
+    checkpoint_every: int = 500  # steps
+    keep_checkpoints: int = 3
+    # Objective weights; None = the paper default of the chosen method.
+    cohesion_weight: float | None = None
+    coupling_weight: float | None = None
+    affinity_weight: float | None = None
+    dispersion_weight: float | None = None
+    compactness_weight: float | None = None
+
+    def __post_init__(self):
+        _check(self.method in METHODS, "method", self.method, f"one of {METHODS}")
+        _check(self.width > 0, "width", self.width, "> 0")
+        _check(self.num_epochs >= 1, "num_epochs", self.num_epochs, ">= 1")
+        _check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, ">= 1")
+        _check(
+            self.learning_rate > 0 and math.isfinite(self.learning_rate),
+            "learning_rate",
+            self.learning_rate,
+            "a positive finite number",
+        )
+        _check(self.log_every >= 1, "log_every", self.log_every, ">= 1")
+        _check(self.eval_every >= 1, "eval_every", self.eval_every, ">= 1")
+        _check(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, ">= 1")
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints, ">= 1")
+        _check(
+            self.train_examples is None or self.train_examples >= 1,
+            "train_examples",
+            self.train_examples,
+            ">= 1 or None",
+        )
+        for name in ("cohesion", "coupling", "affinity", "dispersion", "compactness"):
+            value = getattr(self, f"{name}_weight")
+            _check(
+                value is None or (math.isfinite(value) and value >= 0),
+                f"{name}_weight",
+                value,
+                "a finite number >= 0",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: expected {expected}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def from_dict(values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+    """Builds a `TrainConfig`, rejecting unknown keys by name."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {unknown}; known: {sorted(FIELDS)}")
+    return TrainConfig(**values)
+
+
+def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
+    """Runs an experiment config file's `get_config()` and returns its settings dict.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file defines no `get_config()` or it returns no dict.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (see experiments/configs/)")
+    spec = importlib.util.spec_from_file_location(f"modjax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, "get_config", None)
+    if get_config is None:
+        raise ValueError(f"config file {path} must define get_config() returning a dict")
+    values = get_config()
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: get_config() returned {type(values).__name__}, expected dict")
+    return values
+
+
+def save_json(config: TrainConfig, path: pathlib.Path) -> None:
+    path.write_text(json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def load_json(path: pathlib.Path) -> TrainConfig:
+    return from_dict(json.loads(path.read_text()), source=str(path))

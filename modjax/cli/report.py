@@ -1,0 +1,84 @@
+"""Run outputs: JSON-lines metrics, window means on the host, and plain-text tables."""
+
+import json
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class MetricWriter:
+    """Appends one JSON object per line to `path` (process 0 only; others write nothing)."""
+
+    def __init__(self, path: pathlib.Path, *, enabled: bool = True):
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value
+
+
+def window_means(records: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """Means of per-step scalar metrics over a window of steps.
+
+    A term `x` that comes with a validity flag `x_valid` (undefined on some batches, METHODS
+    §11.3) is averaged over the steps where it was defined only; NaN when it never was.
+    """
+    if not records:
+        return {}
+    out = {}
+    for key in records[0]:
+        if key.endswith("_valid") or key == "finite":
+            continue
+        values = np.asarray([np.asarray(r[key], np.float64) for r in records])
+        if f"{key}_valid" in records[0]:
+            valid = np.asarray([bool(r[f"{key}_valid"]) for r in records])
+            out[key] = float(values[valid].mean()) if valid.any() else float("nan")
+        else:
+            out[key] = float(values.mean())
+    return out
+
+
+def first_nonfinite(records: Sequence[Mapping[str, np.ndarray]]) -> int | None:
+    """Index of the first record whose `finite` flag is false, else None."""
+    for i, r in enumerate(records):
+        if not bool(r["finite"]):
+            return i
+    return None
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A fixed-width text table of `rows` restricted to `columns` (missing cells blank)."""
+
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [
+        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)
+    ]
+    line = "  ".join(c.rjust(w) for c, w in zip(columns, widths))
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line, sep] + ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body])

@@ -1,0 +1,103 @@
+"""On-disk cache of decoded arrays (`.npz`, no pickle) for slow sources: JPEG folders and TFDS.
+
+The cache lives in `$MODJAX_CACHE_DIR`, else `~/.cache/modjax`, never next to the data (which
+may be read-only). An entry's key hashes the dataset, split, reader and the identity of every
+source (resolved path, size and modification time; for a directory, those of the directory and
+of its immediate subdirectories), so replacing a source file invalidates it. Failure to read or
+write the cache is logged and never fatal.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import tempfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["cache_dir", "cached_arrays"]
+
+logger = logging.getLogger(__name__)
+
+_VERSION = 1
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def cache_dir() -> pathlib.Path:
+    """Returns the cache directory: `$MODJAX_CACHE_DIR`, else `~/.cache/modjax`."""
+    env = os.environ.get("MODJAX_CACHE_DIR")
+    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "modjax"
+
+
+def _identity(path: pathlib.Path) -> list:
+    stat = path.stat()
+    entry = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    if path.is_dir():
+        entry.append(
+            sorted(
+                [child.name, child.stat().st_mtime_ns] for child in path.iterdir() if child.is_dir()
+            )
+        )
+    return entry
+
+
+def _key(description: dict, sources: Sequence[pathlib.Path]) -> str:
+    blob = json.dumps(
+        {"version": _VERSION, **description, "sources": [_identity(p) for p in sources]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cached_arrays(
+    compute_fn: Callable[[], Arrays],
+    *,
+    description: dict,
+    sources: Sequence[pathlib.Path],
+    enabled: bool = True,
+) -> Arrays:
+    """Returns `compute_fn()`, reusing a cached copy keyed on `description` and `sources`.
+
+    Args:
+        compute_fn: produces `(images, labels)` when there is no valid cache entry.
+        description: JSON-serialisable facts that select the arrays (dataset, split, reader);
+            `description["name"]` and `description["split"]` also name the file.
+        sources: the files or directories the arrays come from.
+        enabled: False skips the cache entirely.
+
+    Returns:
+        `(images, labels)`, from the cache when possible.
+    """
+    if not enabled:
+        return compute_fn()
+    stem = f"{description['name'].replace('/', '-')}-{description['split']}"
+    path = cache_dir() / f"{stem}-{_key(description, sources)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                logger.info(
+                    "loaded %s %s from cache %s", description["name"], description["split"], path
+                )
+                return npz["images"], npz["labels"]
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("ignoring unreadable cache file %s: %s", path, e)
+    images, labels = compute_fn()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}-", suffix=".tmp")
+        tmp = pathlib.Path(name)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, images=images, labels=labels)
+        tmp.chmod(0o644)  # mkstemp creates 0600; the cache may be shared.
+        os.replace(tmp, path)
+        tmp = None
+        logger.info("cached %s %s at %s", description["name"], description["split"], path)
+    except OSError as e:
+        logger.warning("could not write cache file %s: %s", path, e)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return images, labels

@@ -1,0 +1,135 @@
+"""Tests of modjax.checkpoint: round trip, damaged checkpoints, and kill -9 then resume."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from modjax import checkpoint, train
+from modjax.cli import config as config_lib
+from modjax.cli import loop
+from tests.tiny import TinyNet, tree_max_diff
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = REPO / "experiments" / "configs" / "smoke.py"
+
+
+def _tiny_state(seed=0):
+    model = TinyNet()
+    tx = train.make_optimizer(learning_rate=0.1, steps_per_epoch=1, num_epochs=1)
+    state = train.create_train_state(model=model, tx=tx, seed=seed, image_shape=(8, 8, 1))
+    return model, tx, state
+
+
+def test_round_trip_keeps_last_k(tmp_path):
+    model, tx, state = _tiny_state()
+    manager = checkpoint.make_manager(tmp_path, save_every=2, keep=2)
+    for step in range(1, 7):
+        checkpoint.save(manager, step, state._replace(step=state.step + step), meta={"s": step})
+    manager.wait_until_finished()
+    assert sorted(manager.all_steps()) == [4, 6]
+    abstract = train.abstract_train_state(model=model, tx=tx, image_shape=(8, 8, 1))
+    restored, meta = checkpoint.restore(manager, abstract)
+    assert int(restored.step) == 6 and meta == {"s": 6}
+    assert tree_max_diff(restored.params, state.params) == 0
+    assert isinstance(restored, train.TrainState)
+
+
+def test_no_checkpoint_and_bad_arguments(tmp_path):
+    model, tx, _ = _tiny_state()
+    manager = checkpoint.make_manager(tmp_path, save_every=1, keep=1)
+    abstract = train.abstract_train_state(model=model, tx=tx, image_shape=(8, 8, 1))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        checkpoint.restore(manager, abstract)
+    with pytest.raises(ValueError, match="save_every=0"):
+        checkpoint.make_manager(tmp_path, save_every=0, keep=1)
+
+
+def test_damaged_checkpoint_gives_a_clear_error(tmp_path):
+    model, tx, state = _tiny_state()
+    manager = checkpoint.make_manager(tmp_path, save_every=1, keep=1)
+    checkpoint.save(manager, 1, state)
+    manager.wait_until_finished()
+    damaged = 0
+    for path in (tmp_path / "1" / "state").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+            damaged += 1
+    assert damaged > 0
+    abstract = train.abstract_train_state(model=model, tx=tx, image_shape=(8, 8, 1))
+    manager = checkpoint.make_manager(tmp_path, save_every=1, keep=1)
+    with pytest.raises(checkpoint.CheckpointError, match="step 1 .* could not be restored"):
+        checkpoint.restore(manager, abstract)
+
+
+def test_wrong_model_checkpoint_gives_a_clear_error(tmp_path):
+    _, _, state = _tiny_state()
+    manager = checkpoint.make_manager(tmp_path, save_every=1, keep=1)
+    checkpoint.save(manager, 1, state)
+    manager.wait_until_finished()
+    other = TinyNet(width=4)
+    tx = train.make_optimizer(learning_rate=0.1, steps_per_epoch=1, num_epochs=1)
+    abstract = train.abstract_train_state(model=other, tx=tx, image_shape=(8, 8, 1))
+    with pytest.raises(checkpoint.CheckpointError, match="could not be restored"):
+        checkpoint.restore(manager, abstract)
+
+
+# The child trains the smoke config and SIGKILLs itself right after step KILL_AT's save call
+# (mid-epoch, between checkpoints): a real crash of a real process.
+CHILD = """
+import os, signal, sys
+from modjax import checkpoint
+from modjax.cli import main
+real_save = checkpoint.save
+def save(manager, step, state, **kw):
+    out = real_save(manager, step, state, **kw)
+    if step == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+checkpoint.save = save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _modjax(args, env_extra=None, code=None):
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", **(env_extra or {}))
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "modjax"]
+    return subprocess.run(cmd + args, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _final_params(workdir):
+    config = config_lib.load_json(workdir / "config.json")
+    run = loop.build_run(config)
+    manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10)
+    abstract = train.abstract_train_state(
+        model=run.model, tx=run.tx, image_shape=run.info.image_shape, mesh=run.mesh
+    )
+    state, _ = checkpoint.restore(manager, abstract)
+    return jax.device_get(state)
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    args = ["train", "--config", str(SMOKE), "--num-epochs", "3", "--checkpoint-every", "5",
+            "--num-devices", "1", "--no-progress"]
+    full = _modjax(args + ["--workdir", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    killed = _modjax(args + ["--workdir", str(tmp_path / "killed")], {"KILL_AT": "13"}, CHILD)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    steps = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps and max(steps) <= 13
+
+    resumed = _modjax(args + ["--workdir", str(tmp_path / "killed")])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = _final_params(tmp_path / "full"), _final_params(tmp_path / "killed")
+    assert int(a.step) == int(b.step) == 24
+    assert tree_max_diff(a.params, b.params) < 1e-6
+    assert tree_max_diff(a.opt_state, b.opt_state) < 1e-6
+    np.testing.assert_array_equal(a.rng, b.rng)
