@@ -1,0 +1,211 @@
+"""The model zoo: `get_model` by name, and the layer names and channel counts of each model.
+
+Every model is a Flax Linen module used as
+
+    variables = model.init({"params": key, "dropout": key}, x, train=False)
+    (logits, acts), updates = model.apply(variables, x, train=True, masks=None,
+                                          rngs={"dropout": key}, mutable=["batch_stats"])
+    logits, acts = model.apply(variables, x, train=False)
+
+with `x` float32 NHWC. `acts` maps stable layer names to post-ReLU activations (`[B, H, W, C]` or
+`[B, n]`) and, for MwT models, `f"{conv}/mask"` to generator masks `[B, C]`, in forward order.
+JAX returns dicts with sorted keys from `jit`/`eval_shape`, so take the forward order from
+`tracked_layers`, `masked_layers` and `mask_points` rather than from a jitted output.
+
+`masks` takes external per-layer keep-masks `{name: [C] or [B, C]}` keyed by any name in
+`mask_points(...)`: a conv/dense layer (applied after BN, before ReLU and any residual add) or a
+ResNet block output `layer{s}.{b}` (applied after the post-add ReLU).
+"""
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+
+from modjax.models.cnn import LeNet5, ResCNN, SimCNN
+from modjax.models.layers import ConvUnit, MaskGenerator, scaled
+from modjax.models.mlp import MLP, check_mlp
+from modjax.models.mobilenet import MobileNet
+from modjax.models.resnet import ResNet18
+from modjax.models.size import (
+    _trace,
+    count_conv_kernels,
+    count_generator_params,
+    count_macs,
+    count_masked_kernels,
+    count_params,
+    summarize,
+)
+from modjax.models.vgg import VGG, VGG16, VGG16_MODA
+
+_CONSTRUCTORS = {
+    "mlp": MLP,
+    "lenet5": LeNet5,
+    "simcnn": SimCNN,
+    "rescnn": ResCNN,
+    "vgg16": VGG16,
+    "vgg16_moda": VGG16_MODA,
+    "resnet18": ResNet18,
+    "mobilenet": MobileNet,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
+"""Names accepted by `get_model`."""
+
+_COMMON = ("num_classes", "width", "mask_generators")
+
+
+def _extra_kwargs(name: str) -> tuple[str, ...]:
+    ctor = _CONSTRUCTORS[name]
+    fixed = ()
+    if isinstance(ctor, functools.partial):
+        ctor, fixed = ctor.func, tuple(ctor.keywords)
+    fields = (f.name for f in dataclasses.fields(ctor) if f.init)
+    return tuple(f for f in fields if f not in (*_COMMON, *fixed, "parent", "name"))
+
+
+def get_model(
+    name: str,
+    *,
+    num_classes: int = 10,
+    width: float = 1.0,
+    mask_generators: bool = False,
+    **model_kwargs,
+) -> nn.Module:
+    """Builds a model of the zoo by name.
+
+    Args:
+        name: one of `MODEL_NAMES`: `mlp`, `lenet5`, `simcnn`, `rescnn`, `vgg16` (MwT variant (a)),
+            `vgg16_moda` (variant (b)), `resnet18`, `mobilenet`.
+        num_classes: output units N.
+        width: channel/unit multiplier: every conv width and hidden FC width c becomes
+            `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
+        mask_generators: build the MwT modular model (METHODS §4.1, §4.2): every conv but the first
+            gets a mask generator, returned in acts as `f"{conv}/mask"`.
+        **model_kwargs: model-specific options: `mlp`: `depth` (4), `hidden` (49); `simcnn`,
+            `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
+            `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True).
+
+    Returns:
+        An unbound Flax module whose `__call__(x, *, train=False, masks=None)` returns
+        `(logits, acts)`.
+
+    Raises:
+        ValueError: for an unknown name, an unknown or bad option, or `mask_generators` on `mlp`.
+        TypeError: if `mask_generators` is not a bool.
+
+    Example:
+        >>> model = get_model("resnet18", width=0.125)
+        >>> len(tracked_layers(model))
+        17
+    """
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"unknown model name={name!r}; expected one of {list(MODEL_NAMES)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} must be an int >= 1")
+    scaled(1, width)  # validates width
+    if not isinstance(mask_generators, bool):
+        raise TypeError(f"mask_generators={mask_generators!r} must be a bool")
+    allowed = _extra_kwargs(name)
+    unknown = sorted(set(model_kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown options {unknown} for model {name!r}; expected some of {list(allowed)}"
+        )
+    rate = model_kwargs.get("dropout_rate", 0.0)
+    if not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout_rate={rate!r} must be in [0, 1)")
+    if name == "mlp":
+        check_mlp(
+            depth=model_kwargs.get("depth", 4),
+            hidden=model_kwargs.get("hidden", 49),
+            mask_generators=mask_generators,
+        )
+    return _CONSTRUCTORS[name](
+        num_classes=num_classes, width=width, mask_generators=mask_generators, **model_kwargs
+    )
+
+
+def _resolve(model: str | nn.Module, model_kwargs: dict) -> nn.Module:
+    if isinstance(model, str):
+        return get_model(model, **model_kwargs)
+    if model_kwargs:
+        raise ValueError(f"model options {sorted(model_kwargs)} need a model name, not a module")
+    return model
+
+
+def mask_points(
+    model: str | nn.Module, *, input_shape: Sequence[int] = (32, 32, 3), **model_kwargs
+) -> dict[str, int]:
+    """Every name the `masks` argument accepts, in forward order, with its channel count.
+
+    Computed from an abstract forward pass. These are the hidden conv/dense layers, plus ResNet's
+    `layer{s}.{b}.conv2`, `.shortcut` (pre-add) and `layer{s}.{b}` (post-add ReLU) points.
+
+    Args:
+        model: a name of `MODEL_NAMES` (built with `model_kwargs`) or a model instance.
+        input_shape: one example's shape without the batch axis.
+        **model_kwargs: `get_model` keyword arguments (with a name only).
+
+    Example:
+        >>> list(mask_points("mlp", depth=2).items())
+        [('dense_0', 49), ('dense_1', 49)]
+    """
+    return _trace(_resolve(model, model_kwargs), input_shape).points
+
+
+def tracked_layers(
+    model: str | nn.Module, *, input_shape: Sequence[int] = (32, 32, 3), **model_kwargs
+) -> dict[str, int]:
+    """The act names (post-ReLU hidden layers, MODA §5.1) in forward order, with channel counts.
+
+    Excludes the `"/mask"` entries of MwT models. Arguments as `mask_points`.
+
+    Example:
+        >>> list(tracked_layers("lenet5"))
+        ['conv_0', 'conv_1', 'fc_0', 'fc_1']
+    """
+    acts = _trace(_resolve(model, model_kwargs), input_shape).acts
+    return {n: shape[-1] for n, shape in acts.items() if not n.endswith("/mask")}
+
+
+def masked_layers(
+    model: str | nn.Module, *, input_shape: Sequence[int] = (32, 32, 3), **model_kwargs
+) -> dict[str, int]:
+    """The MwT-masked convs in forward order, with channel counts (empty without generators).
+
+    The keys of `acts` holding their masks are `f"{name}/mask"`; K = sum of the counts. Arguments
+    as `mask_points`.
+
+    Example:
+        >>> list(masked_layers("lenet5", mask_generators=True).items())
+        [('conv_1', 16)]
+    """
+    acts = _trace(_resolve(model, model_kwargs), input_shape).acts
+    return {n.removesuffix("/mask"): shape[-1] for n, shape in acts.items() if n.endswith("/mask")}
+
+
+__all__ = [
+    "MLP",
+    "MODEL_NAMES",
+    "VGG",
+    "VGG16",
+    "VGG16_MODA",
+    "ConvUnit",
+    "LeNet5",
+    "MaskGenerator",
+    "MobileNet",
+    "ResCNN",
+    "ResNet18",
+    "SimCNN",
+    "count_conv_kernels",
+    "count_generator_params",
+    "count_macs",
+    "count_masked_kernels",
+    "count_params",
+    "get_model",
+    "mask_points",
+    "masked_layers",
+    "summarize",
+    "tracked_layers",
+]

@@ -1,0 +1,290 @@
+"""Shared building blocks of the model zoo: initializers, the MwT mask generator, conv units."""
+
+import math
+from collections.abc import Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Initializer = Callable[..., jax.Array]
+
+# PyTorch `kaiming_normal_` is an untruncated normal (METHODS §2.4); Flax's `kaiming_normal` is
+# truncated, so spell out the variance scaling. Flax fans match PyTorch's for conv kernels
+# `[kh, kw, in / groups, out]` and dense kernels `[in, out]`.
+kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+kaiming_normal_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+# PyTorch's default Linear/Conv weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)):
+# a uniform of variance scale/fan_in has limit sqrt(3 * scale / fan_in), so scale = 1/3.
+torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+normal_001 = nn.initializers.normal(stddev=0.01)
+glorot_uniform = nn.initializers.glorot_uniform()
+zeros = nn.initializers.zeros
+
+BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
+BN_EPSILON = 1e-5
+
+
+def torch_default_bias(fan_in: int) -> Initializer:
+    """PyTorch's default bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for a known fan_in."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init_fn
+
+
+def scaled(channels: int, width: float) -> int:
+    """Applies the width multiplier: `max(1, round(channels * width))`.
+
+    Raises:
+        ValueError: if `width` is not a positive number.
+    """
+    if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+        raise ValueError(f"width={width!r} must be a positive number (1.0 = paper architecture)")
+    return max(1, round(channels * width))
+
+
+def generator_hidden(channels: int) -> int:
+    """MwT generator hidden size H_g: C_out if C_out < 128 else C_out // 2 (METHODS §4.1)."""
+    return channels if channels < 128 else channels // 2
+
+
+def check_min_size(x: jax.Array, size: int, *, model: str) -> None:
+    """Checks that NHWC input `x` is at least `size`×`size` (e.g. 32 for five 2×2 max-pools).
+
+    Raises:
+        ValueError: naming the model, the input shape and the minimum.
+    """
+    if x.ndim != 4 or x.shape[1] < size or x.shape[2] < size:
+        raise ValueError(
+            f"{model} needs NHWC inputs of at least {size}x{size}; got shape {tuple(x.shape)}"
+        )
+
+
+def flatten_nchw(x: jax.Array) -> jax.Array:
+    """Flattens `[B, H, W, C]` channel-major (PyTorch order c·H·W + h·W + w) to `[B, C·H·W]`."""
+    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+def max_pool(x: jax.Array) -> jax.Array:
+    """2×2 max-pool with stride 2 (PyTorch floor mode)."""
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+class MaskGenerator(nn.Module):
+    """MwT mask generator G: per-sample, per-output-channel soft masks (METHODS §4.1).
+
+    z = mean_{H,W} x; h = ReLU(W₁ z) (no bias); m = ReLU(tanh(W₂ h + b₂)), with W₁, W₂
+    Kaiming-normal fan_in (untruncated) and b₂ = 1.0, so m ≈ tanh(1) ≈ 0.76 at init.
+
+    Attributes:
+        features: C_out, the number of masked channels.
+        hidden: H_g; defaults to `generator_hidden(features)`.
+    """
+
+    features: int
+    hidden: int | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Maps the conv input `[B, H, W, C_in]` to masks `[B, features]` in [0, 1)."""
+        hidden = self.hidden if self.hidden is not None else generator_hidden(self.features)
+        z = jnp.mean(x, axis=(1, 2))
+        h = nn.relu(
+            nn.Dense(hidden, use_bias=False, kernel_init=kaiming_normal_fan_in, name="fc1")(z)
+        )
+        a = nn.Dense(
+            self.features,
+            kernel_init=kaiming_normal_fan_in,
+            bias_init=nn.initializers.constant(1.0),
+            name="fc2",
+        )(h)
+        return nn.relu(jnp.tanh(a))
+
+
+class ConvUnit(nn.Module):
+    """Conv → optional BN → optional MwT generator mask; returns the pre-activation.
+
+    With `generator=True` this is MwT's `MaskConvBN` (METHODS §4.1): the generator reads the conv
+    input, BN statistics use the unmasked conv output, and the mask multiplies the BN output.
+
+    Attributes:
+        features: output channels.
+        kernel_size: square kernel size.
+        strides: stride.
+        padding: symmetric PyTorch-style padding (METHODS §2.4).
+        groups: feature groups (`groups == features == C_in` is depthwise).
+        use_bias: conv bias.
+        use_bn: BatchNorm (momentum 0.9, eps 1e-5) after the conv.
+        generator: attach a `MaskGenerator` (MwT always pairs it with BN).
+        kernel_init: conv kernel init (default Kaiming-normal fan_out).
+        bias_init: conv bias init (default zeros).
+    """
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    padding: int = 1
+    groups: int = 1
+    use_bias: bool = True
+    use_bn: bool = True
+    generator: bool = False
+    kernel_init: Initializer = kaiming_normal_fan_out
+    bias_init: Initializer = zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
+        """Returns `(y, mask)`: `y` `[B, H', W', features]` before ReLU, `mask` `[B, features]`."""
+        k, p = self.kernel_size, self.padding
+        y = nn.Conv(
+            self.features,
+            (k, k),
+            strides=(self.strides, self.strides),
+            padding=((p, p), (p, p)),
+            feature_group_count=self.groups,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+            name="conv",
+        )(x)
+        if self.use_bn:
+            y = nn.BatchNorm(
+                use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="bn"
+            )(y)
+        mask = None
+        if self.generator:
+            mask = MaskGenerator(self.features, name="generator")(x)
+            y = y * mask[:, None, None, :]
+        return y, mask
+
+
+def dense(x: jax.Array, features: int, *, init: str, name: str) -> jax.Array:
+    """A dense layer with a named init scheme, created inside the calling compact module.
+
+    Args:
+        x: `[B, n_in]` input.
+        features: output units.
+        init: `"torch"` (PyTorch default, U(±1/√fan_in) for weight and bias), `"normal001"`
+            (N(0, 0.01²), zero bias) or `"keras"` (Glorot-uniform, zero bias).
+        name: module name.
+    """
+    if init == "torch":
+        kernel_init, bias_init = torch_default_kernel, torch_default_bias(x.shape[-1])
+    elif init == "normal001":
+        kernel_init, bias_init = normal_001, zeros
+    elif init == "keras":
+        kernel_init, bias_init = glorot_uniform, zeros
+    else:
+        raise ValueError(f"init={init!r} must be one of 'torch', 'normal001', 'keras'")
+    return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
+
+
+class Recorder:
+    """Per-forward bookkeeping: acts in forward order, mask points and external keep-masks.
+
+    A plain object created at the start of a model's `__call__` and dropped at its end; the model
+    returns `finish()`'s acts, so `apply` stays a pure function.
+
+    Args:
+        masks: external keep-masks `{layer name: [C] or [B, C]}`, or None.
+        model: the model's name, for error messages.
+    """
+
+    def __init__(self, masks: Mapping[str, jax.Array] | None, *, model: str):
+        self.masks = dict(masks or {})
+        self.model = model
+        self.acts: dict[str, jax.Array] = {}
+        self.points: dict[str, int] = {}
+
+    def keep(self, name: str, y: jax.Array) -> jax.Array:
+        """Registers mask point `name` (channels = last axis of `y`) and applies its keep-mask."""
+        channels = y.shape[-1]
+        self.points[name] = channels
+        if name not in self.masks:
+            return y
+        mask = jnp.asarray(self.masks[name])
+        batch = y.shape[0]
+        ok = (mask.ndim == 1 and mask.shape == (channels,)) or (
+            mask.ndim == 2 and mask.shape in ((batch, channels), (1, channels))
+        )
+        if not ok:
+            raise ValueError(
+                f"masks[{name!r}] has shape {tuple(mask.shape)}; {self.model} layer {name!r} has "
+                f"{channels} channels, so expected ({channels},) or ({batch}, {channels})"
+            )
+        if mask.ndim == 2 and y.ndim == 4:
+            mask = mask[:, None, None, :]
+        return y * mask.astype(y.dtype)
+
+    def act(self, name: str, a: jax.Array) -> jax.Array:
+        """Stores the post-ReLU activation of layer `name` and returns it."""
+        self.acts[name] = a
+        return a
+
+    def generated(self, name: str, mask: jax.Array | None) -> None:
+        """Stores an MwT generator mask `[B, C]` under `f"{name}/mask"` (no-op for None)."""
+        if mask is not None:
+            self.acts[f"{name}/mask"] = mask
+
+    def finish(self, module: nn.Module) -> dict[str, jax.Array]:
+        """Checks mask keys, exposes mask points for introspection and returns the acts.
+
+        When the `"intermediates"` collection is mutable (introspection, e.g. `models.mask_points`;
+        plain `init` and `apply` leave it immutable), stores `intermediates["mask_points"] =
+        {name: zeros((index, channels))}`: the shape carries the forward index and channel count,
+        so the order survives JAX's key-sorted dict flattening.
+
+        Raises:
+            ValueError: if a key of `masks` names no mask point of the model.
+        """
+        unknown = [k for k in self.masks if k not in self.points]
+        if unknown:
+            raise ValueError(
+                f"masks has keys {unknown} that name no mask point of {self.model}; "
+                f"valid names: {list(self.points)}"
+            )
+        if module.is_mutable_collection("intermediates"):
+            points = {n: jnp.zeros((i, c)) for i, (n, c) in enumerate(self.points.items())}
+            module.put_variable("intermediates", "mask_points", points)
+        return self.acts
+
+
+def conv_layer(
+    rec: Recorder,
+    x: jax.Array,
+    *,
+    name: str,
+    train: bool,
+    module_name: str | None = None,
+    relu: bool = True,
+    **unit_kwargs,
+) -> jax.Array:
+    """Runs a `ConvUnit` as layer `name`: generator mask, keep-mask, then ReLU and act.
+
+    Must be called inside a compact method; the unit is a child of the calling module, named
+    `module_name` (default `name`).
+
+    Args:
+        rec: the forward's recorder.
+        x: `[B, H, W, C_in]` input.
+        name: stable layer name (act key, mask key).
+        train: BN batch statistics.
+        module_name: the unit's Flax module name.
+        relu: apply ReLU and record the act; False returns the masked pre-activation (e.g. before a
+            residual add), with no act entry.
+        **unit_kwargs: `ConvUnit` attributes.
+    """
+    y, mask = ConvUnit(name=module_name or name, **unit_kwargs)(x, train=train)
+    rec.generated(name, mask)
+    y = rec.keep(name, y)
+    if not relu:
+        return y
+    return rec.act(name, nn.relu(y))
+
+
+def dense_layer(rec: Recorder, x: jax.Array, features: int, *, name: str, init: str) -> jax.Array:
+    """A hidden dense layer `name`: Dense → keep-mask → ReLU, recorded as an act."""
+    y = rec.keep(name, dense(x, features, init=init, name=name))
+    return rec.act(name, nn.relu(y))
