@@ -107,7 +107,7 @@ def _final_params(workdir):
     run = loop.build_run(config)
     manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10)
     abstract = train.abstract_train_state(
-        model=run.model, tx=run.tx, image_shape=run.info.image_shape, mesh=run.mesh
+        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
     state, _ = checkpoint.restore(manager, abstract)
     return jax.device_get(state)

@@ -158,3 +158,34 @@ def test_eval_step_returns_sums_over_real_rows_only():
     np.testing.assert_array_equal(sums["per_class_count"], np.bincount(labels[:11], minlength=3))
     per_class = np.bincount(labels[:11], weights=pred == labels[:11], minlength=3)
     np.testing.assert_array_equal(sums["per_class_correct"], per_class)
+
+
+@pytest.mark.parametrize("method", ["mwt", "moda"])
+def test_modular_objectives_compile_once_and_run_without_host_transfers(method):
+    from modjax import models
+
+    model = models.get_model("lenet5", num_classes=3, width=0.5, mask_generators=method == "mwt")
+    factory = objectives.mwt_objective if method == "mwt" else objectives.moda_objective
+    objective = factory(num_classes=3)
+    traces = []
+
+    def counting(logits, acts, labels):
+        traces.append(1)
+        return objective(logits, acts, labels)
+
+    tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=4, num_epochs=1)
+    shape = (16, 16, 1)
+    state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=shape)
+    step = train.make_train_step(model=model, tx=tx, objective=counting, preprocess=to_float)
+    images, labels = synthetic(num=64, shape=shape)
+    batches = [jax.device_put({"image": images[i:i + 16], "label": labels[i:i + 16]})
+               for i in range(0, 64, 16)]
+    state, metrics = step(state, batches[0])
+    with jax.transfer_guard("disallow"):
+        for batch in batches[1:]:
+            state, metrics = step(state, batch)
+    assert len(traces) == 1 and step._cache_size() == 1
+    assert int(state.step) == 4 and bool(metrics["finite"])
+    expected = {"cohesion", "coupling", "kernel_rate"} if method == "mwt" else {
+        "affinity", "dispersion", "compactness"}
+    assert expected <= set(metrics)

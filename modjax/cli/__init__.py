@@ -28,6 +28,7 @@ HELP = {
     "seed": "seed of initialization, data order and augmentation",
     "augment": "random crop + flip on device (default: the dataset's convention)",
     "normalize": "subtract the dataset mean and divide by its std",
+    "image_size": "resize images to SIZE x SIZE on device (e.g. 32 to run MNIST through CNNs)",
     "train_examples": "train on a seeded random subset of this many examples",
     "data_dir": "dataset directory (default: $MODJAX_DATA_DIR)",
     "backend": "auto (raw files, else TFDS), raw or tfds",
@@ -192,7 +193,7 @@ def _eval(args) -> int:
     run = loop.build_run(config)
     manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
     abstract = train.abstract_train_state(
-        model=run.model, tx=run.tx, image_shape=run.info.image_shape, mesh=run.mesh
+        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
     state, _ = checkpoint.restore(manager, abstract)
     result = loop.evaluate(run, train.variables_of(state), split=args.split)

@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool | None = None  # None = the dataset's default (METHODS §2.5)
     normalize: bool = True
+    image_size: int | None = None  # resize inputs on device, e.g. 32 for MNIST on CNNs
     train_examples: int | None = None  # a seeded random subset of the training split
     data_dir: str | None = None
     backend: str = "auto"
@@ -60,6 +61,10 @@ class TrainConfig:
             "learning_rate",
             self.learning_rate,
             "a positive finite number",
+        )
+        _check(
+            self.image_size is None or self.image_size >= 1,
+            "image_size", self.image_size, ">= 1 or None",
         )
         _check(self.log_every >= 1, "log_every", self.log_every, ">= 1")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, ">= 1")

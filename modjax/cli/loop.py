@@ -48,6 +48,7 @@ class Run:
     steps_per_epoch: int
     tx: Any
     eval_step: Any
+    input_shape: tuple[int, int, int]
 
 
 def make_objective(config: TrainConfig, num_classes: int):
@@ -75,6 +76,19 @@ def make_objective(config: TrainConfig, num_classes: int):
     if stray:
         raise ValueError(f"{stray} do not apply to method={config.method!r}; use {sorted(allowed)}")
     return factory(num_classes=num_classes, **weights)
+
+
+def make_preprocess(config: TrainConfig, info, *, augment: bool):
+    return data.make_preprocess(
+        info, augment=augment, normalize=config.normalize, image_size=config.image_size
+    )
+
+
+def input_shape(config: TrainConfig, info) -> tuple[int, int, int]:
+    """The model's input shape: the dataset's, or `image_size` square when resizing."""
+    if config.image_size is None:
+        return tuple(info.image_shape)
+    return (config.image_size, config.image_size, info.image_shape[-1])
 
 
 def _subset(images, labels, n, seed):
@@ -131,18 +145,11 @@ def build_run(config: TrainConfig) -> Run:
         model=model,
         num_classes=info.num_classes,
         mesh=mesh,
-        preprocess=data.make_preprocess(info, augment=False, normalize=config.normalize),
+        preprocess=make_preprocess(config, info, augment=False),
     )
     return Run(
-        config,
-        info,
-        model,
-        mesh,
-        (train_images, train_labels),
-        (test_images, test_labels),
-        steps,
-        tx,
-        eval_step,
+        config, info, model, mesh, (train_images, train_labels), (test_images, test_labels),
+        steps, tx, eval_step, input_shape(config, info),
     )
 
 
@@ -189,7 +196,7 @@ def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
 
 def restore_or_create(run: Run, manager) -> train.TrainState:
     abstract = train.abstract_train_state(
-        model=run.model, tx=run.tx, image_shape=run.info.image_shape, mesh=run.mesh
+        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
     if checkpoint.latest_step(manager) is not None:
         state, _ = checkpoint.restore(manager, abstract)
@@ -199,7 +206,7 @@ def restore_or_create(run: Run, manager) -> train.TrainState:
         model=run.model,
         tx=run.tx,
         seed=run.config.seed,
-        image_shape=run.info.image_shape,
+        image_shape=run.input_shape,
         mesh=run.mesh,
     )
 
@@ -242,7 +249,7 @@ def train_and_evaluate(
         tx=run.tx,
         objective=objective,
         mesh=run.mesh,
-        preprocess=data.make_preprocess(run.info, augment=augment, normalize=config.normalize),
+        preprocess=make_preprocess(config, run.info, augment=augment),
     )
     writer = report.MetricWriter(workdir / "metrics.jsonl", enabled=is_main)
     spe, total = run.steps_per_epoch, run.steps_per_epoch * config.num_epochs
@@ -258,7 +265,7 @@ def train_and_evaluate(
     )
     t_window, t_compile = time.perf_counter(), None
 
-    def flush(step):
+    def flush(step, *, compile_s=None):
         """Host sync at log/checkpoint steps: NaN check, window means, progress postfix."""
         nonlocal pending, t_window
         host = jax.device_get(pending)
@@ -272,12 +279,15 @@ def train_and_evaluate(
             )
         now = time.perf_counter()
         means = report.window_means(host)
-        means["images_per_s"] = len(host) * config.global_batch_size / max(now - t_window, 1e-9)
+        if compile_s is None:
+            means["images_per_s"] = len(host) * config.global_batch_size / (now - t_window)
+        else:  # the first step (compile + run) is reported apart from throughput
+            means["compile_time_s"] = compile_s
         writer.write({"kind": "train", "step": step, **means})
         bar.set_postfix(
             loss=f"{means['loss']:.4f}",
             acc=f"{means['accuracy']:.3f}",
-            img_s=f"{means['images_per_s']:.0f}",
+            img_s=f"{means.get('images_per_s', 0):.0f}",
         )
         epoch_records.extend(host)
         pending, t_window = [], now
@@ -300,12 +310,12 @@ def train_and_evaluate(
         )
         for step in range(epoch * spe + first + 1, (epoch + 1) * spe + 1):
             state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
+            pending.append(metrics)
             if t_compile is None:  # one sync on the first step: compile time, reported apart
                 jax.block_until_ready(metrics)
                 t_compile = time.perf_counter() - t_window
-                t_window = time.perf_counter()
-            pending.append(metrics)
-            if step % config.log_every == 0 or step % spe == 0 or manager.should_save(step):
+                flush(step, compile_s=t_compile)
+            elif step % config.log_every == 0 or step % spe == 0 or manager.should_save(step):
                 flush(step)
             checkpoint.save(
                 manager, step, state, meta={"epoch": epoch, "step": step}, force=step == total

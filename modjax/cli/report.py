@@ -41,18 +41,18 @@ def _jsonable(value):
 def window_means(records: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """Means of per-step scalar metrics over a window of steps.
 
-    A term `x` that comes with a validity flag `x_valid` (undefined on some batches, METHODS
+    A term `x` that comes with a validity flag `x_defined` (undefined on some batches, METHODS
     §11.3) is averaged over the steps where it was defined only; NaN when it never was.
     """
     if not records:
         return {}
     out = {}
     for key in records[0]:
-        if key.endswith("_valid") or key == "finite":
+        if key.endswith("_defined") or key == "finite":
             continue
         values = np.asarray([np.asarray(r[key], np.float64) for r in records])
-        if f"{key}_valid" in records[0]:
-            valid = np.asarray([bool(r[f"{key}_valid"]) for r in records])
+        if f"{key}_defined" in records[0]:
+            valid = np.asarray([bool(r[f"{key}_defined"]) for r in records])
             out[key] = float(values[valid].mean()) if valid.any() else float("nan")
         else:
             out[key] = float(values.mean())

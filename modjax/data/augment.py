@@ -54,6 +54,7 @@ def make_preprocess(
     normalize: bool = True,
     crop_pad: int | None = None,
     flip: bool | None = None,
+    image_size: int | None = None,
 ) -> PreprocessFn:
     """Builds `preprocess_fn(images, rng) -> float32 images` for one dataset.
 
@@ -68,13 +69,17 @@ def make_preprocess(
         normalize: whether to normalize with `info.mean` / `info.std`.
         crop_pad: overrides `info.augment_crop_pad` (0 disables the crop).
         flip: overrides `info.augment_flip`.
+        image_size: if set, resize every image to `image_size × image_size` (bilinear, on
+            device, before augmentation), e.g. 32 to feed 28×28 MNIST to VGG/LeNet5.
 
     Returns:
         `preprocess_fn(images, rng)`: `images` uint8 `[B, H, W, C]`, `rng` a PRNG key (unused
-        without augmentation) -> float32 `[B, H, W, C]`. Pure and jit-compatible.
+        without augmentation) -> float32 `[B, H', W', C]` (H' = W' = `image_size` if given).
+        Pure and jit-compatible.
 
     Raises:
-        ValueError: on a negative `crop_pad` or mean/std lengths that don't match the channels.
+        ValueError: on a negative `crop_pad`, a non-positive `image_size`, or mean/std lengths
+            that don't match the channels.
 
     Example:
         >>> from modjax.data import get_info
@@ -86,6 +91,8 @@ def make_preprocess(
     do_flip = info.augment_flip if flip is None else flip
     if pad < 0:
         raise ValueError(f"crop_pad={pad}; expected a non-negative integer")
+    if image_size is not None and image_size <= 0:
+        raise ValueError(f"image_size={image_size}; expected a positive integer or None")
     channels = info.image_shape[-1]
     if len(info.mean) != channels or len(info.std) != channels:
         raise ValueError(
@@ -101,6 +108,8 @@ def make_preprocess(
                 f"images.shape={images.shape}; expected [B, *{info.image_shape}] for {info.name}"
             )
         x = jnp.asarray(images).astype(jnp.float32) / np.float32(255)
+        if image_size is not None and x.shape[1:3] != (image_size, image_size):
+            x = jax.image.resize(x, (x.shape[0], image_size, image_size, channels), "bilinear")
         if augment:
             crop_key, flip_key = jax.random.split(rng)
             if pad > 0:
