@@ -1,3 +1,48 @@
-"""modjax: modular deep learning in JAX/Flax."""
+"""modjax: modular deep learning in JAX/Flax.
+
+Submodules: `data` (datasets and batches), `models` (the zoo), `objectives` (CE, MwT, MODA),
+`train` (state and jitted steps), `parallel` (device mesh), `checkpoint` (Orbax),
+`modularize` (module extraction), `prune` (pruned modules), `module_io` (module files),
+`metrics` (modularity metrics), `compose` (classifiers built from modules).
+"""
+
+from modjax import (
+    checkpoint,
+    compose,
+    data,
+    metrics,
+    models,
+    modularize,
+    module_io,
+    objectives,
+    parallel,
+    prune,
+    train,
+)
+from modjax.models import get_model
+from modjax.objectives import combine, moda_objective, mwt_objective
+from modjax.train import TrainState, make_eval_step, make_optimizer, make_train_step
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "TrainState",
+    "checkpoint",
+    "combine",
+    "compose",
+    "data",
+    "get_model",
+    "make_eval_step",
+    "make_optimizer",
+    "make_train_step",
+    "metrics",
+    "moda_objective",
+    "models",
+    "modularize",
+    "module_io",
+    "mwt_objective",
+    "objectives",
+    "parallel",
+    "prune",
+    "train",
+]

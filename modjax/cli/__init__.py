@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import sys
 
+from modjax.cli import modules_cmd
 from modjax.cli.config import FIELDS, TrainConfig
 
 # Help text of every TrainConfig setting, shown by `modjax train --help`.
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
     )
+    modules_cmd.add_commands(sub)
     return parser
 
 
@@ -242,7 +244,8 @@ def main(argv=None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return {"train": _train, "eval": _eval, "data": _data}[args.command](args)
+        handlers = {"modularize": modules_cmd.modularize, "compose": modules_cmd.compose}
+        return {"train": _train, "eval": _eval, "data": _data, **handlers}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
         if args.verbose:
             raise

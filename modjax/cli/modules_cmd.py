@@ -1,0 +1,394 @@
+"""`modjax modularize` and `modjax compose`: extract per-class modules; compose and evaluate."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any
+
+MODULAR_METHODS = ("mwt", "moda")
+
+
+def add_commands(sub) -> None:
+    """Registers the `modularize` and `compose` sub-commands on `sub` (argparse subparsers)."""
+    p = sub.add_parser(
+        "modularize",
+        help="extract one module per class from a trained MwT/MODA run",
+        description="Restore the latest checkpoint of a training workdir (method mwt or moda), "
+        "run module extraction over its training split with the test transform (METHODS §4.5, "
+        "§5.4), and save every per-class module under OUT/class_<c>/ plus OUT/modules.json "
+        "(retention, fallbacks, timing). OUT is written whole or not at all.",
+    )
+    p.add_argument("--workdir", required=True, help="a directory written by `modjax train`")
+    p.add_argument(
+        "--threshold", type=float, default=0.9,
+        help="activity frequency tau in (0, 1] a unit needs to join a class module "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-fallback", dest="fallback", action="store_false",
+        help="disable the method's fallback for layers that keep too few units (MODA 2024 parity)",
+    )
+    p.add_argument(
+        "--out", help="output directory; must not exist (default: WORKDIR/modules)"
+    )
+    p.add_argument("--data-dir", help="dataset directory (default: the run's, or $MODJAX_DATA_DIR)")
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
+    )
+
+    p = sub.add_parser(
+        "compose",
+        help="compose saved modules into one classifier and evaluate it",
+        description="Load saved modules, restore each parent from the training workdir named in "
+        "its manifest, build one pruned network per parent over the union of its modules "
+        "(outputs of different parents concatenated), and evaluate on the test split(s) of the "
+        "involved datasets, restricted to the composed classes.",
+    )
+    p.add_argument(
+        "--modules", nargs="+", required=True, metavar="DIR",
+        help="module directories written by `modjax modularize`, e.g. mods/class_3",
+    )
+    p.add_argument(
+        "--relabel", nargs="+", default=[], metavar="DATASET:CLASS=NEW",
+        help="give class CLASS of DATASET the output id NEW; needed when modules of different "
+        "datasets share class ids, e.g. kmnist:1=11",
+    )
+    p.add_argument(
+        "--calibrate", action="store_true",
+        help="min-max normalize each output by its range over its parent's training samples "
+        "of the composed classes before the argmax (METHODS §5.7 step 5); default raw logits",
+    )
+    p.add_argument(
+        "--data-dir", help="dataset directory (default: each run's, or $MODJAX_DATA_DIR)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)"
+    )
+    p.add_argument("--out", help="write the result as JSON to this file")
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = None):
+    """`(config, run, host variables, step)` of a training workdir's checkpoint."""
+    import jax
+
+    from modjax import checkpoint, train
+    from modjax.cli import config as config_lib
+    from modjax.cli import loop
+
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{workdir / 'config.json'} not found: is {workdir} a directory written by "
+            "`modjax train`?"
+        )
+    config = config_lib.load_json(workdir / "config.json")
+    if data_dir:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    run = loop.build_run(config)
+    manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
+    abstract = train.abstract_train_state(
+        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
+    )
+    state, _ = checkpoint.restore(manager, abstract, step=step)
+    return config, run, jax.device_get(train.variables_of(state)), int(state.step)
+
+
+def _describe(config, run, workdir: pathlib.Path, step: int) -> dict[str, Any]:
+    from modjax import modularize
+
+    kwargs = {} if config.depth is None else {"depth": config.depth}
+    parent = modularize.describe_parent(
+        config.model, dataset=config.dataset, checkpoint=str(workdir.resolve()),
+        input_shape=run.input_shape, num_classes=run.info.num_classes, width=config.width,
+        mask_generators=config.method == "mwt", **kwargs,
+    )
+    parent["step"] = step
+    return parent
+
+
+def _write_json_atomic(path: pathlib.Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- modularize
+
+
+def modularize(args) -> int:
+    import jax
+    import numpy as np
+
+    from modjax import data, metrics, module_io, parallel
+    from modjax import modularize as mz
+    from modjax.cli import loop, report
+    from modjax.prune import prune
+
+    if not 0.0 < args.threshold <= 1.0:
+        raise ValueError(f"--threshold={args.threshold} must be in (0, 1] (tau = 0.9 by default)")
+    workdir = pathlib.Path(args.workdir)
+    out = pathlib.Path(args.out) if args.out else workdir / "modules"
+    if out.exists():
+        raise ValueError(f"--out {out} exists; remove it or choose another directory")
+    config, run, variables, step = _load_run(workdir, args.data_dir)
+    if config.method not in MODULAR_METHODS:
+        raise ValueError(
+            f"{workdir} was trained with method={config.method!r}; modularize needs a run "
+            f"trained with one of {list(MODULAR_METHODS)}"
+        )
+    parent = _describe(config, run, workdir, step)
+    images, labels = run.train_data
+    batch = config.global_batch_size
+    extraction = mz.extract_modules(
+        data.eval_batches(images, labels, global_batch_size=batch),
+        variables=parallel.replicate(variables, run.mesh),
+        parent=parent,
+        preprocess=loop.make_preprocess(config, run.info, augment=False),
+        method=config.method,
+        threshold=args.threshold,
+        fallback=args.fallback,
+        model=run.model,
+        mesh=run.mesh,
+        total=data.num_eval_batches(len(labels), batch),
+        disable=not args.progress,
+    )
+    shape = tuple(run.input_shape)
+    names = run.info.class_names
+    rows, saved = [], []
+    for module in extraction.modules:
+        c = module.classes[0]
+        pruned, pv = prune(
+            parent["model"], parent["model_kwargs"], variables, module.keep,
+            classes=[c] if config.method == "moda" else None, method=config.method,
+            input_shape=shape,
+        )
+        size = metrics.module_flops_and_params(
+            (pruned, pv["params"], shape), (run.model, variables["params"], shape)
+        )
+        layer_rates = {n: float(np.mean(k)) for n, k in module.keep.items()}
+        module = module._replace(metrics={
+            **module.metrics,
+            "weight_retention": size.relative_params,
+            "relative_flops": size.relative_flops,
+            "module_params": size.params,
+            "module_flops": size.flops,
+        })
+        saved.append(module)
+        rows.append({
+            "class": c,
+            "name": names[c] if names else str(c),
+            "samples": module.metrics.get("num_samples"),
+            "unit_retention": module.metrics["kernel_rate"],
+            "weight_retention": size.relative_params,
+            "relative_flops": size.relative_flops,
+            "fallbacks": len(module.fallbacks),
+            "layer_retention": layer_rates,
+        })
+    summary = {
+        "workdir": str(workdir.resolve()),
+        "step": step,
+        "method": config.method,
+        "threshold": args.threshold,
+        "fallback": args.fallback,
+        "parent": parent,
+        "extraction_time_s": extraction.timing,
+        "num_fallbacks": len(extraction.fallbacks),
+        "classes": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for module in saved:
+            module_io.save_module(module, tmp / f"class_{module.classes[0]}")
+        _write_json_atomic(tmp / "modules.json", report._jsonable(summary))
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if jax.process_index() == 0:
+        print(report.format_table(
+            rows,
+            ["class", "name", "samples", "unit_retention", "weight_retention", "relative_flops",
+             "fallbacks"],
+        ))
+        print(
+            f"\n{len(saved)} {config.method} modules of {config.model} on {config.dataset} "
+            f"(step {step}, tau={args.threshold}) in {out}; extraction "
+            f"{extraction.timing['total_s']:.2f} s (compile {extraction.timing['compile_s']:.2f} s)"
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------- compose
+
+
+def _parse_relabel(items) -> dict[tuple[str, int], int]:
+    out = {}
+    for item in items:
+        try:
+            src, new = item.rsplit("=", 1)
+            dataset, cls = src.rsplit(":", 1)
+            key, value = (dataset, int(cls)), int(new)
+        except ValueError:
+            raise ValueError(
+                f"--relabel {item!r} must look like DATASET:CLASS=NEW, e.g. kmnist:1=11"
+            ) from None
+        if key in out:
+            raise ValueError(f"--relabel gives {dataset}:{cls} twice")
+        out[key] = value
+    return out
+
+
+def _same_parent(saved: dict[str, Any], restored: dict[str, Any]) -> str | None:
+    for key in ("model", "model_kwargs", "dataset", "input_shape"):
+        a, b = (json.dumps(p.get(key), sort_keys=True) for p in (saved, restored))
+        if a != b:
+            return f"{key} is {saved.get(key)!r} in the module but {restored.get(key)!r} in the run"
+    return None
+
+
+def compose(args) -> int:
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from modjax import compose as cp
+    from modjax import data, module_io
+    from modjax.cli import loop, report
+
+    relabel = _parse_relabel(args.relabel)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
+    modules = []
+    for d in args.modules:
+        modules.append(module_io.load_module(d))
+    runs: dict[str, dict[str, Any]] = {}  # parent key -> restored run
+    for d, m in zip(args.modules, modules):
+        key = cp.parent_key(m.parent)
+        if key in runs:
+            continue
+        ckpt = m.parent.get("checkpoint")
+        if not ckpt or not (pathlib.Path(ckpt) / "config.json").is_file():
+            raise ValueError(
+                f"module {d} comes from an unknown parent: its manifest names checkpoint "
+                f"{ckpt!r}, which is not a training workdir (no config.json)"
+            )
+        config, run, variables, step = _load_run(
+            pathlib.Path(ckpt), args.data_dir, step=m.parent.get("step")
+        )
+        clash = _same_parent(m.parent, _describe(config, run, pathlib.Path(ckpt), step))
+        if clash:
+            raise ValueError(f"module {d} does not belong to the run in {ckpt}: {clash}")
+        fn = loop.make_preprocess(config, run.info, augment=False)
+        runs[key] = {"config": config, "run": run, "variables": variables, "preprocess": fn}
+    shapes = {tuple(r["run"].info.image_shape) for r in runs.values()}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"modules come from datasets with different image shapes {sorted(shapes)}; "
+            "composition feeds one input to every parent"
+        )
+    key0 = jax.random.PRNGKey(0)
+    pre = {k: (lambda f: lambda x: f(x, key0))(r["preprocess"]) for k, r in runs.items()}
+    vbp = {k: r["variables"] for k, r in runs.items()}
+    composed = cp.compose(modules, vbp, relabel=relabel, preprocess_by_parent=pre)
+
+    calibration = None
+    if args.calibrate:
+        calibration = {}
+        for g in composed.groups:
+            r = runs[g.key]
+            images, labels = r["run"].train_data
+            sel = np.isin(labels, g.classes)
+            batches = data.eval_batches(
+                images[sel], labels[sel], global_batch_size=args.batch_size
+            )
+            calibration[g.key] = cp.fit_calibration(g, batches, preprocess=r["preprocess"])
+        composed = cp.calibrate(composed, calibration)
+
+    # Test samples of the composed classes of every dataset, labelled with output ids.
+    out_id = dict(zip(composed.sources, composed.classes))
+    test_x, test_y, seen = [], [], set()
+    for r in runs.values():
+        name = r["config"].dataset
+        if name in seen:
+            continue
+        seen.add(name)
+        images, labels = r["run"].test_data
+        mapping = {c: i for (d, c), i in out_id.items() if d == name}
+        sel = np.isin(labels, list(mapping))
+        test_x.append(images[sel])
+        test_y.append(np.array([mapping[int(c)] for c in labels[sel]], np.int64))
+    images, labels = np.concatenate(test_x), np.concatenate(test_y)
+    t0 = time.perf_counter()
+    result = cp.evaluate_composed(
+        composed, images, labels, batch_size=args.batch_size,
+        preprocess=lambda x, rng: x.astype(jnp.float32),
+    )
+    eval_s = time.perf_counter() - t0
+
+    groups = []
+    for g in composed.groups:
+        groups.append({
+            "model": g.parent["model"], "dataset": g.parent.get("dataset"),
+            "checkpoint": g.parent.get("checkpoint"), "step": g.parent.get("step"),
+            "method": g.method, "classes": list(g.classes), **g.size,
+        })
+    keys = ("params", "macs", "parent_params", "parent_macs")
+    size = {k: sum(g[k] for g in groups) for k in keys}
+    size.update(
+        relative_params=size["params"] / size["parent_params"],
+        relative_macs=size["macs"] / size["parent_macs"],
+    )
+    per_class = []
+    for (dataset, c), i in zip(composed.sources, composed.classes):
+        r = next(r for r in runs.values() if r["config"].dataset == dataset)
+        names = r["run"].info.class_names
+        per_class.append({
+            "output_id": i, "dataset": dataset, "class": c,
+            "name": names[c] if names else str(c),
+            "test_samples": result["per_class_count"][i],
+            "accuracy": result["per_class_accuracy"][i],
+        })
+    value = {
+        "modules": [str(pathlib.Path(d).resolve()) for d in args.modules],
+        "classes": list(composed.classes),
+        "sources": [list(s) for s in composed.sources],
+        "relabel": [[d, c, n] for (d, c), n in relabel.items()],
+        "calibrated": calibration is not None,
+        "accuracy": result["accuracy"],
+        "count": result["count"],
+        "per_class": per_class,
+        "size": size,
+        "groups": groups,
+        "eval_time_s": eval_s,
+    }
+    if args.out:
+        _write_json_atomic(pathlib.Path(args.out), report._jsonable(value))
+    print(report.format_table(
+        per_class, ["output_id", "dataset", "class", "name", "test_samples", "accuracy"]
+    ))
+    print(
+        f"\ncomposed {len(composed.classes)} classes from {len(groups)} parent(s): accuracy "
+        f"{result['accuracy']:.4f} on {result['count']} test samples"
+        f"{' (calibrated)' if calibration is not None else ''}; params {size['params']} "
+        f"({size['relative_params']:.3f} of parents), MACs {size['macs']} "
+        f"({size['relative_macs']:.3f} of parents)"
+        + (f"; result in {args.out}" if args.out else "")
+    )
+    return 0
+
+
+__all__ = ["add_commands", "compose", "modularize"]

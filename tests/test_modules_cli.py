@@ -1,0 +1,93 @@
+"""End-to-end tests of `modjax modularize` and `modjax compose` on the smoke MODA run."""
+
+import json
+import shutil
+
+import pytest
+
+from modjax.cli import main
+from tests.conftest import REPO
+
+SMOKE_MODA = str(REPO / "experiments" / "configs" / "smoke_moda.py")
+
+
+@pytest.fixture(scope="module")
+def moda_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("moda") / "run"
+    assert main(["train", "--config", SMOKE_MODA, "--workdir", str(workdir), "--no-progress"]) == 0
+    return workdir
+
+
+def test_modularize_then_compose_two_classes(moda_run, tmp_path, capsys):
+    mods = tmp_path / "mods"
+    code = main(["modularize", "--workdir", str(moda_run), "--out", str(mods), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((mods / "modules.json").read_text())
+    assert len(summary["classes"]) == 10 and summary["method"] == "moda"
+    for row in summary["classes"]:
+        assert (mods / f"class_{row['class']}" / "manifest.json").is_file()
+        assert 0 < row["unit_retention"] <= 1 and 0 < row["weight_retention"] <= 1
+    manifest = json.loads((mods / "class_3" / "manifest.json").read_text())
+    assert manifest["parent"]["checkpoint"] == str(moda_run.resolve())
+    assert "class" in capsys.readouterr().out
+
+    out = tmp_path / "result.json"
+    code = main([
+        "compose", "--modules", str(mods / "class_3"), str(mods / "class_1"),
+        "--calibrate", "--out", str(out),
+    ])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["classes"] == [1, 3] and result["calibrated"]
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["count"] > 0
+    assert [r["class"] for r in result["per_class"]] == [1, 3]
+    assert len(result["groups"]) == 1
+    assert 0 < result["size"]["relative_params"] < 1
+    assert "accuracy" in capsys.readouterr().out
+
+    # Errors: exit 2, a clear message, nothing written.
+    bad = tmp_path / "bad.json"
+    assert main(["compose", "--modules", str(mods / "class_3"), "--relabel", "x", "--out",
+                 str(bad)]) == 2
+    assert "DATASET:CLASS=NEW" in capsys.readouterr().err and not bad.exists()
+    foreign = json.loads((mods / "class_1" / "manifest.json").read_text())
+    foreign["parent"]["checkpoint"] = str(tmp_path / "nowhere")
+    moved = tmp_path / "foreign"
+    shutil.copytree(mods / "class_1", moved)
+    (moved / "manifest.json").write_text(json.dumps(foreign))
+    assert main(["compose", "--modules", str(mods / "class_3"), str(moved), "--out",
+                 str(bad)]) == 2
+    assert "unknown parent" in capsys.readouterr().err and not bad.exists()
+    # The output directory exists: refused before any work.
+    assert main(["modularize", "--workdir", str(moda_run), "--out", str(mods)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("threshold", ["0", "1.5", "-0.1"])
+def test_bad_threshold_exits_2_and_writes_nothing(tmp_path, capsys, threshold):
+    out = tmp_path / "mods"
+    code = main(["modularize", "--workdir", str(tmp_path), "--threshold", threshold,
+                 "--out", str(out)])
+    assert code == 2
+    assert "threshold" in capsys.readouterr().err and not out.exists()
+
+
+def test_modularize_needs_a_modular_run(tmp_path, capsys):
+    code = main(["modularize", "--workdir", str(tmp_path / "none"), "--out", str(tmp_path / "m")])
+    assert code == 2 and "config.json" in capsys.readouterr().err
+
+
+def test_help_explains_every_option(capsys):
+    for command in ("modularize", "compose"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        for flag in ("--out", "--data-dir"):
+            assert flag in text
+    parser_actions = []
+    from modjax.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for command in ("modularize", "compose"):
+        parser_actions = sub.choices[command]._actions
+        assert all(a.help for a in parser_actions), command
