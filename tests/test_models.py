@@ -569,3 +569,55 @@ def test_small_model_sizes_by_hand():
     assert models.count_macs(mlp, (28, 28, 1)) == 784 * 49 + 3 * 49 * 49 + 49 * 10
     assert models.count_masked_kernels(models.get_model("lenet5", mask_generators=True)) == 16
     assert models.count_masked_kernels(lenet) == 0
+
+
+# ----------------------------------------------------------------------------- pruned instances
+
+
+def test_channel_overrides():
+    vgg = models.get_model("vgg16", width=W, channels={"conv_3": 5, "fc_1": 3})
+    points = models.mask_points(vgg)
+    assert (points["conv_3"], points["fc_1"], points["conv_2"]) == (5, 3, c(128))
+    assert hash(vgg) == hash(models.get_model("vgg16", width=W, channels={"fc_1": 3, "conv_3": 5}))
+    assert models.mask_points("mlp", channels={"dense_2": 4})["dense_2"] == 4
+    stem = models.mask_points("mobilenet", width=W, channels={"stem": 2, "block0.pw": 3})
+    assert (stem["stem"], stem["block0.dw"], stem["block0.pw"], stem["block1.dw"]) == (2, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"channels has keys \['conv_99'\] that name no layer"):
+        models.mask_points("vgg16", width=W, channels={"conv_99": 3})
+    with pytest.raises(ValueError, match="no layer of mobilenet with a settable width"):
+        models.mask_points("mobilenet", width=W, channels={"block0.dw": 2})
+    with pytest.raises(ValueError, match=r"channels\['conv_1'\]=0 must be an int >= 1"):
+        models.get_model("vgg16", channels={"conv_1": 0})
+    with pytest.raises(ValueError, match=r"unknown options \['residual'\] for model 'vgg16'"):
+        models.get_model("vgg16", residual={})
+
+
+def test_residual_and_depthwise_wiring():
+    wiring = {
+        "layer1.0": ((0, -1, 1, 2), (0, 1, -1, 5)),
+        "layer1.1": (tuple(range(8)), (0, 1, 2, 3) + (-1,) * 4),
+    }
+    res = models.get_model("resnet18", width=W, channels={"layer1.0.conv2": 3}, residual=wiring)
+    points = models.mask_points(res)
+    assert (points["layer1.0.conv2"], points["layer1.0"], points["layer1.1.conv1"]) == (3, 4, c(64))
+    v = jax.eval_shape(res.init, KEY, _input())
+    assert "shortcut" not in v["params"]["layer1_1"]  # the shortcut type follows unpruned widths
+    with pytest.raises(ValueError, match=r"'layer1.0' joins 3 and 8 channels: a pruned instance"):
+        models.mask_points("resnet18", width=W, channels={"layer1.0.conv2": 3})
+    with pytest.raises(ValueError, match=r"residual\['conv_3'\] has branch_src of length 2"):
+        models.get_model("rescnn", residual={"conv_3": ((0, 1), (0,))})
+    with pytest.raises(ValueError, match=r"index wiring has keys \['conv_4'\]"):
+        models.mask_points("rescnn", width=W, residual={"conv_4": ((0,), (0,))})
+    with pytest.raises(ValueError, match=r"dw_inputs\['block0.dw'\]=\(\) must be a non-empty"):
+        models.get_model("mobilenet", dw_inputs={"block0.dw": ()})
+    mob = models.mask_points("mobilenet", width=W, dw_inputs={"block1.dw": (7, -1, 0)})
+    assert (mob["block0.pw"], mob["block1.dw"], mob["block1.pw"]) == (c(64), 3, c(128))
+
+
+def test_gather_or_zero():
+    x = jnp.arange(6.0).reshape(1, 2, 3)
+    np.testing.assert_array_equal(layers.gather_or_zero(x, (2, -1, 0)), [[[2, 0, 0], [5, 0, 3]]])
+    assert layers.gather_or_zero(x, (0, 1, 2)) is x
+    assert layers.gather_or_zero(x, None) is x
+    with pytest.raises(ValueError, match=r"\(3,\) is out of range for 3 channels"):
+        layers.gather_or_zero(x, (3,))

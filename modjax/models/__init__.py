@@ -19,9 +19,11 @@ ResNet block output `layer{s}.{b}` (applied after the post-add ReLU).
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
+import numpy as np
+from flax.core import FrozenDict
 
 from modjax.models.cnn import LeNet5, ResCNN, SimCNN
 from modjax.models.layers import ConvUnit, MaskGenerator, scaled
@@ -85,6 +87,11 @@ def get_model(
         **model_kwargs: model-specific options: `mlp`: `depth` (4), `hidden` (49); `simcnn`,
             `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
             `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True).
+            Pruned (narrower) instances, as built by `modjax.prune`: every model takes
+            `channels={layer: int}` (per-layer output widths; unlisted layers keep their
+            width-derived size); `resnet18` and `rescnn` also take `residual={add: (branch_src,
+            shortcut_src)}` and `mobilenet` takes `dw_inputs={"block{i}.dw": src}`, static index
+            wiring (tuples of source channels, -1 = zero) documented on the model classes.
 
     Returns:
         An unbound Flax module whose `__call__(x, *, train=False, masks=None)` returns
@@ -115,6 +122,9 @@ def get_model(
     rate = model_kwargs.get("dropout_rate", 0.0)
     if not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout_rate={rate!r} must be in [0, 1)")
+    for key in ("channels", "residual", "dw_inputs"):
+        if model_kwargs.get(key) is not None:
+            model_kwargs[key] = _freeze_pruned_option(key, model_kwargs[key])
     if name == "mlp":
         check_mlp(
             depth=model_kwargs.get("depth", 4),
@@ -124,6 +134,45 @@ def get_model(
     return _CONSTRUCTORS[name](
         num_classes=num_classes, width=width, mask_generators=mask_generators, **model_kwargs
     )
+
+
+def _index_tuple(key: str, site: str, value) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or any(v < -1 for v in out) or not out:
+        raise ValueError(
+            f"{key}[{site!r}]={value!r} must be a non-empty sequence of channel indices (-1 = zero)"
+        )
+    return out
+
+
+def _freeze_pruned_option(key: str, value) -> FrozenDict:
+    """Validates a pruned instance's `channels` / `residual` / `dw_inputs` and makes it hashable."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{key}={value!r} must be a dict keyed by layer name")
+    out = {}
+    for site, v in value.items():
+        if key == "channels":
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"channels[{site!r}]={v!r} must be an int >= 1")
+            out[site] = int(v)
+        elif key == "residual":
+            if not isinstance(v, Sequence) or len(v) != 2:
+                raise ValueError(
+                    f"residual[{site!r}] must be a pair (branch_src, shortcut_src); got {v!r}"
+                )
+            branch, shortcut = (_index_tuple(key, site, part) for part in v)
+            if len(branch) != len(shortcut):
+                raise ValueError(
+                    f"residual[{site!r}] has branch_src of length {len(branch)} and "
+                    f"shortcut_src of length {len(shortcut)}; both must be the add's width"
+                )
+            out[site] = (branch, shortcut)
+        else:
+            out[site] = _index_tuple(key, site, v)
+    return FrozenDict(out)
 
 
 def _resolve(model: str | nn.Module, model_kwargs: dict) -> nn.Module:

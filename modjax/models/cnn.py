@@ -1,5 +1,7 @@
 """Small CNNs: LeNet5 (MODA, §3.7), CNNSplitter's SimCNN (§3.2) and ResCNN (§3.3)."""
 
+from collections.abc import Mapping
+
 import flax.linen as nn
 import jax
 
@@ -31,12 +33,15 @@ class LeNet5(nn.Module):
         width: channel/unit multiplier.
         mask_generators: build the MwT modular model.
         batch_norm: BN after conv_1; default (None) follows `mask_generators`.
+        channels: per-layer width overrides `{"conv_{i}" | "fc_{i}": int}` of a pruned instance
+            (`modjax.prune`); unlisted layers keep the width-derived size.
     """
 
     num_classes: int = 10
     width: float = 1.0
     mask_generators: bool = False
     batch_norm: bool | None = None
+    channels: Mapping[str, int] | None = None
 
     @nn.compact
     def __call__(
@@ -44,11 +49,11 @@ class LeNet5(nn.Module):
     ) -> tuple[jax.Array, Acts]:
         """Returns `(logits [B, num_classes], acts)`."""
         layers.check_min_size(x, 16, model="lenet5")
-        rec = layers.Recorder(masks, model="lenet5")
+        rec = layers.Recorder(masks, model="lenet5", channels=self.channels)
         bn = _use_bn(self.batch_norm, self.mask_generators)
         c_in = x.shape[-1]
         for i, c in enumerate((6, 16)):
-            c = layers.scaled(c, self.width)
+            c = rec.features(f"conv_{i}", layers.scaled(c, self.width))
             x = layers.conv_layer(
                 rec,
                 x,
@@ -66,9 +71,8 @@ class LeNet5(nn.Module):
             c_in = c
         x = layers.flatten_nchw(x)
         for i, units in enumerate((120, 84)):
-            x = layers.dense_layer(
-                rec, x, layers.scaled(units, self.width), name=f"fc_{i}", init="torch"
-            )
+            units = rec.features(f"fc_{i}", layers.scaled(units, self.width))
+            x = layers.dense_layer(rec, x, units, name=f"fc_{i}", init="torch")
         logits = layers.dense(x, self.num_classes, init="torch", name="head")
         return logits, rec.finish(self)
 
@@ -90,6 +94,8 @@ class SimCNN(nn.Module):
         dropout_rate: classifier dropout (0.5).
         batch_norm: BN after conv_1…conv_12; default (None) follows `mask_generators` (True without
             generators is the "standard + BN" control).
+        channels: per-layer width overrides `{"conv_{i}" | "fc_{i}": int}` of a pruned instance
+            (`modjax.prune`); unlisted layers keep the width-derived size.
     """
 
     num_classes: int = 10
@@ -97,6 +103,7 @@ class SimCNN(nn.Module):
     mask_generators: bool = False
     dropout_rate: float = 0.5
     batch_norm: bool | None = None
+    channels: Mapping[str, int] | None = None
 
     @nn.compact
     def __call__(
@@ -104,7 +111,7 @@ class SimCNN(nn.Module):
     ) -> tuple[jax.Array, Acts]:
         """Returns `(logits [B, num_classes], acts)`; `train` enables dropout (and BN stats)."""
         layers.check_min_size(x, 32, model="simcnn")
-        rec = layers.Recorder(masks, model="simcnn")
+        rec = layers.Recorder(masks, model="simcnn", channels=self.channels)
         bn = _use_bn(self.batch_norm, self.mask_generators)
         for i, c in enumerate(_SIMCNN):
             x = layers.conv_layer(
@@ -112,7 +119,7 @@ class SimCNN(nn.Module):
                 x,
                 name=f"conv_{i}",
                 train=train,
-                features=layers.scaled(c, self.width),
+                features=rec.features(f"conv_{i}", layers.scaled(c, self.width)),
                 use_bn=bn and i > 0,
                 generator=self.mask_generators and i > 0,
             )
@@ -121,9 +128,8 @@ class SimCNN(nn.Module):
         x = layers.flatten_nchw(x)
         for i in range(2):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = layers.dense_layer(
-                rec, x, layers.scaled(512, self.width), name=f"fc_{i}", init="torch"
-            )
+            units = rec.features(f"fc_{i}", layers.scaled(512, self.width))
+            x = layers.dense_layer(rec, x, units, name=f"fc_{i}", init="torch")
         logits = layers.dense(x, self.num_classes, init="torch", name="head")
         return logits, rec.finish(self)
 
@@ -147,6 +153,12 @@ class ResCNN(nn.Module):
         mask_generators: build the MwT modular model.
         dropout_rate: dropout before the head (0.5 in MwT's copy, 0.4 in CNNSplitter's).
         batch_norm: BN after conv_1…conv_11; default (None) follows `mask_generators`.
+        channels: per-conv width overrides `{"conv_{i}": int}` of a pruned instance
+            (`modjax.prune`); unlisted convs keep the width-derived size.
+        residual: index wiring of a pruned instance's adds, keyed by the branch conv (`"conv_3"`,
+            `"conv_7"`, `"conv_11"`): `(branch_src, shortcut_src)`, each giving per channel of
+            the add's kept set R_branch ∪ R_shortcut the source channel or -1 (zero), see
+            `layers.residual_add`. Unlisted adds are plain (equal widths).
     """
 
     num_classes: int = 10
@@ -154,6 +166,8 @@ class ResCNN(nn.Module):
     mask_generators: bool = False
     dropout_rate: float = 0.5
     batch_norm: bool | None = None
+    channels: Mapping[str, int] | None = None
+    residual: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None
 
     @nn.compact
     def __call__(
@@ -161,13 +175,13 @@ class ResCNN(nn.Module):
     ) -> tuple[jax.Array, Acts]:
         """Returns `(logits [B, num_classes], acts)`; `train` enables dropout (and BN stats)."""
         layers.check_min_size(x, 32, model="rescnn")
-        rec = layers.Recorder(masks, model="rescnn")
+        rec = layers.Recorder(masks, model="rescnn", channels=self.channels, index=self.residual)
         bn = _use_bn(self.batch_norm, self.mask_generators)
         c_in = x.shape[-1]
 
         def conv(i: int, h: jax.Array) -> jax.Array:
             nonlocal c_in
-            c = layers.scaled(_RESCNN[i], self.width)
+            c = rec.features(f"conv_{i}", layers.scaled(_RESCNN[i], self.width))
             if bn or self.mask_generators:
                 inits = {}  # ConvUnit defaults: Kaiming-normal fan_out, zero bias
             else:
@@ -188,11 +202,11 @@ class ResCNN(nn.Module):
             )
 
         x = layers.max_pool(conv(1, conv(0, x)))
-        x = conv(3, conv(2, x)) + x
+        x = layers.residual_add(rec, "conv_3", conv(3, conv(2, x)), x)
         x = layers.max_pool(conv(5, layers.max_pool(conv(4, x))))
-        x = conv(7, conv(6, x)) + x
+        x = layers.residual_add(rec, "conv_7", conv(7, conv(6, x)), x)
         x = layers.max_pool(conv(9, layers.max_pool(conv(8, x))))
-        x = conv(11, conv(10, x)) + x
+        x = layers.residual_add(rec, "conv_11", conv(11, conv(10, x)), x)
         x = layers.flatten_nchw(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         logits = layers.dense(x, self.num_classes, init="torch", name="head")

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Initializer = Callable[..., jax.Array]
 
@@ -182,7 +183,7 @@ def dense(x: jax.Array, features: int, *, init: str, name: str) -> jax.Array:
 
 
 class Recorder:
-    """Per-forward bookkeeping: acts in forward order, mask points and external keep-masks.
+    """Per-forward bookkeeping: acts in forward order, mask points, keep-masks and pruned widths.
 
     A plain object created at the start of a model's `__call__` and dropped at its end; the model
     returns `finish()`'s acts, so `apply` stays a pure function.
@@ -190,13 +191,38 @@ class Recorder:
     Args:
         masks: external keep-masks `{layer name: [C] or [B, C]}`, or None.
         model: the model's name, for error messages.
+        channels: per-layer output-width overrides `{layer name: int}` of a pruned (narrower)
+            instance, or None; unlisted layers keep their width-derived size.
+        index: static channel wiring of a pruned instance `{site: tuple of source indices}`
+            (residual adds, MobileNet depthwise inputs; see `gather_or_zero`), or None.
     """
 
-    def __init__(self, masks: Mapping[str, jax.Array] | None, *, model: str):
+    def __init__(
+        self,
+        masks: Mapping[str, jax.Array] | None,
+        *,
+        model: str,
+        channels: Mapping[str, int] | None = None,
+        index: Mapping[str, tuple] | None = None,
+    ):
         self.masks = dict(masks or {})
         self.model = model
+        self.channels = dict(channels or {})
+        self.index = dict(index or {})
         self.acts: dict[str, jax.Array] = {}
         self.points: dict[str, int] = {}
+        self._sized: set[str] = set()
+        self._wired: set[str] = set()
+
+    def features(self, name: str, default: int) -> int:
+        """The output width of layer `name`: its `channels` override, else `default`."""
+        self._sized.add(name)
+        return int(self.channels.get(name, default))
+
+    def wiring(self, name: str) -> tuple | None:
+        """The static index wiring of site `name` (None when the instance has none there)."""
+        self._wired.add(name)
+        return self.index.get(name)
 
     def keep(self, name: str, y: jax.Array) -> jax.Array:
         """Registers mask point `name` (channels = last axis of `y`) and applies its keep-mask."""
@@ -237,13 +263,26 @@ class Recorder:
         so the order survives JAX's key-sorted dict flattening.
 
         Raises:
-            ValueError: if a key of `masks` names no mask point of the model.
+            ValueError: if a key of `masks` names no mask point of the model, or a key of
+                `channels` / `index` names no layer / wiring site of it.
         """
         unknown = [k for k in self.masks if k not in self.points]
         if unknown:
             raise ValueError(
                 f"masks has keys {unknown} that name no mask point of {self.model}; "
                 f"valid names: {list(self.points)}"
+            )
+        unknown = [k for k in self.channels if k not in self._sized]
+        if unknown:
+            raise ValueError(
+                f"channels has keys {unknown} that name no layer of {self.model} with a settable "
+                f"width; valid names: {sorted(self._sized)}"
+            )
+        unknown = [k for k in self.index if k not in self._wired]
+        if unknown:
+            raise ValueError(
+                f"index wiring has keys {unknown} that name no wiring site of {self.model}; "
+                f"valid names: {sorted(self._wired)}"
             )
         if module.is_mutable_collection("intermediates"):
             points = {n: jnp.zeros((i, c)) for i, (n, c) in enumerate(self.points.items())}
@@ -288,3 +327,53 @@ def dense_layer(rec: Recorder, x: jax.Array, features: int, *, name: str, init: 
     """A hidden dense layer `name`: Dense → keep-mask → ReLU, recorded as an act."""
     y = rec.keep(name, dense(x, features, init=init, name=name))
     return rec.act(name, nn.relu(y))
+
+
+def gather_or_zero(x: jax.Array, src: tuple[int, ...] | None) -> jax.Array:
+    """Rewires channels with a static index: `out[..., j] = x[..., src[j]]`, or 0 where -1.
+
+    This is the pruned form's channel plumbing (METHODS §4.6, §5.5): zero-padding a branch to a
+    wider layout at its own indices and gathering the kept set, as one gather with fixed shapes.
+
+    Args:
+        x: `[..., C]` input.
+        src: for each output channel, the source channel of `x` or -1 for zeros; None returns `x`.
+
+    Returns:
+        `[..., len(src)]`.
+
+    Raises:
+        ValueError: if an index is out of range.
+    """
+    if src is None:
+        return x
+    idx = np.asarray(src, dtype=np.int32).reshape(-1)
+    c = x.shape[-1]
+    if idx.size and (idx.min() < -1 or idx.max() >= c):
+        raise ValueError(f"channel index wiring {tuple(src)} is out of range for {c} channels")
+    if idx.size == c and np.array_equal(idx, np.arange(c)):
+        return x
+    if (idx < 0).any():
+        x = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], 1), x.dtype)], axis=-1)
+        idx = np.where(idx < 0, c, idx)
+    return jnp.take(x, jnp.asarray(idx), axis=-1)
+
+
+def residual_add(rec: Recorder, name: str, branch: jax.Array, shortcut: jax.Array) -> jax.Array:
+    """`branch + shortcut`, or for a pruned instance with wiring `(branch_src, shortcut_src)` at
+    site `name`, each side rewired by `gather_or_zero` into the add's kept layout first (the
+    union rule of METHODS §4.6 and the identity-intersection rule of §5.5).
+
+    Raises:
+        ValueError: if the widths differ and the instance has no wiring for `name`.
+    """
+    wiring = rec.wiring(name)
+    if wiring is None:
+        if branch.shape[-1] != shortcut.shape[-1]:
+            raise ValueError(
+                f"{rec.model} residual add {name!r} joins {branch.shape[-1]} and "
+                f"{shortcut.shape[-1]} channels: a pruned instance needs index wiring for it"
+            )
+        return branch + shortcut
+    branch_src, shortcut_src = wiring
+    return gather_or_zero(branch, branch_src) + gather_or_zero(shortcut, shortcut_src)

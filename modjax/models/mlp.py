@@ -1,5 +1,7 @@
 """Pan & Rajan's MLP-k×49 (METHODS §3.1)."""
 
+from collections.abc import Mapping
+
 import flax.linen as nn
 import jax
 
@@ -22,6 +24,8 @@ class MLP(nn.Module):
         mask_generators: must be False (an MLP has no conv layers for MwT).
         depth: number of hidden layers k (the paper uses 1–4).
         hidden: hidden units at width 1 (49 in the paper).
+        channels: per-layer width overrides `{"dense_{i}": units}` of a pruned instance
+            (`modjax.prune`); unlisted layers keep the width-derived size.
     """
 
     num_classes: int = 10
@@ -29,6 +33,7 @@ class MLP(nn.Module):
     mask_generators: bool = False
     depth: int = 4
     hidden: int = 49
+    channels: Mapping[str, int] | None = None
 
     @nn.compact
     def __call__(
@@ -37,11 +42,12 @@ class MLP(nn.Module):
         """Returns `(logits [B, num_classes], acts)`; `train` is unused (no BN, no dropout)."""
         del train
         check_mlp(depth=self.depth, hidden=self.hidden, mask_generators=self.mask_generators)
-        rec = layers.Recorder(masks, model="mlp")
+        rec = layers.Recorder(masks, model="mlp", channels=self.channels)
         units = layers.scaled(self.hidden, self.width)
         h = x.reshape(x.shape[0], -1)
         for i in range(self.depth):
-            h = layers.dense_layer(rec, h, units, name=f"dense_{i}", init="keras")
+            name = f"dense_{i}"
+            h = layers.dense_layer(rec, h, rec.features(name, units), name=name, init="keras")
         logits = layers.dense(h, self.num_classes, init="keras", name="head")
         return logits, rec.finish(self)
 

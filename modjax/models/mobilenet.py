@@ -1,5 +1,7 @@
 """MobileNet-v1 for CIFAR, kuangliu design (METHODS §3.6), with MwT masking of dw/pw convs."""
 
+from collections.abc import Mapping
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,11 @@ class DepthwiseSeparable(nn.Module):
 
     Layer names `{prefix}.dw` and `{prefix}.pw` (both acts and mask points). With MwT, each gets a
     generator; the depthwise generator maps C_in → C_in.
+
+    In a pruned instance (`modjax.prune`) the recorder's index wiring at `{prefix}.dw` first
+    rewires the block input into the depthwise layout (`layers.gather_or_zero`: kept input
+    channels go to their own positions, the rest are zeros), so the depthwise width is the wiring's
+    length; the pointwise width comes from the recorder's `channels`.
 
     Attributes:
         features: pointwise output channels C'.
@@ -34,6 +41,7 @@ class DepthwiseSeparable(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, rec: layers.Recorder, *, train: bool) -> jax.Array:
         """Returns `[B, H', W', features]`; records acts and masks on `rec`."""
+        x = layers.gather_or_zero(x, rec.wiring(f"{self.prefix}.dw"))
         c = x.shape[-1]
         x = layers.conv_layer(
             rec,
@@ -53,7 +61,7 @@ class DepthwiseSeparable(nn.Module):
             name=f"{self.prefix}.pw",
             module_name="pw",
             train=train,
-            features=self.features,
+            features=rec.features(f"{self.prefix}.pw", self.features),
             kernel_size=1,
             padding=0,
             use_bias=False,
@@ -79,12 +87,20 @@ class MobileNet(nn.Module):
         mask_generators: build the MwT modular model.
         mask_depthwise: with `mask_generators`, also mask the depthwise convs (the reference does;
             False is the quirk-8 option that leaves them unmasked).
+        channels: per-layer width overrides `{"stem" | "block{i}.pw": int}` of a pruned instance
+            (`modjax.prune`); unlisted layers keep the width-derived size.
+        dw_inputs: index wiring of a pruned instance's depthwise inputs, `{"block{i}.dw": src}`
+            with, per kept depthwise channel, the block-input channel feeding it or -1 (zero
+            input): METHODS §4.6/§5.5's zero-padding into the depthwise layout. Its length is the
+            depthwise width; unlisted blocks keep the input layout.
     """
 
     num_classes: int = 10
     width: float = 1.0
     mask_generators: bool = False
     mask_depthwise: bool = True
+    channels: Mapping[str, int] | None = None
+    dw_inputs: Mapping[str, tuple[int, ...]] | None = None
 
     @nn.compact
     def __call__(
@@ -92,10 +108,11 @@ class MobileNet(nn.Module):
     ) -> tuple[jax.Array, Acts]:
         """Returns `(logits [B, num_classes], acts)`; `train` uses BN batch statistics."""
         layers.check_min_size(x, 1, model="mobilenet")
-        rec = layers.Recorder(masks, model="mobilenet")
-        x = layers.conv_layer(
-            rec, x, name="stem", train=train, features=layers.scaled(32, self.width), use_bias=False
+        rec = layers.Recorder(
+            masks, model="mobilenet", channels=self.channels, index=self.dw_inputs
         )
+        stem = rec.features("stem", layers.scaled(32, self.width))
+        x = layers.conv_layer(rec, x, name="stem", train=train, features=stem, use_bias=False)
         for i, v in enumerate(_CFG):
             c, stride = (v, 1) if isinstance(v, int) else v
             x = DepthwiseSeparable(

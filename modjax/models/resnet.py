@@ -1,5 +1,7 @@
 """ResNet18 for CIFAR (METHODS §3.5), with MwT masking of conv1, conv2 and shortcuts (§4.2)."""
 
+from collections.abc import Mapping
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,17 +20,24 @@ class BasicBlock(nn.Module):
     and `{prefix}.shortcut` (mask points, no act), `{prefix}` (act: the post-add ReLU; its keep-mask
     is applied after that ReLU, the MODA point).
 
+    A pruned instance (`modjax.prune`) takes the conv widths from the recorder's `channels`
+    overrides and, when the add's two sides differ in layout, the recorder's index wiring at
+    `prefix` (`layers.residual_add`).
+
     Attributes:
-        features: block width.
+        features: block width (before any `channels` override).
         strides: stride of conv1 and the shortcut.
         prefix: the block's PyTorch-style name, e.g. `"layer2.0"`.
         mask_generators: MwT generators on conv1, conv2 and the downsample shortcut.
+        downsample: conv shortcut; None infers it from the shapes (stride or width change),
+            which only holds for an unpruned block.
     """
 
     features: int
     strides: int
     prefix: str
     mask_generators: bool = False
+    downsample: bool | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, rec: layers.Recorder, *, train: bool) -> jax.Array:
@@ -39,7 +48,7 @@ class BasicBlock(nn.Module):
             x,
             name=f"{self.prefix}.conv1",
             module_name="conv1",
-            features=self.features,
+            features=rec.features(f"{self.prefix}.conv1", self.features),
             strides=self.strides,
             **conv,
         )
@@ -48,24 +57,27 @@ class BasicBlock(nn.Module):
             h,
             name=f"{self.prefix}.conv2",
             module_name="conv2",
-            features=self.features,
+            features=rec.features(f"{self.prefix}.conv2", self.features),
             relu=False,
             **conv,
         )
-        if self.strides != 1 or x.shape[-1] != self.features:
+        downsample = self.downsample
+        if downsample is None:
+            downsample = self.strides != 1 or x.shape[-1] != self.features
+        if downsample:
             x = layers.conv_layer(
                 rec,
                 x,
                 name=f"{self.prefix}.shortcut",
                 module_name="shortcut",
-                features=self.features,
+                features=rec.features(f"{self.prefix}.shortcut", self.features),
                 kernel_size=1,
                 strides=self.strides,
                 padding=0,
                 relu=False,
                 **conv,
             )
-        out = rec.keep(self.prefix, nn.relu(o + x))
+        out = rec.keep(self.prefix, nn.relu(layers.residual_add(rec, self.prefix, o, x)))
         return rec.act(self.prefix, out)
 
 
@@ -85,11 +97,21 @@ class ResNet18(nn.Module):
         num_classes: output units.
         width: channel multiplier.
         mask_generators: build the MwT modular model.
+        channels: per-conv width overrides `{"stem" | "layer{s}.{b}.conv1" | ".conv2" |
+            ".shortcut": int}` of a pruned instance (`modjax.prune`); unlisted convs keep the
+            width-derived size.
+        residual: index wiring of a pruned instance's adds, keyed by block (`"layer{s}.{b}"`):
+            `(branch_src, shortcut_src)`, each giving per channel of the block's kept output set
+            the source channel of conv2's output / of the shortcut (the downsample output or the
+            block input) or -1 (zero), see `layers.residual_add`. The block output width is
+            `len(branch_src)`. Unlisted blocks add plainly (equal widths).
     """
 
     num_classes: int = 10
     width: float = 1.0
     mask_generators: bool = False
+    channels: Mapping[str, int] | None = None
+    residual: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None
 
     @nn.compact
     def __call__(
@@ -97,19 +119,23 @@ class ResNet18(nn.Module):
     ) -> tuple[jax.Array, Acts]:
         """Returns `(logits [B, num_classes], acts)`; `train` uses BN batch statistics."""
         layers.check_min_size(x, 1, model="resnet18")
-        rec = layers.Recorder(masks, model="resnet18")
+        rec = layers.Recorder(masks, model="resnet18", channels=self.channels, index=self.residual)
+        c_in = layers.scaled(64, self.width)
         x = layers.conv_layer(
-            rec, x, name="stem", train=train, features=layers.scaled(64, self.width), use_bias=False
+            rec, x, name="stem", train=train, features=rec.features("stem", c_in), use_bias=False
         )
         for s, (c, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
             for b in range(2):
+                c_out, block_stride = layers.scaled(c, self.width), stride if b == 0 else 1
                 x = BasicBlock(
-                    layers.scaled(c, self.width),
-                    stride if b == 0 else 1,
+                    c_out,
+                    block_stride,
                     f"layer{s}.{b}",
                     self.mask_generators,
+                    downsample=block_stride != 1 or c_in != c_out,  # from unpruned widths
                     name=f"layer{s}_{b}",
                 )(x, rec, train=train)
+                c_in = c_out
         x = jnp.mean(x, axis=(1, 2))
         logits = layers.dense(x, self.num_classes, init="torch", name="head")
         return logits, rec.finish(self)

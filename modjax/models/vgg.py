@@ -1,6 +1,7 @@
 """VGG16-BN for CIFAR, MwT variant (a) and MODA variant (b) (METHODS §3.4)."""
 
 import functools
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -34,6 +35,8 @@ class VGG(nn.Module):
         mask_generators: build the MwT modular model.
         variant: `"mwt"` or `"moda"`.
         dropout_rate: classifier dropout of the MwT variant (0.5).
+        channels: per-layer width overrides `{"conv_{i}" | "fc_{j}": int}` of a pruned
+            instance (`modjax.prune`); unlisted layers keep the width-derived size.
     """
 
     num_classes: int = 10
@@ -41,6 +44,7 @@ class VGG(nn.Module):
     mask_generators: bool = False
     variant: str = "mwt"
     dropout_rate: float = 0.5
+    channels: Mapping[str, int] | None = None
 
     @nn.compact
     def __call__(
@@ -51,7 +55,11 @@ class VGG(nn.Module):
             raise ValueError(f"variant={self.variant!r} must be one of {list(_VARIANTS)}")
         hidden, dropout = _VARIANTS[self.variant]
         layers.check_min_size(x, 32, model=f"VGG(variant={self.variant!r})")
-        rec = layers.Recorder(masks, model="vgg16" if self.variant == "mwt" else "vgg16_moda")
+        rec = layers.Recorder(
+            masks,
+            model="vgg16" if self.variant == "mwt" else "vgg16_moda",
+            channels=self.channels,
+        )
         i = 0
         for v in _CFG_D:
             if v == "M":
@@ -62,15 +70,14 @@ class VGG(nn.Module):
                 x,
                 name=f"conv_{i}",
                 train=train,
-                features=layers.scaled(v, self.width),
+                features=rec.features(f"conv_{i}", layers.scaled(v, self.width)),
                 generator=self.mask_generators and i > 0,
             )
             i += 1
         x = layers.flatten_nchw(x)
         for j in range(2):
-            x = layers.dense_layer(
-                rec, x, layers.scaled(hidden, self.width), name=f"fc_{j}", init="normal001"
-            )
+            units = rec.features(f"fc_{j}", layers.scaled(hidden, self.width))
+            x = layers.dense_layer(rec, x, units, name=f"fc_{j}", init="normal001")
             if dropout:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         logits = layers.dense(x, self.num_classes, init="normal001", name="head")
