@@ -91,3 +91,59 @@ def test_help_explains_every_option(capsys):
     for command in ("modularize", "compose"):
         parser_actions = sub.choices[command]._actions
         assert all(a.help for a in parser_actions), command
+
+
+SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
+
+
+@pytest.fixture(scope="module")
+def weak_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("weak") / "run"
+    assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress",
+                 "--train-examples", "144"]) == 0
+    return workdir
+
+
+def test_replace_end_to_end_and_bad_target(moda_run, weak_run, tmp_path, capsys):
+    mods = tmp_path / "mods"
+    assert main(["modularize", "--workdir", str(moda_run), "--out", str(mods),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "replace.json"
+    code = main(["replace", "--weak-workdir", str(weak_run), "--module", str(mods / "class_3"),
+                 "--target-class", "3", "--epochs", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "moda_adapter" in text and "cnnsplitter" in text and "TC | mean non-TC" in text
+    result = json.loads(out.read_text())
+    assert result["target_class"] == 3 and result["strong_class"] == 3
+    assert len(result["per_class"]) == 10 and result["per_class"][3]["name"].endswith("(TC)")
+    assert result["strong_min"] <= result["strong_max"]
+    for name in ("cnnsplitter", "moda_adapter"):
+        assert set(result["change"][name]) == {"tc", "mean_non_tc"}
+        assert 0.0 <= result["accuracy"][name] <= 1.0
+
+    bad = tmp_path / "bad.json"
+    for args, message in (
+        (["--target-class", "10"], "--target-class=10"),
+        (["--target-class", "3", "--epochs", "0"], "--epochs"),
+    ):
+        code = main(["replace", "--weak-workdir", str(weak_run), "--module",
+                     str(mods / "class_3"), "--out", str(bad), *args])
+        assert code == 2
+        assert message in capsys.readouterr().err and not bad.exists()
+    code = main(["replace", "--weak-workdir", str(tmp_path / "none"), "--module",
+                 str(mods / "class_3"), "--target-class", "0"])
+    assert code == 2 and "config.json" in capsys.readouterr().err
+
+
+def test_replace_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["replace", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--weak-workdir", "--module", "--target-class", "--epochs", "--out"):
+        assert flag in text
+    from modjax.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert all(a.help for a in sub.choices["replace"]._actions)

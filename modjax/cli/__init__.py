@@ -244,7 +244,11 @@ def main(argv=None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        handlers = {"modularize": modules_cmd.modularize, "compose": modules_cmd.compose}
+        handlers = {
+            "modularize": modules_cmd.modularize,
+            "compose": modules_cmd.compose,
+            "replace": modules_cmd.replace,
+        }
         return {"train": _train, "eval": _eval, "data": _data, **handlers}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
         if args.verbose:
