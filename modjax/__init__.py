@@ -3,20 +3,24 @@
 Submodules: `data` (datasets and batches), `models` (the zoo), `objectives` (CE, MwT, MODA),
 `train` (state and jitted steps), `parallel` (device mesh), `checkpoint` (Orbax),
 `modularize` (module extraction), `prune` (pruned modules), `module_io` (module files),
-`metrics` (modularity metrics), `compose` (classifiers built from modules).
+`metrics` (modularity metrics), `compose` (classifiers built from modules), `modules` (the module value), `replace`
+(module replacement), `finetune` (MwT task head).
 """
 
 from modjax import (
     checkpoint,
     compose,
     data,
+    finetune,
     metrics,
     models,
     modularize,
     module_io,
+    modules,
     objectives,
     parallel,
     prune,
+    replace,
     train,
 )
 from modjax.models import get_model
@@ -31,6 +35,7 @@ __all__ = [
     "combine",
     "compose",
     "data",
+    "finetune",
     "get_model",
     "make_eval_step",
     "make_optimizer",
@@ -40,9 +45,11 @@ __all__ = [
     "models",
     "modularize",
     "module_io",
+    "modules",
     "mwt_objective",
     "objectives",
     "parallel",
     "prune",
+    "replace",
     "train",
 ]

@@ -115,7 +115,7 @@ def add_commands(sub) -> None:
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def _load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = None):
+def load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = None):
     """`(config, run, host variables, step)` of a training workdir's checkpoint."""
     import jax
 
@@ -183,7 +183,7 @@ def modularize(args) -> int:
     out = pathlib.Path(args.out) if args.out else workdir / "modules"
     if out.exists():
         raise ValueError(f"--out {out} exists; remove it or choose another directory")
-    config, run, variables, step = _load_run(workdir, args.data_dir)
+    config, run, variables, step = load_run(workdir, args.data_dir)
     if config.method not in MODULAR_METHODS:
         raise ValueError(
             f"{workdir} was trained with method={config.method!r}; modularize needs a run "
@@ -328,7 +328,7 @@ def compose(args) -> int:
                 f"module {d} comes from an unknown parent: its manifest names checkpoint "
                 f"{ckpt!r}, which is not a training workdir (no config.json)"
             )
-        config, run, variables, step = _load_run(
+        config, run, variables, step = load_run(
             pathlib.Path(ckpt), args.data_dir, step=m.parent.get("step")
         )
         clash = _same_parent(m.parent, _describe(config, run, pathlib.Path(ckpt), step))
@@ -471,7 +471,7 @@ def replace(args) -> int:
             f"{ckpt!r}, which is not a training workdir (no config.json)"
         )
     weak_dir = pathlib.Path(args.weak_workdir)
-    weak_config, weak_run, weak_vars, weak_step = _load_run(weak_dir, args.data_dir)
+    weak_config, weak_run, weak_vars, weak_step = load_run(weak_dir, args.data_dir)
     n = weak_run.info.num_classes
     k = args.target_class
     if not 0 <= k < n:
@@ -479,7 +479,7 @@ def replace(args) -> int:
             f"--target-class={k} is not a class of the weak run ({weak_config.dataset}, {n} "
             f"classes): expected 0..{n - 1}"
         )
-    config, run, strong_vars, step = _load_run(
+    config, run, strong_vars, step = load_run(
         pathlib.Path(ckpt), args.data_dir, step=module.parent.get("step")
     )
     clash = _same_parent(module.parent, _describe(config, run, pathlib.Path(ckpt), step))

@@ -1,0 +1,13 @@
+"""Standard vs MwT vs MODA: VGG16 (a) at width 0.125 on Fashion-MNIST resized to 32×32.
+
+Run: python experiments/compare_methods.py --config experiments/configs/methods_fmnist.py \
+         --data-dir ../shared/datasets --workdir runs/methods_fmnist   (~20 min on a 2-core CPU)
+"""
+
+
+def get_config():
+    return dict(
+        model="vgg16", dataset="fashion_mnist", image_size=32, width=0.125, num_epochs=5,
+        train_examples=20000, global_batch_size=128, learning_rate=0.05, log_every=50,
+        checkpoint_every=500,
+    )
