@@ -26,7 +26,7 @@ import numpy as np
 from modjax import compose as cp
 from modjax import metrics, module_io, prune
 from modjax.cli import loop, report
-from modjax.cli.modules_cmd import load_run
+from modjax.cli.modules_cmd import restore_parent
 
 
 def id_keep_trees(modules, variables, model_name, model_kwargs, input_shape):
@@ -71,8 +71,7 @@ def main():
     modules = [module_io.load_module(d) for d in sorted(root.glob("class_*"),
                                                        key=lambda p: int(p.name.split("_")[1]))]
     parent = modules[0].parent
-    config, run, variables, step = load_run(pathlib.Path(parent["checkpoint"]), args.data_dir,
-                                            step=parent.get("step"))
+    config, run, variables, step = restore_parent(modules[0], root, args.data_dir)
     kwargs = dict(parent["model_kwargs"])
     input_shape = run.input_shape
     method = modules[0].method

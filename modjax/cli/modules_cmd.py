@@ -300,6 +300,28 @@ def _same_parent(saved: dict[str, Any], restored: dict[str, Any]) -> str | None:
     return None
 
 
+def restore_parent(module, module_dir, data_dir):
+    """`(config, run, host variables, step)` of the training run a module was cut from.
+
+    Raises:
+        ValueError: the manifest names no training workdir, or the run there is not the
+            module's parent (another model, dataset or step).
+    """
+    ckpt = module.parent.get("checkpoint")
+    if not ckpt or not (pathlib.Path(ckpt) / "config.json").is_file():
+        raise ValueError(
+            f"module {module_dir} comes from an unknown parent: its manifest names checkpoint "
+            f"{ckpt!r}, which is not a training workdir (no config.json)"
+        )
+    config, run, variables, step = load_run(
+        pathlib.Path(ckpt), data_dir, step=module.parent.get("step")
+    )
+    clash = _same_parent(module.parent, _describe(config, run, pathlib.Path(ckpt), step))
+    if clash:
+        raise ValueError(f"module {module_dir} does not belong to the run in {ckpt}: {clash}")
+    return config, run, variables, step
+
+
 def compose(args) -> int:
     import time
 
@@ -322,18 +344,7 @@ def compose(args) -> int:
         key = cp.parent_key(m.parent)
         if key in runs:
             continue
-        ckpt = m.parent.get("checkpoint")
-        if not ckpt or not (pathlib.Path(ckpt) / "config.json").is_file():
-            raise ValueError(
-                f"module {d} comes from an unknown parent: its manifest names checkpoint "
-                f"{ckpt!r}, which is not a training workdir (no config.json)"
-            )
-        config, run, variables, step = load_run(
-            pathlib.Path(ckpt), args.data_dir, step=m.parent.get("step")
-        )
-        clash = _same_parent(m.parent, _describe(config, run, pathlib.Path(ckpt), step))
-        if clash:
-            raise ValueError(f"module {d} does not belong to the run in {ckpt}: {clash}")
+        config, run, variables, _ = restore_parent(m, d, args.data_dir)
         fn = loop.make_preprocess(config, run.info, augment=False)
         runs[key] = {"config": config, "run": run, "variables": variables, "preprocess": fn}
     shapes = {tuple(r["run"].info.image_shape) for r in runs.values()}
@@ -464,12 +475,6 @@ def replace(args) -> int:
             f"--module {args.module} holds classes {list(module.classes)}; replacement needs a "
             "single-class module (one directory class_<c> written by `modjax modularize`)"
         )
-    ckpt = module.parent.get("checkpoint")
-    if not ckpt or not (pathlib.Path(ckpt) / "config.json").is_file():
-        raise ValueError(
-            f"module {args.module} comes from an unknown parent: its manifest names checkpoint "
-            f"{ckpt!r}, which is not a training workdir (no config.json)"
-        )
     weak_dir = pathlib.Path(args.weak_workdir)
     weak_config, weak_run, weak_vars, weak_step = load_run(weak_dir, args.data_dir)
     n = weak_run.info.num_classes
@@ -479,12 +484,7 @@ def replace(args) -> int:
             f"--target-class={k} is not a class of the weak run ({weak_config.dataset}, {n} "
             f"classes): expected 0..{n - 1}"
         )
-    config, run, strong_vars, step = load_run(
-        pathlib.Path(ckpt), args.data_dir, step=module.parent.get("step")
-    )
-    clash = _same_parent(module.parent, _describe(config, run, pathlib.Path(ckpt), step))
-    if clash:
-        raise ValueError(f"module {args.module} does not belong to the run in {ckpt}: {clash}")
+    config, run, strong_vars, step = restore_parent(module, args.module, args.data_dir)
     if tuple(run.info.image_shape) != tuple(weak_run.info.image_shape):
         raise ValueError(
             f"the strong run's images are {tuple(run.info.image_shape)} but the weak run's are "
