@@ -70,8 +70,16 @@ def flatten_nchw(x: jax.Array) -> jax.Array:
 
 
 def max_pool(x: jax.Array) -> jax.Array:
-    """2×2 max-pool with stride 2 (PyTorch floor mode)."""
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
+    """2×2 max-pool, stride 2, floor on odd sizes (PyTorch `MaxPool2d(2)`, Flax VALID).
+
+    Written as a reshape and a max over the window axes rather than `nn.max_pool`: the values
+    are identical, and the gradient avoids XLA's select-and-scatter, which on CPU is ~7× slower
+    (benchmarks/results/step_throughput_cpu.md). Ties inside a window (measure zero after a
+    ReLU, except all-zero windows whose gradient the ReLU stops anyway) share the gradient.
+    """
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2, :]
+    return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
 
 
 class MaskGenerator(nn.Module):
