@@ -147,3 +147,36 @@ def test_replace_help_explains_every_option(capsys):
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert all(a.help for a in sub.choices["replace"]._actions)
+
+
+SMOKE_MWT = str(REPO / "experiments" / "configs" / "smoke_mwt.py")
+
+
+def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
+    run = tmp_path / "mwt"
+    assert main(["train", "--config", SMOKE_MWT, "--workdir", str(run), "--no-progress"]) == 0
+    mods = tmp_path / "mods"
+    assert main(["modularize", "--workdir", str(run), "--out", str(mods), "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "ft.json"
+    code = main(["compose", "--modules", str(mods / "class_0"), str(mods / "class_1"),
+                 "--finetune-epochs", "2", "--finetune-batch-size", "32", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "fine-tuned task module" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    ft = result["finetune"]
+    assert ft["classes"] == [0, 1] and ft["epochs"] == 2 and len(ft["history"]) == 2
+    assert 1 <= ft["best_epoch"] <= 2 and ft["test_samples"] > 0 and ft["val_samples"] > 0
+    for key in ("best_accuracy", "last_accuracy"):
+        assert 0.0 <= ft[key] <= 1.0
+    assert 0.0 <= result["accuracy"] <= 1.0  # the not-fine-tuned composition, still reported
+
+    moda_mods = tmp_path / "moda_mods"
+    assert main(["modularize", "--workdir", str(moda_run), "--out", str(moda_mods),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    code = main(["compose", "--modules", str(moda_mods / "class_0"), str(moda_mods / "class_1"),
+                 "--finetune-epochs", "2", "--out", str(bad)])
+    assert code == 2
+    assert "MwT" in capsys.readouterr().err and not bad.exists()

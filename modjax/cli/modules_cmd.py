@@ -67,6 +67,34 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)"
     )
+    p.add_argument(
+        "--finetune-epochs", type=int, default=0, metavar="E",
+        help="MwT task module (METHODS §4.6): fine-tune the union module of one MwT parent, "
+        "wrapped with a head ReLU -> Lin(N, |T|), for E epochs on the parent's training samples "
+        "of T and report the test accuracy of the best-validation and last epochs; 0 (default) "
+        "skips fine-tuning",
+    )
+    p.add_argument(
+        "--finetune-t-max", type=int, default=20,
+        help="per-epoch cosine schedule period of the fine-tune (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-lr", type=float, default=0.05,
+        help="fine-tune peak SGD learning rate, Nesterov 0.9 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-batch-size", type=int, default=128,
+        help="fine-tune training batch size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.1,
+        help="stratified fraction of T's training samples held out for fine-tune model "
+        "selection (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="fine-tune head init, validation split and data order seed (default: %(default)s)",
+    )
     p.add_argument("--out", help="write the result as JSON to this file")
 
     p = sub.add_parser(
@@ -336,9 +364,12 @@ def compose(args) -> int:
     relabel = _parse_relabel(args.relabel)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
+    _check_finetune_args(args)
     modules = []
     for d in args.modules:
         modules.append(module_io.load_module(d))
+    if args.finetune_epochs > 0:
+        _check_finetune_modules(args.modules, modules, cp.parent_key)
     runs: dict[str, dict[str, Any]] = {}  # parent key -> restored run
     for d, m in zip(args.modules, modules):
         key = cp.parent_key(m.parent)
@@ -392,6 +423,10 @@ def compose(args) -> int:
     )
     eval_s = time.perf_counter() - t0
 
+    finetune = None
+    if args.finetune_epochs > 0:
+        finetune = _finetune(args, composed.groups[0], runs[composed.groups[0].key])
+
     groups = []
     for g in composed.groups:
         groups.append({
@@ -428,6 +463,8 @@ def compose(args) -> int:
         "groups": groups,
         "eval_time_s": eval_s,
     }
+    if finetune is not None:
+        value["finetune"] = finetune
     if args.out:
         _write_json_atomic(pathlib.Path(args.out), report._jsonable(value))
     print(report.format_table(
@@ -441,7 +478,110 @@ def compose(args) -> int:
         f"({size['relative_macs']:.3f} of parents)"
         + (f"; result in {args.out}" if args.out else "")
     )
+    if finetune is not None:
+        print(
+            f"fine-tuned task module ({finetune['epochs']} epochs, {finetune['train_samples']} "
+            f"train / {finetune['val_samples']} val samples): accuracy best epoch "
+            f"{finetune['best_epoch']} {finetune['best_accuracy']:.4f}, last epoch "
+            f"{finetune['last_accuracy']:.4f} on {finetune['test_samples']} test samples "
+            f"(not fine-tuned {result['accuracy']:.4f}); {finetune['train_time_s']:.2f} s"
+        )
     return 0
+
+
+def _check_finetune_args(args) -> None:
+    if args.finetune_epochs < 0:
+        raise ValueError(f"--finetune-epochs={args.finetune_epochs} must be >= 0 (0: none)")
+    if args.finetune_epochs == 0:
+        return
+    if args.finetune_t_max < 1:
+        raise ValueError(f"--finetune-t-max={args.finetune_t_max} must be >= 1 (MwT: 20)")
+    if not args.finetune_lr > 0:
+        raise ValueError(f"--finetune-lr={args.finetune_lr} must be > 0 (MwT: 0.05)")
+    if args.finetune_batch_size < 1:
+        raise ValueError(f"--finetune-batch-size={args.finetune_batch_size} must be >= 1")
+    if not 0.0 < args.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction={args.val_fraction} must be in (0, 1) (MwT: 0.1)")
+
+
+def _check_finetune_modules(dirs, modules, parent_key) -> None:
+    """Fine-tuning builds one MwT task module: every module MwT and of one parent."""
+    other = [f"{d} ({m.method})" for d, m in zip(dirs, modules) if m.method != "mwt"]
+    if other:
+        raise ValueError(
+            f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
+            f"{', '.join(other)}"
+        )
+    keys = {parent_key(m.parent) for m in modules}
+    if len(keys) > 1:
+        raise ValueError(
+            f"--finetune-epochs needs modules of one parent; --modules come from {len(keys)} "
+            "different training runs"
+        )
+
+
+def _finetune(args, group, r) -> dict[str, Any]:
+    """Fine-tunes the MwT task module of `group` (METHODS §4.6); returns the JSON summary."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from modjax import data, finetune, train
+    from modjax.cli import loop
+
+    classes = np.asarray(sorted(group.classes))  # T; labels become positions in sorted T
+    config, run = r["config"], r["run"]
+
+    def of_t(images, labels):
+        sel = np.isin(labels, classes)
+        return images[sel], np.searchsorted(classes, labels[sel]).astype(np.int32)
+
+    tr_x, tr_y = of_t(*run.train_data)
+    te_x, te_y = of_t(*run.test_data)
+    train_idx, val_idx = finetune.stratified_split(tr_y, fraction=args.val_fraction, seed=args.seed)
+    if len(train_idx) < args.finetune_batch_size:
+        raise ValueError(
+            f"--finetune-batch-size={args.finetune_batch_size} exceeds the {len(train_idx)} "
+            f"fine-tuning samples of classes {classes.tolist()}; pass a smaller one"
+        )
+    model, variables = finetune.make_task_head(
+        group.model, group.variables, num_outputs=len(classes), seed=args.seed
+    )
+    eval_pre = r["preprocess"]
+    t0 = time.perf_counter()
+    res = finetune.finetune_task_module(
+        model, variables, (tr_x[train_idx], tr_y[train_idx]), (tr_x[val_idx], tr_y[val_idx]),
+        num_classes=len(classes),
+        train_preprocess=loop.make_preprocess(config, run.info, augment=True),
+        eval_preprocess=eval_pre,
+        num_epochs=args.finetune_epochs, t_max=args.finetune_t_max,
+        learning_rate=args.finetune_lr, batch_size=args.finetune_batch_size, seed=args.seed,
+    )
+    train_s = time.perf_counter() - t0
+    evaluate = train.make_eval_step(model=model, preprocess=eval_pre, num_classes=len(classes))
+
+    def test_accuracy(v) -> float:
+        correct = count = 0
+        for batch in data.eval_batches(te_x, te_y, global_batch_size=args.batch_size):
+            sums = jax.device_get(evaluate(v, batch))
+            correct, count = correct + int(sums["correct"]), count + int(sums["count"])
+        return correct / max(count, 1)
+
+    return {
+        "classes": classes.tolist(),
+        "epochs": args.finetune_epochs, "t_max": args.finetune_t_max,
+        "learning_rate": args.finetune_lr, "batch_size": args.finetune_batch_size,
+        "val_fraction": args.val_fraction, "seed": args.seed,
+        "train_samples": int(len(train_idx)), "val_samples": int(len(val_idx)),
+        "test_samples": int(len(te_y)),
+        "best_epoch": res.best_epoch, "best_val_accuracy": res.best_val_accuracy,
+        "best_accuracy": test_accuracy(res.best_variables),
+        "last_val_accuracy": res.last_val_accuracy,
+        "last_accuracy": test_accuracy(res.last_variables),
+        "history": res.history,
+        "train_time_s": train_s,
+    }
 
 
 # ----------------------------------------------------------------------------- replace
