@@ -8,7 +8,7 @@ from modjax.cli.replace_cmd import replace
 
 
 def add_commands(sub) -> None:
-    """Registers the `modularize` and `compose` sub-commands on `sub` (argparse subparsers)."""
+    """Registers `modularize`, `compose` and `replace` on `sub` (argparse subparsers)."""
     modularize_cmd.add_parser(sub)
     compose_cmd.add_parser(sub)
     replace_cmd.add_parser(sub)
