@@ -40,7 +40,6 @@ def get_config():
 
 def _train(model, images, labels, *, num_classes, epochs, batch_size, lr, seed, preprocess):
     import jax
-    import numpy as np
 
     from modjax import data, objectives, train
 
