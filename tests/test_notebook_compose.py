@@ -1,43 +1,96 @@
-"""Runs `notebooks/02_composing_modules.ipynb` on its tiny configuration and checks its results."""
+"""Runs `notebooks/02_composing_modules.ipynb` end to end on its tiny configuration (nbclient)."""
 
+import os
 import pathlib
 import re
 
 import pytest
 
-from tests.test_notebooks import _kernel_env, _outputs
-
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
 
-NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "02_composing_modules.ipynb"
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+COMPOSE = NOTEBOOKS / "02_composing_modules.ipynb"
+# Injected after the parameters cell: 2 + 3 digit modules, ids 0..4 after relabel.
+CLASSES_A, CLASSES_B = [1, 4], [5, 8, 9]
 
 
-def test_notebook_is_committed_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def _kernel_env() -> dict[str, str]:
+    """The test process's environment for the kernel, tiny mode, without 8 fake devices."""
+    env = dict(os.environ)
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = flags.strip()
+    env.update(
+        MODJAX_NOTEBOOK_TINY="1",
+        MPLBACKEND="Agg",
+        JAX_PLATFORMS="cpu",
+        JAX_DISABLE_MOST_OPTIMIZATIONS="1",  # fast compiles, as in conftest.py
+    )
+    return env
+
+
+def _with_parameters(nb, **values):
+    """Papermill-style injection: a cell assigning `values` right after the `parameters` cell."""
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _outputs(nb):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def test_committed_compose_notebook_is_clean():
+    nb = nbformat.read(COMPOSE, as_version=4)
+    nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.get("outputs") for c in code)
-    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    assert all(not c.outputs and c.execution_count is None for c in code), "clear the outputs"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and params[0] is code[0]
+    for name in ("DATA_DIR", "DATASET_A", "DATASET_B", "CLASSES_A", "CLASSES_B",
+                 "DIGITS_CLASSES_A", "DIGITS_CLASSES_B", "EPOCHS", "OUTPUT_DIR", "TINY"):
+        assert re.search(rf"^{name} = ", params[0].source, re.M), name
 
 
 @pytest.mark.slow
-def test_composition_notebook_tiny(monkeypatch):
-    for key, value in _kernel_env().items():
-        monkeypatch.setenv(key, value)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+def test_compose_notebook_tiny(tmp_path):
+    nb = _with_parameters(
+        nbformat.read(COMPOSE, as_version=4),
+        DIGITS_CLASSES_A=CLASSES_A, DIGITS_CLASSES_B=CLASSES_B, OUTPUT_DIR=str(tmp_path),
     )
-    client.execute()  # raises CellExecutionError on any failing cell
-    outputs = [o for o in _outputs(nb)]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert any("image/png" in o.get("data", {}) for o in outputs)
-    match = re.search(r"composed accuracy: ([0-9.]+) on (\d+) test samples \((\d+) classes from "
-                      r"(\d+) parents", text)
-    assert match, text[-2000:]
-    accuracy, samples, classes, parents = match.groups()
-    assert 0.0 <= float(accuracy) <= 1.0 and int(samples) > 0
-    assert int(classes) == 6 and int(parents) == 2
-    speed = re.search(r"one-by-one / fused time on a batch of \d+: ([0-9.]+)x", text)
-    assert speed and float(speed.group(1)) > 0
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute(env=_kernel_env())  # raises CellExecutionError on the first failing cell
+
+    outputs = _outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    assert "[TINY]" in text and "digits[0-4]" in text and "digits[5-9]" in text, text
+
+    k = len(CLASSES_A) + len(CLASSES_B)
+    found = re.search(
+        r"composed accuracy: ([0-9.]+) on (\d+) test samples \((\d+) classes from (\d+) parents",
+        text,
+    )
+    assert found, text
+    accuracy, count, classes, num_parents = found.groups()
+    assert 0.0 <= float(accuracy) <= 1.0
+    assert int(count) > 0 and int(classes) == k and int(num_parents) == 2
+    ids = re.search(r"composed classes: \[([0-9, ]+)\]", text)
+    assert ids and [int(i) for i in ids.group(1).split(",")] == list(range(k)), text
+
+    # One row per composed class in the accuracy table: id, dataset, class, n, 4 accuracies.
+    rows = re.findall(r"^\s*(\d+)\s+(digits\[\d-\d\])\s+(\d)\s+(\d+)((?:\s+[0-9.]+){4})$",
+                      text, re.M)
+    assert [int(r[2]) for r in rows] == CLASSES_A + CLASSES_B, text
+    for r in rows:
+        assert all(0.0 <= float(a) <= 1.0 for a in r[4].split())
+
+    assert re.search(r"one-by-one / fused time on a batch of \d+: [0-9.]+x", text), text
+    pngs = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert pngs
+    assert (tmp_path / "module_sizes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
