@@ -1,46 +1,19 @@
 """Runs `notebooks/02_composing_modules.ipynb` end to end on its tiny configuration (nbclient)."""
 
-import os
-import pathlib
 import re
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
-NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+from tests.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
+
 COMPOSE = NOTEBOOKS / "02_composing_modules.ipynb"
 # Injected after the parameters cell: 2 + 3 digit modules, ids 0..4 after relabel.
 CLASSES_A, CLASSES_B = [1, 4], [5, 8, 9]
-
-
-def _kernel_env() -> dict[str, str]:
-    """The test process's environment for the kernel, tiny mode, without 8 fake devices."""
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
-    env["XLA_FLAGS"] = flags.strip()
-    env.update(
-        MODJAX_NOTEBOOK_TINY="1",
-        MPLBACKEND="Agg",
-        JAX_PLATFORMS="cpu",
-        JAX_DISABLE_MOST_OPTIMIZATIONS="1",  # fast compiles, as in conftest.py
-    )
-    return env
-
-
-def _with_parameters(nb, **values):
-    """Papermill-style injection: a cell assigning `values` right after the `parameters` cell."""
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
-    return nb
-
-
-def _outputs(nb):
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
 def test_committed_compose_notebook_is_clean():
@@ -57,16 +30,11 @@ def test_committed_compose_notebook_is_clean():
 
 @pytest.mark.slow
 def test_compose_notebook_tiny(tmp_path):
-    nb = _with_parameters(
-        nbformat.read(COMPOSE, as_version=4),
-        DIGITS_CLASSES_A=CLASSES_A, DIGITS_CLASSES_B=CLASSES_B, OUTPUT_DIR=str(tmp_path),
+    nb = execute(
+        COMPOSE, DIGITS_CLASSES_A=CLASSES_A, DIGITS_CLASSES_B=CLASSES_B, OUTPUT_DIR=str(tmp_path)
     )
-    client = nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-    )
-    client.execute(env=_kernel_env())  # raises CellExecutionError on the first failing cell
 
-    outputs = _outputs(nb)
+    outputs = cell_outputs(nb)
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
     assert "[TINY]" in text and "digits[0-4]" in text and "digits[5-9]" in text, text

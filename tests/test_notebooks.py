@@ -1,18 +1,17 @@
 """Runs the notebooks in `notebooks/` end to end on their tiny configuration (nbclient)."""
 
-import os
-import pathlib
 import re
 
 import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
-NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+from tests.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
+
 MODULAR = NOTEBOOKS / "01_modular_training.ipynb"
 METHODS = ("standard", "mwt", "moda")
 FIGURES = (
@@ -21,32 +20,6 @@ FIGURES = (
     "moda_mean_activation",
     "per_layer_means",
 )
-
-
-def _kernel_env() -> dict[str, str]:
-    """The test process's environment for the kernel, tiny mode, without 8 fake devices."""
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
-    env["XLA_FLAGS"] = flags.strip()
-    env.update(
-        MODJAX_NOTEBOOK_TINY="1",
-        MPLBACKEND="Agg",
-        JAX_PLATFORMS="cpu",
-        JAX_DISABLE_MOST_OPTIMIZATIONS="1",  # fast compiles, as in conftest.py
-    )
-    return env
-
-
-def _with_parameters(nb, **values):
-    """Papermill-style injection: a cell assigning `values` right after the `parameters` cell."""
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
-    return nb
-
-
-def _outputs(nb):
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
 def _results_table(text: str) -> dict[str, tuple[float, str]]:
@@ -66,14 +39,7 @@ def _results_table(text: str) -> dict[str, tuple[float, str]]:
 def executed(tmp_path_factory):
     """The modular-training notebook executed in tiny mode, and its OUTPUT_DIR."""
     out = tmp_path_factory.mktemp("figures")
-    nb = _with_parameters(nbformat.read(MODULAR, as_version=4), OUTPUT_DIR=str(out))
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    )
-    client.execute(env=_kernel_env())  # raises CellExecutionError on the first failing cell
+    nb = execute(MODULAR, OUTPUT_DIR=str(out))
     return nb, out
 
 
@@ -92,7 +58,7 @@ def test_committed_notebook_is_clean():
 @pytest.mark.slow
 def test_modular_training_notebook_tiny(executed):
     nb, out = executed
-    outputs = _outputs(nb)
+    outputs = cell_outputs(nb)
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
     assert "[TINY]" in text and "digits" in text
