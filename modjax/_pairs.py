@@ -77,6 +77,18 @@ def _valid_mean(values: jax.Array, where: jax.Array | None) -> jax.Array:
     return _safe_div(jnp.sum(jnp.where(where, values, 0)), jnp.sum(where, dtype=values.dtype))
 
 
+def _pair_stats(same_sum, diff_sum, same_count, diff_count) -> PairStats:
+    """`PairStats` from pair sums and counts; a mean over no pairs is 0 (METHODS §11.3)."""
+    return PairStats(
+        same_mean=_safe_div(same_sum, same_count.astype(same_sum.dtype)),
+        diff_mean=_safe_div(diff_sum, diff_count.astype(diff_sum.dtype)),
+        same_sum=same_sum,
+        diff_sum=diff_sum,
+        same_count=same_count,
+        diff_count=diff_count,
+    )
+
+
 def pair_counts(
     labels: jax.Array, *, num_classes: int, where: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -170,14 +182,7 @@ def pair_statistics(
     prefix = jnp.concatenate([jnp.zeros_like(per_class_sum[:1]), jnp.cumsum(per_class_sum[:-1], 0)])
     diff_sum = jnp.sum(per_class_sum * prefix)
     same_count, diff_count = _counts_to_pairs(per_class_count)
-    return PairStats(
-        same_mean=_safe_div(same_sum, same_count.astype(same_sum.dtype)),
-        diff_mean=_safe_div(diff_sum, diff_count.astype(diff_sum.dtype)),
-        same_sum=same_sum,
-        diff_sum=diff_sum,
-        same_count=same_count,
-        diff_count=diff_count,
-    )
+    return _pair_stats(same_sum, diff_sum, same_count, diff_count)
 
 
 def layer_pair_means(
@@ -221,11 +226,4 @@ def _naive_pair_statistics(
     diff_sum = jnp.sum(jnp.where(diff, sim, 0))
     same_count = jnp.sum(same, dtype=jnp.int32)
     diff_count = jnp.sum(diff, dtype=jnp.int32)
-    return PairStats(
-        same_mean=_safe_div(same_sum, same_count.astype(same_sum.dtype)),
-        diff_mean=_safe_div(diff_sum, diff_count.astype(diff_sum.dtype)),
-        same_sum=same_sum,
-        diff_sum=diff_sum,
-        same_count=same_count,
-        diff_count=diff_count,
-    )
+    return _pair_stats(same_sum, diff_sum, same_count, diff_count)
