@@ -15,10 +15,10 @@ import statistics
 
 import jax
 
-from modjax.cli import config as config_lib
-from modjax.cli import loop, report
+from modjax.runs import config as config_lib
+from modjax.runs import report, training
 
-METHODS = ("standard", "mwt", "moda")
+METHODS = config_lib.METHODS
 
 
 def _epoch_time(summary):
@@ -42,7 +42,7 @@ def main():
     rows = []
     for method in args.methods:
         config = config_lib.from_dict({**base, "method": method}, source=args.config)
-        summary = loop.train_and_evaluate(config, workdir / method, progress=args.progress)
+        summary = training.train_and_evaluate(config, workdir / method, progress=args.progress)
         last = summary["epochs_log"][-1]
         rows.append({
             "method": method,

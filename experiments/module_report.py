@@ -23,10 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax import compose as cp
-from modjax import metrics, module_io, prune
-from modjax.cli import loop, report
-from modjax.cli.modules_cmd import restore_parent
+from modjax import metrics
+from modjax.modular import compose as cp
+from modjax.modular import io as module_io
+from modjax.modular import prune
+from modjax.runs import report, training
+from modjax.runs.workdir import restore_parent
 
 
 def id_keep_trees(modules, variables, model_name, model_kwargs, input_shape):
@@ -94,7 +96,7 @@ def main():
 
     # Sub-tasks: fused composition vs parent restricted to T; timing fused vs one-by-one.
     key = cp.parent_key(parent)
-    pre = loop.make_preprocess(config, run.info, augment=False)
+    pre = training.make_preprocess(config, run.info, augment=False)
     rng = jax.random.PRNGKey(0)
     vbp = {key: variables}
     test_x, test_y = run.test_data

@@ -64,9 +64,9 @@ def run(cfg) -> dict:
     import numpy as np
 
     from modjax import data, models
-    from modjax import modularize as mz
-    from modjax import replace as rp
-    from modjax.prune import prune
+    from modjax import modular as mz
+    from modjax.modular import replace as rp
+    from modjax.modular.prune import prune
 
     t0 = time.perf_counter()
     info = data.get_info("digits")

@@ -1,26 +1,22 @@
 """modjax: modular deep learning in JAX/Flax.
 
-Submodules: `data` (datasets and batches), `models` (the zoo), `objectives` (CE, MwT, MODA),
-`train` (state and jitted steps), `parallel` (device mesh), `checkpoint` (Orbax),
-`modularize` (module extraction), `prune` (pruned modules), `module_io` (module files),
-`metrics` (modularity metrics), `compose` (classifiers built from modules), `modules` (the module value), `replace`
-(module replacement), `finetune` (MwT task head).
+Shared foundations: `data` (datasets and batches), `models` (the zoo), `metrics`, `objectives`
+(CE, MwT, MODA), `train` (state and jitted steps), `parallel` (device mesh), `checkpoint`
+(Orbax). The method families: `modular` (MwT and MODA modules: extract, prune, compose,
+fine-tune, replace, save), `decompose` (Pan & Rajan), `deeparc` (DeepArc). `runs` is the
+workdir layer of the CLI, experiments and notebooks; `cli` the `modjax` command.
 """
 
 from modjax import (
     checkpoint,
-    compose,
     data,
-    finetune,
+    decompose,
+    deeparc,
     metrics,
     models,
-    modularize,
-    module_io,
-    modules,
+    modular,
     objectives,
     parallel,
-    prune,
-    replace,
     train,
 )
 from modjax.models import get_model
@@ -33,9 +29,9 @@ __all__ = [
     "TrainState",
     "checkpoint",
     "combine",
-    "compose",
     "data",
-    "finetune",
+    "decompose",
+    "deeparc",
     "get_model",
     "make_eval_step",
     "make_optimizer",
@@ -43,13 +39,9 @@ __all__ = [
     "metrics",
     "moda_objective",
     "models",
-    "modularize",
-    "module_io",
-    "modules",
+    "modular",
     "mwt_objective",
     "objectives",
     "parallel",
-    "prune",
-    "replace",
     "train",
 ]

@@ -19,9 +19,9 @@ from modjax._pairs import (  # noqa: F401 (API)
     pair_counts,
     pair_statistics,
 )
+from modjax.models.layers import MASK_SUFFIX
 from modjax.typing import Acts, Objective
 
-MASK_SUFFIX = "/mask"
 Layers = Sequence[jax.Array] | Mapping[str, jax.Array]
 TermFn = Callable[[jax.Array, Acts, jax.Array, jax.Array | None], tuple[jax.Array, dict]]
 """`(logits, acts, labels, where) -> (value, logs)`: a scalar term and a fixed-key dict of extras."""

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from modjax import checkpoint, train
-from modjax.cli import config as config_lib
-from modjax.cli import loop
+from modjax.runs import config as config_lib
+from modjax.runs import training
 from tests.tiny import TinyNet, tree_max_diff
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def _modjax(args, env_extra=None, code=None):
 
 def _final_params(workdir):
     config = config_lib.load_json(workdir / "config.json")
-    run = loop.build_run(config)
+    run = training.build_run(config)
     manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10)
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh

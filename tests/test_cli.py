@@ -8,7 +8,7 @@ import pytest
 
 from modjax import checkpoint
 from modjax.cli import build_parser, main
-from modjax.cli.config import FIELDS
+from modjax.runs.config import FIELDS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax import compose as cp
 from modjax import models
-from modjax import modularize as mz
-from modjax.prune import masked_equivalent
+from modjax import modular as mz
+from modjax.modular import compose as cp
+from modjax.modular.prune import masked_equivalent
 
 SHAPE = (8, 8, 1)
 N = 4

@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from modjax import data, finetune, models, train
-from modjax.prune import prune
+from modjax import data, models, train
+from modjax.modular import finetune
+from modjax.modular.prune import prune
 
 
 def test_stratified_split_proportions_disjoint_deterministic():

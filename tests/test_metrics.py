@@ -391,7 +391,7 @@ def test_batch_jaccard_metrics_errors():
         metrics.batch_jaccard_metrics(masks, np.zeros(3, np.int32))
 
 
-# ----------------------------------------------------------------------------- FLOPs and params
+# ---------------------------------------------------------------------------- MACs and params
 
 
 def _mlp(hidden):
@@ -400,26 +400,26 @@ def _mlp(hidden):
     return model, params, (28, 28, 1)
 
 
-def test_module_flops_and_params_hand():
+def test_module_macs_and_params_hand():
     module, parent = _mlp(7), _mlp(49)
-    s = metrics.module_flops_and_params(module, parent)
+    s = metrics.module_macs_and_params(module, parent)
     # MACs: 784·h + h·10; params: 784·h + h + h·10 + 10.
-    assert (s.flops, s.parent_flops) == (784 * 7 + 70, 784 * 49 + 490)
+    assert (s.macs, s.parent_macs) == (784 * 7 + 70, 784 * 49 + 490)
     assert (s.params, s.parent_params) == (5575, 38965)
-    assert s.relative_flops == pytest.approx(5558 / 38906)
+    assert s.relative_macs == pytest.approx(5558 / 38906)
     assert s.relative_params == pytest.approx(5575 / 38965)
 
 
-def test_module_flops_and_params_errors():
+def test_module_macs_and_params_errors():
     module, parent = _mlp(7), _mlp(49)
     with pytest.raises(ValueError, match="module params have 38965 scalars"):
-        metrics.module_flops_and_params((module[0], parent[1], module[2]), parent)
+        metrics.module_macs_and_params((module[0], parent[1], module[2]), parent)
     with pytest.raises(ValueError, match="differs from the parent"):
         small = models.get_model("mlp", depth=1, hidden=7)
         p = small.init(jax.random.key(0), jnp.zeros((1, 14, 14, 1)))["params"]
-        metrics.module_flops_and_params((small, p, (14, 14, 1)), parent)
+        metrics.module_macs_and_params((small, p, (14, 14, 1)), parent)
     with pytest.raises(ValueError, match="triple"):
-        metrics.module_flops_and_params(module[:2], parent)
+        metrics.module_macs_and_params(module[:2], parent)
 
 
 # ----------------------------------------------------------------------------- Pan & Rajan JI

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax import models, module_io, parallel
-from modjax import modularize as mz
+from modjax import models, parallel
+from modjax import modular as mz
 from modjax.data import eval_batches
+from modjax.modular import io as module_io
 
 N = 3
 LENET_SHAPE = (16, 16, 3)

@@ -13,7 +13,8 @@ pytest.importorskip("matplotlib")
 from tests.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
 
 MODULAR = NOTEBOOKS / "01_modular_training.ipynb"
-METHODS = ("standard", "mwt", "moda")
+from modjax.runs.config import METHODS
+
 FIGURES = (
     "mwt_mask_frequency",
     "moda_activation_frequency",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modjax import models
-from modjax.prune import keep_to_masks, masked_equivalent, prune
+from modjax.modular.prune import masked_equivalent, prune
 
 W = 0.125
 B = 3
@@ -268,9 +268,9 @@ def test_mobilenet_effective_sets():
 def test_mobilenet_mwt_keeps_first_depthwise_whole():
     kw = {"num_classes": N, "width": W, "mask_generators": True}
     keep = {"block0.dw": np.arange(4) < 2, "block0.pw": np.ones(8, bool)}
-    masks = keep_to_masks("mobilenet", kw, keep, method="mwt")
+    masks = masked_equivalent("mobilenet", kw, keep, method="mwt")[1]
     np.testing.assert_array_equal(masks["block0.dw"], np.ones(4))
-    moda = keep_to_masks("mobilenet", kw, keep, method="moda")
+    moda = masked_equivalent("mobilenet", kw, keep, method="moda")[1]
     np.testing.assert_array_equal(moda["block0.dw"], keep["block0.dw"])
 
 

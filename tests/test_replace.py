@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax import replace
+from modjax.modular import replace
 
 
 def test_adapter_inputs_put_strong_logit_at_target_column():

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from modjax.cli import modules_cmd
-from modjax.cli.config import FIELDS, TrainConfig
+from modjax.runs.config import FIELDS, TrainConfig
 
 # Help text of every TrainConfig setting, shown by `modjax train --help`.
 HELP = {
@@ -151,15 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     import jax
 
-    from modjax.cli import config as config_lib
-    from modjax.cli import loop, report
+    from modjax.runs import config as config_lib
+    from modjax.runs import report, training
 
     if args.distributed:
         jax.distributed.initialize()
     values = config_lib.load_config_file(args.config) if args.config else {}
     values.update({k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
     config = config_lib.from_dict(values, source=args.config or "flags")
-    summary = loop.train_and_evaluate(config, args.workdir, progress=args.progress)
+    summary = training.train_and_evaluate(config, args.workdir, progress=args.progress)
     if jax.process_index() == 0:
         print(
             report.format_table(
@@ -180,8 +180,8 @@ def _eval(args) -> int:
     import pathlib
 
     from modjax import checkpoint, train
-    from modjax.cli import config as config_lib
-    from modjax.cli import loop, report
+    from modjax.runs import config as config_lib
+    from modjax.runs import report, training
 
     workdir = pathlib.Path(args.workdir)
     if not (workdir / "config.json").exists():
@@ -192,13 +192,13 @@ def _eval(args) -> int:
     config = config_lib.load_json(workdir / "config.json")
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
-    run = loop.build_run(config)
+    run = training.build_run(config)
     manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
     state, _ = checkpoint.restore(manager, abstract)
-    result = loop.evaluate(run, train.variables_of(state), split=args.split)
+    result = training.evaluate(run, train.variables_of(state), split=args.split)
     result.update(step=int(state.step), split=args.split)
     if args.json:
         print(json.dumps(result))
@@ -219,7 +219,7 @@ def _eval(args) -> int:
 
 def _data(args) -> int:
     from modjax import data
-    from modjax.cli import report
+    from modjax.runs import report
 
     if args.data_command == "list":
         print(

@@ -3,7 +3,7 @@
 import pathlib
 from typing import Any
 
-from modjax.cli._runs import _write_json_atomic, restore_parent
+from modjax.runs.workdir import restore_parent, write_json_atomic
 
 
 def add_parser(sub) -> None:
@@ -91,9 +91,10 @@ def compose(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from modjax import compose as cp
-    from modjax import data, module_io
-    from modjax.cli import loop, report
+    from modjax import data
+    from modjax.modular import compose as cp
+    from modjax.modular import io as module_io
+    from modjax.runs import report, training
 
     relabel = _parse_relabel(args.relabel)
     if args.batch_size < 1:
@@ -110,7 +111,7 @@ def compose(args) -> int:
         if key in runs:
             continue
         config, run, variables, _ = restore_parent(m, d, args.data_dir)
-        fn = loop.make_preprocess(config, run.info, augment=False)
+        fn = training.make_preprocess(config, run.info, augment=False)
         runs[key] = {"config": config, "run": run, "variables": variables, "preprocess": fn}
     shapes = {tuple(r["run"].info.image_shape) for r in runs.values()}
     if len(shapes) > 1:
@@ -200,7 +201,7 @@ def compose(args) -> int:
     if finetune is not None:
         value["finetune"] = finetune
     if args.out:
-        _write_json_atomic(pathlib.Path(args.out), report._jsonable(value))
+        write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
     print(report.format_table(
         per_class, ["output_id", "dataset", "class", "name", "test_samples", "accuracy"]
     ))
@@ -261,8 +262,9 @@ def _finetune(args, group, r) -> dict[str, Any]:
     import jax
     import numpy as np
 
-    from modjax import data, finetune, train
-    from modjax.cli import loop
+    from modjax import data, train
+    from modjax.modular import finetune
+    from modjax.runs import training
 
     classes = np.asarray(sorted(group.classes))  # T; labels become positions in sorted T
     config, run = r["config"], r["run"]
@@ -287,7 +289,7 @@ def _finetune(args, group, r) -> dict[str, Any]:
     res = finetune.finetune_task_module(
         model, variables, (tr_x[train_idx], tr_y[train_idx]), (tr_x[val_idx], tr_y[val_idx]),
         num_classes=len(classes),
-        train_preprocess=loop.make_preprocess(config, run.info, augment=True),
+        train_preprocess=training.make_preprocess(config, run.info, augment=True),
         eval_preprocess=eval_pre,
         num_epochs=args.finetune_epochs, t_max=args.finetune_t_max,
         learning_rate=args.finetune_lr, batch_size=args.finetune_batch_size, seed=args.seed,

@@ -5,9 +5,8 @@ import pathlib
 import shutil
 import tempfile
 
-from modjax.cli._runs import _describe, _write_json_atomic, load_run
-
-MODULAR_METHODS = ("mwt", "moda")
+from modjax.modular.module import METHODS as MODULAR_METHODS
+from modjax.runs.workdir import describe_run, load_run, write_json_atomic
 
 
 def add_parser(sub) -> None:
@@ -43,10 +42,11 @@ def modularize(args) -> int:
     import jax
     import numpy as np
 
-    from modjax import data, metrics, module_io, parallel
-    from modjax import modularize as mz
-    from modjax.cli import loop, report
-    from modjax.prune import prune
+    from modjax import data, metrics, parallel
+    from modjax import modular as mz
+    from modjax.modular import io as module_io
+    from modjax.modular.prune import prune
+    from modjax.runs import report, training
 
     if not 0.0 < args.threshold <= 1.0:
         raise ValueError(f"--threshold={args.threshold} must be in (0, 1] (tau = 0.9 by default)")
@@ -60,14 +60,14 @@ def modularize(args) -> int:
             f"{workdir} was trained with method={config.method!r}; modularize needs a run "
             f"trained with one of {list(MODULAR_METHODS)}"
         )
-    parent = _describe(config, run, workdir, step)
+    parent = describe_run(config, run, workdir, step)
     images, labels = run.train_data
     batch = config.global_batch_size
     extraction = mz.extract_modules(
         data.eval_batches(images, labels, global_batch_size=batch),
         variables=parallel.replicate(variables, run.mesh),
         parent=parent,
-        preprocess=loop.make_preprocess(config, run.info, augment=False),
+        preprocess=training.make_preprocess(config, run.info, augment=False),
         method=config.method,
         threshold=args.threshold,
         fallback=args.fallback,
@@ -86,16 +86,16 @@ def modularize(args) -> int:
             classes=[c] if config.method == "moda" else None, method=config.method,
             input_shape=shape,
         )
-        size = metrics.module_flops_and_params(
+        size = metrics.module_macs_and_params(
             (pruned, pv["params"], shape), (run.model, variables["params"], shape)
         )
         layer_rates = {n: float(np.mean(k)) for n, k in module.keep.items()}
         module = module._replace(metrics={
             **module.metrics,
             "weight_retention": size.relative_params,
-            "relative_flops": size.relative_flops,
+            "relative_macs": size.relative_macs,
             "module_params": size.params,
-            "module_flops": size.flops,
+            "module_macs": size.macs,
         })
         saved.append(module)
         rows.append({
@@ -104,7 +104,7 @@ def modularize(args) -> int:
             "samples": module.metrics.get("num_samples"),
             "unit_retention": module.metrics["kernel_rate"],
             "weight_retention": size.relative_params,
-            "relative_flops": size.relative_flops,
+            "relative_macs": size.relative_macs,
             "fallbacks": len(module.fallbacks),
             "layer_retention": layer_rates,
         })
@@ -124,7 +124,7 @@ def modularize(args) -> int:
     try:
         for module in saved:
             module_io.save_module(module, tmp / f"class_{module.classes[0]}")
-        _write_json_atomic(tmp / "modules.json", report._jsonable(summary))
+        write_json_atomic(tmp / "modules.json", report.jsonable(summary))
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,7 +132,7 @@ def modularize(args) -> int:
     if jax.process_index() == 0:
         print(report.format_table(
             rows,
-            ["class", "name", "samples", "unit_retention", "weight_retention", "relative_flops",
+            ["class", "name", "samples", "unit_retention", "weight_retention", "relative_macs",
              "fallbacks"],
         ))
         print(

@@ -1,9 +1,8 @@
 """The module commands `modjax modularize`, `modjax compose` and `modjax replace`: registration."""
 
 from modjax.cli import compose_cmd, modularize_cmd, replace_cmd
-from modjax.cli._runs import load_run, restore_parent
 from modjax.cli.compose_cmd import compose
-from modjax.cli.modularize_cmd import MODULAR_METHODS, modularize
+from modjax.cli.modularize_cmd import modularize
 from modjax.cli.replace_cmd import replace
 
 
@@ -14,7 +13,4 @@ def add_commands(sub) -> None:
     replace_cmd.add_parser(sub)
 
 
-__all__ = [
-    "MODULAR_METHODS", "add_commands", "compose", "load_run", "modularize", "replace",
-    "restore_parent",
-]
+__all__ = ["add_commands", "compose", "modularize", "replace"]

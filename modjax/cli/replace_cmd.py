@@ -2,7 +2,7 @@
 
 import pathlib
 
-from modjax.cli._runs import _write_json_atomic, load_run, restore_parent
+from modjax.runs.workdir import load_run, restore_parent, write_json_atomic
 
 
 def add_parser(sub) -> None:
@@ -66,10 +66,11 @@ def replace(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from modjax import compose as cp
-    from modjax import data, module_io
-    from modjax import replace as rp
-    from modjax.cli import loop, report
+    from modjax import data
+    from modjax.modular import compose as cp
+    from modjax.modular import io as module_io
+    from modjax.modular import replace as rp
+    from modjax.runs import report, training
 
     _check_replace_args(args)
     module = module_io.load_module(args.module)  # validate cheap inputs before restoring runs
@@ -95,7 +96,7 @@ def replace(args) -> int:
         )
 
     key0 = jax.random.PRNGKey(0)
-    strong_pre = loop.make_preprocess(config, run.info, augment=False)
+    strong_pre = training.make_preprocess(config, run.info, augment=False)
     key = cp.parent_key(module.parent)
     composed = cp.compose(
         [module], {key: strong_vars}, preprocess_by_parent={key: lambda x: strong_pre(x, key0)}
@@ -104,7 +105,7 @@ def replace(args) -> int:
     def strong_apply(images):
         return composed.apply_fn(jnp.asarray(images, jnp.float32))[:, 0]
 
-    weak_pre = loop.make_preprocess(weak_config, weak_run.info, augment=False)
+    weak_pre = training.make_preprocess(weak_config, weak_run.info, augment=False)
     weak_model = weak_run.model
 
     @jax.jit
@@ -169,7 +170,7 @@ def replace(args) -> int:
         "adapter_train_time_s": train_s,
     }
     if args.out:
-        _write_json_atomic(pathlib.Path(args.out), report._jsonable(value))
+        write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
     print(report.format_table(
         rows, ["class", "name", "test_samples", "weak", "cnnsplitter", "moda_adapter"]
     ))

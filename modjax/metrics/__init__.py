@@ -11,7 +11,7 @@ Everything here runs offline on the host in NumPy, except `batch_jaccard_metrics
 `jnp` and traceable so an eval step can compute it per batch.
 
 Files by concern: `_retention` (kernel and weight retention), `_overlap` (MODA overlap),
-`_jaccard` (cohesion, coupling, per-batch metrics), `_sizes` (module FLOPs and parameters),
+`_jaccard` (cohesion, coupling, per-batch metrics), `_sizes` (module MACs and parameters),
 `_pan_rajan` (value and edge Jaccard), `_accuracy`, and `_common` (shared validation).
 """
 
@@ -37,7 +37,7 @@ from modjax.metrics._retention import (
     task_kernel_retention,
     weight_retention,
 )
-from modjax.metrics._sizes import ModuleSize, module_flops_and_params
+from modjax.metrics._sizes import ModuleSize, module_macs_and_params
 
 __all__ = [
     "RESCNN_TOTAL_KERNELS",
@@ -59,7 +59,7 @@ __all__ = [
     "kernel_retention",
     "linear_weight_retention",
     "mean_pairwise_overlap",
-    "module_flops_and_params",
+    "module_macs_and_params",
     "overlap",
     "per_class_accuracy",
     "task_kernel_retention",

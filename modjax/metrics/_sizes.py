@@ -12,22 +12,22 @@ from modjax.typing import Params
 
 
 class ModuleSize(NamedTuple):
-    """A module's size against its parent (METHODS §10.9). FLOPs are MACs of conv/dense layers.
+    """A module's size against its parent (METHODS §10.9). MACs are MACs of conv/dense layers.
 
     Attributes:
-        flops: module MACs for one example, bias excluded.
+        macs: module MACs for one example, bias excluded.
         params: module parameter scalars.
-        parent_flops: parent MACs.
+        parent_macs: parent MACs.
         parent_params: parent parameter scalars.
-        relative_flops: `flops / parent_flops`.
+        relative_macs: `macs / parent_macs`.
         relative_params: `params / parent_params`.
     """
 
-    flops: int
+    macs: int
     params: int
-    parent_flops: int
+    parent_macs: int
     parent_params: int
-    relative_flops: float
+    relative_macs: float
     relative_params: float
 
 
@@ -39,7 +39,7 @@ def _size(spec, name: str, include_generators: bool) -> tuple[int, int, tuple[in
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name}[0] must be a Flax model; got {type(model).__name__}")
     summary = models.summarize(model, tuple(input_shape))
-    flops = summary["macs"] + (summary["generator_macs"] if include_generators else 0)
+    macs = summary["macs"] + (summary["generator_macs"] if include_generators else 0)
     expected = summary["params"] - (0 if include_generators else summary["generator_params"])
     given = models.count_params(params)
     if not include_generators:
@@ -49,16 +49,16 @@ def _size(spec, name: str, include_generators: bool) -> tuple[int, int, tuple[in
             f"{name} params have {given} scalars but {type(model).__name__} at input_shape "
             f"{tuple(input_shape)} has {expected}: pass variables['params'] of that model"
         )
-    return flops, given, tuple(input_shape)
+    return macs, given, tuple(input_shape)
 
 
-def module_flops_and_params(
+def module_macs_and_params(
     module: tuple[nn.Module, Params, Sequence[int]],
     parent: tuple[nn.Module, Params, Sequence[int]],
     *,
     include_generators: bool = False,
 ) -> ModuleSize:
-    """Relative FLOPs (MACs) and parameters of a pruned module vs its parent model.
+    """Relative MACs and parameters of a pruned module vs its parent model.
 
     A pruned module is a narrower instance of a model class applied to smaller parameters, so its
     MACs come from `models.summarize`/`count_macs` on the module's own shapes and its parameters
@@ -87,17 +87,17 @@ def module_flops_and_params(
         >>> def init(m):
         ...     x = jnp.zeros((1, 28, 28, 1))
         ...     return m.init({"params": jax.random.key(0)}, x)["params"]
-        >>> s = module_flops_and_params((module, init(module), (28, 28, 1)),
+        >>> s = module_macs_and_params((module, init(module), (28, 28, 1)),
         ...                             (parent, init(parent), (28, 28, 1)))
-        >>> s.flops, s.parent_flops, round(s.relative_params, 4)
+        >>> s.macs, s.parent_macs, round(s.relative_params, 4)
         (5558, 38906, 0.1431)
     """
-    flops, params, shape = _size(module, "module", include_generators)
-    parent_flops, parent_params, parent_shape = _size(parent, "parent", include_generators)
+    macs, params, shape = _size(module, "module", include_generators)
+    parent_macs, parent_params, parent_shape = _size(parent, "parent", include_generators)
     if shape != parent_shape:
         raise ValueError(f"module input_shape {shape} differs from the parent's {parent_shape}")
-    if parent_flops == 0 or parent_params == 0:
+    if parent_macs == 0 or parent_params == 0:
         raise ValueError("parent has no MACs or no parameters")
     return ModuleSize(
-        flops, params, parent_flops, parent_params, flops / parent_flops, params / parent_params
+        macs, params, parent_macs, parent_params, macs / parent_macs, params / parent_params
     )

@@ -26,18 +26,18 @@ import numpy as np
 from flax.core import FrozenDict
 
 from modjax.models.cnn import LeNet5, ResCNN, SimCNN
-from modjax.models.layers import ConvUnit, MaskGenerator, scaled
+from modjax.models.layers import MASK_SUFFIX, ConvUnit, MaskGenerator, scaled
 from modjax.models.mlp import MLP, check_mlp
 from modjax.models.mobilenet import MobileNet
 from modjax.models.resnet import ResNet18
 from modjax.models.size import (
-    _trace,
     count_conv_kernels,
     count_generator_params,
     count_macs,
     count_masked_kernels,
     count_params,
     summarize,
+    trace,
 )
 from modjax.models.vgg import VGG, VGG16, VGG16_MODA
 
@@ -200,7 +200,7 @@ def mask_points(
         >>> list(mask_points("mlp", depth=2).items())
         [('dense_0', 49), ('dense_1', 49)]
     """
-    return _trace(_resolve(model, model_kwargs), input_shape).points
+    return trace(_resolve(model, model_kwargs), input_shape).points
 
 
 def tracked_layers(
@@ -214,8 +214,8 @@ def tracked_layers(
         >>> list(tracked_layers("lenet5"))
         ['conv_0', 'conv_1', 'fc_0', 'fc_1']
     """
-    acts = _trace(_resolve(model, model_kwargs), input_shape).acts
-    return {n: shape[-1] for n, shape in acts.items() if not n.endswith("/mask")}
+    acts = trace(_resolve(model, model_kwargs), input_shape).acts
+    return {n: shape[-1] for n, shape in acts.items() if not n.endswith(MASK_SUFFIX)}
 
 
 def masked_layers(
@@ -230,11 +230,12 @@ def masked_layers(
         >>> list(masked_layers("lenet5", mask_generators=True).items())
         [('conv_1', 16)]
     """
-    acts = _trace(_resolve(model, model_kwargs), input_shape).acts
-    return {n.removesuffix("/mask"): shape[-1] for n, shape in acts.items() if n.endswith("/mask")}
+    acts = trace(_resolve(model, model_kwargs), input_shape).acts
+    return {n.removesuffix(MASK_SUFFIX): shape[-1] for n, shape in acts.items() if n.endswith(MASK_SUFFIX)}
 
 
 __all__ = [
+    "MASK_SUFFIX",
     "MLP",
     "MODEL_NAMES",
     "VGG",
@@ -256,5 +257,6 @@ __all__ = [
     "mask_points",
     "masked_layers",
     "summarize",
+    "trace",
     "tracked_layers",
 ]

@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+MASK_SUFFIX = "/mask"
+"""Suffix of the `acts` keys that hold MwT generator masks: `f"{conv}{MASK_SUFFIX}"`."""
+
 Initializer = Callable[..., jax.Array]
 
 # PyTorch `kaiming_normal_` is an untruncated normal (METHODS §2.4); Flax's `kaiming_normal` is
@@ -260,7 +263,7 @@ class Recorder:
     def generated(self, name: str, mask: jax.Array | None) -> None:
         """Stores an MwT generator mask `[B, C]` under `f"{name}/mask"` (no-op for None)."""
         if mask is not None:
-            self.acts[f"{name}/mask"] = mask
+            self.acts[name + MASK_SUFFIX] = mask
 
     def finish(self, module: nn.Module) -> dict[str, jax.Array]:
         """Checks mask keys, exposes mask points for introspection and returns the acts.

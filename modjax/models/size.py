@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from modjax.models.layers import MaskGenerator
+from modjax.models.layers import MASK_SUFFIX, MaskGenerator
 from modjax.typing import Params
 
 _PARTS = ("backbone", "generators", "all")
 
 
-class _Trace(NamedTuple):
+class Trace(NamedTuple):
     variables: Any  # abstract {"params": ..., "batch_stats": ...}
     acts: dict[str, tuple[int, ...]]  # forward order
     points: dict[str, int]  # forward order
@@ -42,7 +42,7 @@ def _example(input_shape: Sequence[int]) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((1, *shape), jnp.float32)
 
 
-def _trace(model: nn.Module, input_shape: Sequence[int]) -> _Trace:
+def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
     """Abstract init + eval forward of `model` on one example (no FLOPs are spent).
 
     Acts and mask points keep their forward order (read inside the trace, before JAX's
@@ -53,7 +53,7 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> _Trace:
         input_shape: one example's shape, e.g. `(32, 32, 3)`.
 
     Returns:
-        A `_Trace` of the abstract variables, `acts` `{name: shape}`, mask `points`
+        A `Trace` of the abstract variables, `acts` `{name: shape}`, mask `points`
         `{name: channels}` and every conv/dense `layers` entry.
     """
     x = _example(input_shape)
@@ -90,10 +90,10 @@ def _trace(model: nn.Module, input_shape: Sequence[int]) -> _Trace:
         module = path[:-1]
         kernel = tuple(params[(*module, "kernel")].shape)
         found[module] = (tuple(outs[0].shape), kernel, module in generator_paths)
-    return _Trace(variables, order["acts"], points, found)
+    return Trace(variables, order["acts"], points, found)
 
 
-def _macs(found: _Trace, part: str) -> int:
+def _macs(found: Trace, part: str) -> int:
     if part not in _PARTS:
         raise ValueError(f"part={part!r} must be one of {_PARTS}")
     total = 0
@@ -103,7 +103,7 @@ def _macs(found: _Trace, part: str) -> int:
     return total
 
 
-def _conv_kernels(found: _Trace) -> int:
+def _conv_kernels(found: Trace) -> int:
     layers = found.layers.values()
     return sum(out[-1] for out, kernel, in_gen in layers if len(kernel) == 4 and not in_gen)
 
@@ -155,18 +155,18 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], *, part: str = "bac
     """
     if part not in _PARTS:
         raise ValueError(f"part={part!r} must be one of {_PARTS}")
-    return _macs(_trace(model, input_shape), part)
+    return _macs(trace(model, input_shape), part)
 
 
 def count_conv_kernels(model: nn.Module, input_shape: Sequence[int] = (32, 32, 3)) -> int:
     """Total conv kernels (output channels summed over every backbone conv) (METHODS §3.9)."""
-    return _conv_kernels(_trace(model, input_shape))
+    return _conv_kernels(trace(model, input_shape))
 
 
 def count_masked_kernels(model: nn.Module, input_shape: Sequence[int] = (32, 32, 3)) -> int:
     """K: output channels summed over the MwT-masked convs (0 without mask generators)."""
-    acts = _trace(model, input_shape).acts
-    return sum(shape[-1] for name, shape in acts.items() if name.endswith("/mask"))
+    acts = trace(model, input_shape).acts
+    return sum(shape[-1] for name, shape in acts.items() if name.endswith(MASK_SUFFIX))
 
 
 def summarize(model: nn.Module, input_shape: Sequence[int] = (32, 32, 3)) -> dict[str, int]:
@@ -176,8 +176,8 @@ def summarize(model: nn.Module, input_shape: Sequence[int] = (32, 32, 3)) -> dic
         `{"params", "generator_params", "macs", "generator_macs", "conv_kernels",
         "masked_layers", "masked_kernels"}`; `params` includes the generators, `macs` excludes them.
     """
-    found = _trace(model, input_shape)
-    masked = [shape[-1] for name, shape in found.acts.items() if name.endswith("/mask")]
+    found = trace(model, input_shape)
+    masked = [shape[-1] for name, shape in found.acts.items() if name.endswith(MASK_SUFFIX)]
     params = found.variables["params"]
     return {
         "params": count_params(params),

@@ -7,7 +7,10 @@ import math
 import pathlib
 from typing import Any
 
-METHODS = ("standard", "mwt", "moda")
+from modjax.modular.module import METHODS as MODULAR_METHODS
+
+METHODS = ("standard", *MODULAR_METHODS)
+"""Training objectives: plain cross-entropy, or one of the modular methods."""
 
 
 @dataclasses.dataclass(frozen=True)

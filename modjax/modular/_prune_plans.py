@@ -1,8 +1,8 @@
-"""Per-architecture pruning planners for `modjax.prune` (METHODS §4.6, §5.5).
+"""Per-architecture pruning planners for `modjax.modular.prune` (METHODS §4.6, §5.5).
 
 Each `_plan_*` walks one architecture family over a `_Plan`, recording the slicing ops, pruned
-widths, index wiring and effective kept sets that `modjax.prune` turns into the pruned form and
-the masked form (see `modjax.prune` for the rules).
+widths, index wiring and effective kept sets that `modjax.modular.prune` turns into the pruned form and
+the masked form (see `modjax.modular.prune` for the rules).
 """
 
 from collections.abc import Mapping
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-_MOBILENET_BLOCKS = 13
+from modjax.modular.masked import MOBILENET_BLOCKS, mobilenet_effective
 
 
 def _positions(sub: np.ndarray, layout: np.ndarray) -> tuple[int, ...]:
@@ -153,18 +153,13 @@ def _plan_resnet18(plan: _Plan, shapes: Mapping, classes: np.ndarray) -> None:
 
 def _plan_mobilenet(plan: _Plan, shapes: Mapping, classes: np.ndarray, method: str) -> None:
     """MobileNet: depthwise keeps R_dw; its input set becomes E = R_prev ∩ R_dw (§4.6, §5.5)."""
-    eff = {name: plan.kept(name) for name in plan.points}
-    if method == "mwt":  # forked_MwT keeps the first depthwise layer intact
-        eff["block0.dw"] = np.arange(plan.points["block0.dw"])
-    for i in range(_MOBILENET_BLOCKS):
-        prev, dw = ("stem" if i == 0 else f"block{i - 1}.pw"), f"block{i}.dw"
-        e = np.intersect1d(eff[prev], eff[dw])
-        eff[prev] = e if e.size else eff[dw][:1]
+    sets = mobilenet_effective(plan.keep, method, plan.points)
+    eff = {name: np.flatnonzero(k) for name, k in sets.items()}
     for name, idx in eff.items():
         if name in plan.keep:
             plan.effective[name] = idx
     x = plan.layer("stem", ("stem",), np.arange(shapes[("stem", "conv", "kernel")][2]), eff["stem"])
-    for i in range(_MOBILENET_BLOCKS):
+    for i in range(MOBILENET_BLOCKS):
         dw, pw = f"block{i}.dw", f"block{i}.pw"
         r_dw = plan.layer(dw, (f"block{i}", "dw"), None, eff[dw], kind="depthwise", sized=False)
         src = _positions(r_dw, x)

@@ -20,16 +20,16 @@ class MetricWriter:
         if not self.enabled:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+            f.write(json.dumps(jsonable(record), sort_keys=True) + "\n")
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return value if math.isfinite(value) else str(value)

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax import models
-from modjax.modularize import Module, union
-from modjax.prune import prune
+from modjax.modular.module import Module, union
+from modjax.modular.prune import prune
 from modjax.typing import Batch
 
 CALIBRATION_EPS = 1e-12

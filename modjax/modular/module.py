@@ -1,26 +1,20 @@
-"""The extracted module value (masked form) and its helpers: union, masks, parent model, checks.
+"""The extracted module value: per-layer keep-masks, classes, parent identity; union and checks.
 
 A `Module` is the *masked* form (STYLE §2): the parent's shapes with one boolean keep-mask per
-layer, so modules of one parent stack and compose in one pass. `as_masks` turns it into the
-`masks=` argument of the zoo's `apply`. `modjax.modularize` extracts modules and re-exports
-everything public here.
+layer, so modules of one parent stack and compose in one pass. `modjax.modular.masked` turns it
+into the `masks=` argument of the zoo's `apply`.
 """
 
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import flax.linen as nn
-import jax
 import numpy as np
 
 from modjax import models
 
 METHODS = ("mwt", "moda")
 """Extraction methods: MwT generator masks (§4.5) and MODA activations (§5.4)."""
-
-# Zoo models whose BatchNorm follows `mask_generators` by default (METHODS §4.2, quirk 5).
-_BN_FOLLOWS_GENERATORS = ("lenet5", "simcnn", "rescnn")
 
 
 class FallbackEvent(NamedTuple):
@@ -64,13 +58,15 @@ class Module(NamedTuple):
     metrics: dict[str, Any]
 
 
-def _check_method(method: str) -> str:
+def check_method(method: str) -> str:
+    """Returns `method` if it is one of `METHODS`, else raises `ValueError` naming it."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} must be one of {list(METHODS)}")
     return method
 
 
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
+    """Returns τ as a float if it is in (0, 1], else raises `ValueError` naming it."""
     ok = isinstance(threshold, int | float) and not isinstance(threshold, bool)
     if not ok or not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold!r} must be in (0, 1] (τ = 0.9 in MwT and MODA)")
@@ -130,7 +126,7 @@ def module_for_class(
     `fallbacks` may hold every class's events; only `class_id`'s are kept. `metrics` defaults
     to `{"kernel_rate": KRR_c}`.
     """
-    _check_method(method)
+    check_method(method)
     keep = {}
     for name, m in keep_masks.items():
         m = np.asarray(m, bool)
@@ -145,7 +141,7 @@ def module_for_class(
         classes=(int(class_id),),
         parent=dict(parent),
         method=method,
-        threshold=_check_threshold(threshold),
+        threshold=check_threshold(threshold),
         fallbacks=events,
         metrics=dict(metrics) if metrics is not None else {"kernel_rate": kernel_rate(keep)},
     )
@@ -190,87 +186,6 @@ def union(modules: Sequence[Module]) -> Module:
     )
 
 
-def _mobilenet_effective(keep: dict[str, np.ndarray], method: str) -> dict[str, np.ndarray]:
-    """MobileNet's depthwise rule in masked form (METHODS §4.6 fork, §5.5).
-
-    For each depthwise layer with a masked predecessor p (the previous pointwise conv, or for
-    MODA the stem before block 0): E = keep[p] ∧ keep[dw]; if E is empty it is the first index
-    of keep[dw]. The predecessor's output set becomes E; the depthwise layer keeps its own set,
-    so its channels outside E get a zero input and emit ReLU(BN(0)), exactly as the pruned form
-    (which zero-pads the block input into the depthwise layout). The MwT fork keeps block 0's
-    depthwise layer intact (all channels).
-    """
-    keep = dict(keep)
-    i = 0
-    while f"block{i}.dw" in keep:
-        dw = f"block{i}.dw"
-        prev = "stem" if i == 0 else f"block{i - 1}.pw"
-        if method == "mwt" and i == 0:
-            keep[dw] = np.ones_like(keep[dw])
-        elif prev in keep:
-            e = keep[prev] & keep[dw]
-            if not e.any() and keep[dw].any():
-                e[np.argmax(keep[dw])] = True
-            keep[prev] = e
-        i += 1
-    return keep
-
-
-def effective_keep(module: Module) -> dict[str, np.ndarray]:
-    """The keep-masks the masked form applies: `module.keep` after architecture rules.
-
-    Only MobileNet differs from `module.keep` (see `_mobilenet_effective`); VGG and ResNet18
-    need no rule because masked inputs are exact zeros (METHODS §5.5).
-    """
-    keep = {n: np.asarray(k, bool) for n, k in module.keep.items()}
-    if module.parent.get("model") == "mobilenet":
-        keep = _mobilenet_effective(keep, module.method)
-    return keep
-
-
-def as_masks(module: Module) -> dict[str, jax.Array]:
-    """The masked form: float32 keep-masks `{layer: [C]}` for `model.apply(..., masks=...)`.
-
-    Keys are mask points of the parent (`models.mask_points`): for MwT the masked convs, whose
-    keep-mask multiplies the BN output in place of the dropped generator (apply with
-    `masked_form_model(module)` and `drop_generators(variables)`); for MODA the tracked
-    layers (ReLU outputs; ResNet18 block outputs `layer{s}.{b}`). MobileNet uses the effective
-    sets of `effective_keep`.
-    """
-    return {n: jax.device_put(k.astype(np.float32)) for n, k in effective_keep(module).items()}
-
-
-def masked_form_model(module_or_parent: Module | Mapping[str, Any]) -> nn.Module:
-    """The zoo model that applies a module's masked form.
-
-    For an MwT module the generators are dropped (METHODS §4.6, §12 row 4): the parent is built
-    with `mask_generators=False`, keeping its BatchNorm (`batch_norm=True` for models whose BN
-    otherwise follows the generators). Pair it with `drop_generators(variables)`. For MODA it
-    is the parent model itself.
-    """
-    if isinstance(module_or_parent, Module):
-        parent, method = module_or_parent.parent, module_or_parent.method
-    else:
-        parent, method = module_or_parent, "moda"
-    name, kwargs = parent["model"], dict(parent["model_kwargs"])
-    if method == "mwt" and kwargs.get("mask_generators"):
-        kwargs["mask_generators"] = False
-        if name in _BN_FOLLOWS_GENERATORS and kwargs.get("batch_norm") is None:
-            kwargs["batch_norm"] = True
-    return models.get_model(name, **kwargs)
-
-
-def drop_generators(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `variables` without MwT mask-generator subtrees (keys named `generator`)."""
-
-    def strip(tree):
-        if isinstance(tree, Mapping):
-            return {k: strip(v) for k, v in tree.items() if k != "generator"}
-        return tree
-
-    return {col: strip(tree) for col, tree in variables.items()}
-
-
 def check_module(module: Module) -> None:
     """Checks a module's keep-masks against its parent's mask points and channel counts.
 
@@ -300,13 +215,11 @@ __all__ = [
     "METHODS",
     "FallbackEvent",
     "Module",
-    "as_masks",
+    "check_method",
     "check_module",
+    "check_threshold",
     "describe_parent",
-    "drop_generators",
-    "effective_keep",
     "kernel_rate",
-    "masked_form_model",
     "module_for_class",
     "union",
 ]

@@ -17,8 +17,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from modjax import checkpoint, data, models, objectives, parallel, train
-from modjax.cli import report
-from modjax.cli.config import TrainConfig, load_json, save_json
+from modjax.runs import report
+from modjax.runs.config import TrainConfig, load_json, save_json
 
 logger = logging.getLogger(__name__)
 
@@ -354,5 +354,5 @@ def train_and_evaluate(
         "epochs_log": epochs,
     }
     if is_main:
-        (workdir / "summary.json").write_text(json.dumps(report._jsonable(summary), indent=2))
+        (workdir / "summary.json").write_text(json.dumps(report.jsonable(summary), indent=2))
     return summary

@@ -42,25 +42,19 @@ import numpy as np
 from flax import traverse_util
 
 from modjax import models
-from modjax._prune_plans import (
+from modjax.models import trace  # one abstract pass: mask points and variable shapes
+from modjax.modular._prune_plans import (
     _Plan,
     _plan_mobilenet,
     _plan_rescnn,
     _plan_resnet18,
     _plan_sequential,
 )
-from modjax.models.size import _trace  # one abstract pass: mask points and variable shapes
+from modjax.modular.masked import without_generators
+from modjax.modular.module import check_method
 
-METHODS = ("mwt", "moda")
-_BN_FOLLOWS_GENERATORS = ("lenet5", "simcnn", "rescnn")
 _PRUNED_KWARGS = ("channels", "residual", "dw_inputs")
 _WIRING_KWARG = {"resnet18": "residual", "rescnn": "residual", "mobilenet": "dw_inputs"}
-
-
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} must be one of {METHODS}")
-    return method
 
 
 def _check_keep(
@@ -117,16 +111,6 @@ def _parent_kwargs(model_name: str, model_kwargs: Mapping[str, Any]) -> dict[str
     return kwargs
 
 
-def _without_generators(model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The parent's kwargs with MwT generators dropped and their BN kept (METHODS §4.6)."""
-    kwargs = dict(kwargs)
-    if kwargs.get("mask_generators"):
-        kwargs["mask_generators"] = False
-        if model_name in _BN_FOLLOWS_GENERATORS and kwargs.get("batch_norm") is None:
-            kwargs["batch_norm"] = True
-    return kwargs
-
-
 def _default_shape(model_name: str, input_shape: Sequence[int] | None) -> tuple[int, ...]:
     if input_shape is not None:
         return tuple(input_shape)
@@ -135,7 +119,7 @@ def _default_shape(model_name: str, input_shape: Sequence[int] | None) -> tuple[
 
 @functools.lru_cache(maxsize=32)
 def _cached_trace(model_name: str, items: tuple, shape: tuple[int, ...]):
-    return _trace(models.get_model(model_name, **dict(items)), shape)
+    return trace(models.get_model(model_name, **dict(items)), shape)
 
 
 def _parent_trace(model_name: str, kwargs: dict[str, Any], shape: tuple[int, ...]):
@@ -144,7 +128,7 @@ def _parent_trace(model_name: str, kwargs: dict[str, Any], shape: tuple[int, ...
     try:
         hash(items)
     except TypeError:
-        return _trace(models.get_model(model_name, **kwargs), shape)
+        return trace(models.get_model(model_name, **kwargs), shape)
     return _cached_trace(model_name, items, shape)
 
 
@@ -157,7 +141,7 @@ def _plan(
     method: str,
     input_shape: Sequence[int] | None,
 ):
-    _check_method(method)
+    check_method(method)
     kwargs = _parent_kwargs(model_name, model_kwargs)
     found = _parent_trace(model_name, kwargs, _default_shape(model_name, input_shape))
     points = dict(found.points)
@@ -285,7 +269,7 @@ def prune(
     for col in ("params", "batch_stats"):
         if col in abstract or col in variables:
             _check_shapes(abstract.get(col, {}), variables.get(col, {}), f"variables[{col!r}]")
-    pruned_kwargs = _without_generators(model_name, kwargs)
+    pruned_kwargs = without_generators(model_name, kwargs)
     pruned_kwargs["num_classes"] = n_out
     if plan.channels:
         pruned_kwargs["channels"] = plan.channels
@@ -329,21 +313,7 @@ def masked_equivalent(
             k = np.zeros(plan.points[name], bool)
             k[plan.effective[name]] = True
         masks[name] = jnp.asarray(k, jnp.float32)
-    return models.get_model(model_name, **_without_generators(model_name, kwargs)), masks
+    return models.get_model(model_name, **without_generators(model_name, kwargs)), masks
 
 
-def keep_to_masks(
-    model_name: str,
-    model_kwargs: Mapping[str, Any],
-    keep: Mapping[str, Any],
-    *,
-    method: str = "mwt",
-    input_shape: Sequence[int] | None = None,
-) -> dict[str, jax.Array]:
-    """Only the masks of `masked_equivalent`."""
-    return masked_equivalent(
-        model_name, model_kwargs, keep, method=method, input_shape=input_shape
-    )[1]
-
-
-__all__ = ["METHODS", "keep_to_masks", "masked_equivalent", "prune"]
+__all__ = ["masked_equivalent", "prune"]

@@ -13,8 +13,8 @@ with the *test* transform by default (METHODS §12 row 2): pass `make_preprocess
 augment=False)`.
 
 The counting pass (`make_count_step`, `class_frequencies`, `Counts`) lives in
-`modjax._counting`; `Module`, the extracted value in *masked* form (STYLE §2), and its
-helpers live in `modjax.modules`. Every public name of both is re-exported here.
+`modjax.modular.counting`; `Module`, the extracted value in *masked* form (STYLE §2), in
+`modjax.modular.module`; `modjax.modular` re-exports every public name.
 """
 
 import logging
@@ -31,22 +31,14 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from modjax import models, parallel
-from modjax._counting import Counts, class_frequencies, make_count_step
-from modjax.modules import (
-    METHODS,
+from modjax.modular.counting import Counts, class_frequencies, make_count_step
+from modjax.modular.module import (
     FallbackEvent,
     Module,
-    _check_method,
-    _check_threshold,
-    as_masks,
-    check_module,
-    describe_parent,
-    drop_generators,
-    effective_keep,
+    check_method,
+    check_threshold,
     kernel_rate,
-    masked_form_model,
     module_for_class,
-    union,
 )
 from modjax.typing import Batch
 
@@ -126,8 +118,8 @@ def extract(
         >>> keep["l"].tolist(), events[0].threshold
         ([[True, False], [True, False]], 0.2)
     """
-    _check_method(method)
-    threshold = _check_threshold(threshold)
+    check_method(method)
+    threshold = check_threshold(threshold)
     if not frequencies:
         raise ValueError("frequencies is empty; expected {layer: [num_classes, C]}")
     num_classes = None
@@ -194,8 +186,8 @@ def extract_modules(
         An `Extraction` with N modules (`metrics`: `kernel_rate`, `num_samples`), the counts,
         the fallback events and timings.
     """
-    _check_method(method)
-    _check_threshold(threshold)
+    check_method(method)
+    check_threshold(threshold)
     start = time.perf_counter()
     parent = dict(parent)
     if model is None:
@@ -266,23 +258,4 @@ def extract_modules(
     return Extraction(tuple(modules), totals, tuple(events), timing)
 
 
-__all__ = [
-    "METHODS",
-    "Counts",
-    "Extraction",
-    "FallbackEvent",
-    "Module",
-    "as_masks",
-    "check_module",
-    "class_frequencies",
-    "describe_parent",
-    "drop_generators",
-    "effective_keep",
-    "extract",
-    "extract_modules",
-    "kernel_rate",
-    "make_count_step",
-    "masked_form_model",
-    "module_for_class",
-    "union",
-]
+__all__ = ["MODA_MIN_FRACTION", "MWT_STEP", "Extraction", "extract", "extract_modules"]

@@ -28,7 +28,7 @@ import numpy as np
 from flax import traverse_util
 
 import modjax
-from modjax.modularize import METHODS, FallbackEvent, Module, check_module
+from modjax.modular.module import METHODS, FallbackEvent, Module, check_module
 from modjax.typing import Params
 
 FORMAT = "modjax.module"

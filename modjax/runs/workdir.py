@@ -13,8 +13,8 @@ def load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = 
     import jax
 
     from modjax import checkpoint, train
-    from modjax.cli import config as config_lib
-    from modjax.cli import loop
+    from modjax.runs import config as config_lib
+    from modjax.runs import training
 
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(
@@ -24,7 +24,7 @@ def load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = 
     config = config_lib.load_json(workdir / "config.json")
     if data_dir:
         config = dataclasses.replace(config, data_dir=data_dir)
-    run = loop.build_run(config)
+    run = training.build_run(config)
     manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
@@ -33,8 +33,8 @@ def load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = 
     return config, run, jax.device_get(train.variables_of(state)), int(state.step)
 
 
-def _describe(config, run, workdir: pathlib.Path, step: int) -> dict[str, Any]:
-    from modjax import modularize
+def describe_run(config, run, workdir: pathlib.Path, step: int) -> dict[str, Any]:
+    from modjax import modular as modularize
 
     kwargs = {} if config.depth is None else {"depth": config.depth}
     parent = modularize.describe_parent(
@@ -46,7 +46,7 @@ def _describe(config, run, workdir: pathlib.Path, step: int) -> dict[str, Any]:
     return parent
 
 
-def _write_json_atomic(path: pathlib.Path, value: Any) -> None:
+def write_json_atomic(path: pathlib.Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
@@ -82,7 +82,7 @@ def restore_parent(module, module_dir, data_dir):
     config, run, variables, step = load_run(
         pathlib.Path(ckpt), data_dir, step=module.parent.get("step")
     )
-    clash = _same_parent(module.parent, _describe(config, run, pathlib.Path(ckpt), step))
+    clash = _same_parent(module.parent, describe_run(config, run, pathlib.Path(ckpt), step))
     if clash:
         raise ValueError(f"module {module_dir} does not belong to the run in {ckpt}: {clash}")
     return config, run, variables, step

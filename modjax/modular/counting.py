@@ -15,10 +15,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from modjax import parallel
-from modjax.modules import _check_method
+from modjax.models import MASK_SUFFIX
+from modjax.modular.module import check_method
 from modjax.typing import Batch
-
-_MASK_SUFFIX = "/mask"
 
 
 class Counts(NamedTuple):
@@ -40,15 +39,15 @@ def _indicators(
     """Binary indicators `{layer: bool [B, C]}` of one forward pass (forward order)."""
     if method == "mwt":
         found = {
-            n.removesuffix(_MASK_SUFFIX): a for n, a in acts.items() if n.endswith(_MASK_SUFFIX)
+            n.removesuffix(MASK_SUFFIX): a for n, a in acts.items() if n.endswith(MASK_SUFFIX)
         }
         if not found:
             raise ValueError(
                 "method='mwt' needs generator masks: the model's acts have no "
-                f"'<conv>{_MASK_SUFFIX}' entries; build it with mask_generators=True"
+                f"'<conv>{MASK_SUFFIX}' entries; build it with mask_generators=True"
             )
     else:
-        found = {n: a for n, a in acts.items() if not n.endswith(_MASK_SUFFIX)}
+        found = {n: a for n, a in acts.items() if not n.endswith(MASK_SUFFIX)}
     if layers is not None:
         missing = [n for n in layers if n not in found]
         if missing:
@@ -110,10 +109,10 @@ def make_count_step(
         ValueError: bad `method` or `num_classes`; at the first call, unknown `layers`, or MwT
             on a model without generators.
     """
-    _check_method(method)
+    check_method(method)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be an int >= 1")
-    selected = None if layers is None else tuple(n.removesuffix(_MASK_SUFFIX) for n in layers)
+    selected = None if layers is None else tuple(n.removesuffix(MASK_SUFFIX) for n in layers)
 
     def count_fn(variables, batch):
         images = preprocess(batch["image"], jax.random.PRNGKey(0))
