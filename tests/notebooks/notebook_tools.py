@@ -6,7 +6,7 @@ import re
 
 import nbformat
 
-NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def kernel_env() -> dict[str, str]:

@@ -10,7 +10,7 @@ pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
-from tests.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
+from tests.notebooks.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
 
 MODULAR = NOTEBOOKS / "01_modular_training.ipynb"
 from modjax.runs.config import METHODS

@@ -1,7 +1,6 @@
 """End-to-end tests of the `modjax` command: smoke training, resume, eval, data, bad input."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -9,8 +8,8 @@ import pytest
 from modjax import checkpoint
 from modjax.cli import build_parser, main
 from modjax.runs.config import FIELDS
+from tests.conftest import REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
 
 

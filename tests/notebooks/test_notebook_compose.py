@@ -9,7 +9,7 @@ pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
-from tests.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
+from tests.notebooks.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
 
 COMPOSE = NOTEBOOKS / "02_composing_modules.ipynb"
 # Injected after the parameters cell: 2 + 3 digit modules, ids 0..4 after relabel.
