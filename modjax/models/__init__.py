@@ -30,6 +30,12 @@ from modjax.models.layers import MASK_SUFFIX, ConvUnit, MaskGenerator, scaled
 from modjax.models.mlp import MLP, check_mlp
 from modjax.models.mobilenet import MobileNet
 from modjax.models.resnet import ResNet18
+from modjax.models.resnet_cifar import (
+    DEEPARC_DEPTHS,
+    ResNetCIFAR,
+    blocks_for_depth,
+    check_blocks,
+)
 from modjax.models.size import (
     count_conv_kernels,
     count_generator_params,
@@ -50,6 +56,12 @@ _CONSTRUCTORS = {
     "vgg16_moda": VGG16_MODA,
     "resnet18": ResNet18,
     "mobilenet": MobileNet,
+    # CIFAR ResNet-v1 (METHODS §3.8): `resnet_cifar` takes `depth=`; `resnet{depth}` fixes it.
+    "resnet_cifar": ResNetCIFAR,
+    **{
+        f"resnet{d}": functools.partial(ResNetCIFAR, depth=d)
+        for d in sorted({20, 32, 56, *DEEPARC_DEPTHS})
+    },
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
 """Names accepted by `get_model`."""
@@ -78,7 +90,9 @@ def get_model(
 
     Args:
         name: one of `MODEL_NAMES`: `mlp`, `lenet5`, `simcnn`, `rescnn`, `vgg16` (MwT variant (a)),
-            `vgg16_moda` (variant (b)), `resnet18`, `mobilenet`.
+            `vgg16_moda` (variant (b)), `resnet18`, `mobilenet`, and the CIFAR ResNet-v1
+            `resnet_cifar` (option `depth`) with its fixed depths `resnet14`, `resnet20`,
+            `resnet32`, `resnet44`, `resnet56`, `resnet86`, `resnet110`, `resnet152`.
         num_classes: output units N.
         width: channel/unit multiplier: every conv width and hidden FC width c becomes
             `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
@@ -86,7 +100,9 @@ def get_model(
             gets a mask generator, returned in acts as `f"{conv}/mask"`.
         **model_kwargs: model-specific options: `mlp`: `depth` (4), `hidden` (49); `simcnn`,
             `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
-            `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True).
+            `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True);
+            `resnet_cifar` and `resnet{depth}`: `batch_norm` (True), `blocks` (blocks per
+            stage, overriding the depth); `resnet_cifar` also `depth` (20).
             Pruned (narrower) instances, as built by `modjax.prune`: every model takes
             `channels={layer: int}` (per-layer output widths; unlisted layers keep their
             width-derived size); `resnet18` and `rescnn` also take `residual={add: (branch_src,
@@ -122,6 +138,10 @@ def get_model(
     rate = model_kwargs.get("dropout_rate", 0.0)
     if not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout_rate={rate!r} must be in [0, 1)")
+    if name == "resnet_cifar" and "depth" in model_kwargs:
+        blocks_for_depth(model_kwargs["depth"])  # validates 6n + 2
+    if model_kwargs.get("blocks") is not None:
+        model_kwargs["blocks"] = check_blocks(model_kwargs["blocks"])  # hashable tuple
     for key in ("channels", "residual", "dw_inputs"):
         if model_kwargs.get(key) is not None:
             model_kwargs[key] = _freeze_pruned_option(key, model_kwargs[key])
@@ -247,6 +267,7 @@ __all__ = [
     "MobileNet",
     "ResCNN",
     "ResNet18",
+    "ResNetCIFAR",
     "SimCNN",
     "count_conv_kernels",
     "count_generator_params",

@@ -1,0 +1,127 @@
+"""CIFAR ResNet-v1 (METHODS §3.8): sizes against Keras, act names, BN on/off, blocks per stage."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from modjax import models
+from modjax.models import resnet_cifar
+
+
+def _sizes(model):
+    v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+    params = sum(x.size for x in jax.tree.leaves(v["params"]))
+    stats = sum(x.size for x in jax.tree.leaves(v.get("batch_stats", {})))
+    return params, stats
+
+
+def _by_hand(depth: int, batch_norm: bool, num_classes: int = 10) -> tuple[int, int]:
+    """Trainable and BN-statistics counts of the Keras model, layer by layer."""
+    n = (depth - 2) // 6
+    params = stats = 0
+
+    def conv(k, cin, cout, bn):
+        nonlocal params, stats
+        params += k * k * cin * cout + cout + (2 * cout if bn else 0)
+        stats += 2 * cout if bn else 0
+
+    conv(3, 3, 16, batch_norm)
+    cin = 16
+    for c in (16, 32, 64):
+        for b in range(n):
+            conv(3, cin, c, batch_norm)
+            conv(3, c, c, batch_norm)
+            if cin != c:
+                conv(1, cin, c, False)
+            cin = c
+    params += 64 * num_classes + num_classes
+    return params, stats
+
+
+# Keras `model.summary()` totals of the ResNet-v1 CIFAR example (trainable + BN moving stats).
+KERAS_TOTALS = {20: 274_442, 56: 861_770, 110: 1_742_762}
+
+
+@pytest.mark.parametrize("depth", [14, 20, 32, 44, 56, 86, 110, 152])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_parameter_counts(depth, batch_norm):
+    model = models.get_model(f"resnet{depth}", batch_norm=batch_norm)
+    assert _sizes(model) == _by_hand(depth, batch_norm)
+    if batch_norm and depth in KERAS_TOTALS:
+        assert sum(_sizes(model)) == KERAS_TOTALS[depth]
+
+
+def test_generic_name_and_fixed_names_agree():
+    a = models.get_model("resnet_cifar", depth=32, width=0.25)
+    b = models.get_model("resnet32", width=0.25)
+    assert _sizes(a) == _sizes(b)
+    assert resnet_cifar.blocks_for_depth(110) == (18, 18, 18)
+
+
+def test_acts_shapes_and_block_names():
+    model = models.get_model("resnet14", width=0.5, num_classes=7)
+    x = jnp.ones((2, 32, 32, 3))
+    variables = model.init(jax.random.key(0), x)
+    logits, acts = model.apply(variables, x)
+    assert logits.shape == (2, 7)
+    order = list(models.tracked_layers(model))
+    assert order[0] == "stem" and len(order) == 1 + 2 * 6
+    blocks = [n for n in order if n.count(".") == 1]
+    assert blocks == [f"layer{s}.{b}" for s in (1, 2, 3) for b in (0, 1)]
+    assert acts["layer1.1"].shape == (2, 32, 32, 8)
+    assert acts["layer2.0"].shape == (2, 16, 16, 16)
+    assert acts["layer3.1.conv1"].shape == (2, 8, 8, 32)
+    assert all(float(a.min()) >= 0 for a in acts.values())  # post-ReLU
+
+
+def test_without_batch_norm_has_no_batch_stats():
+    model = models.get_model("resnet20", batch_norm=False, width=0.25)
+    variables = model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+    assert set(variables) == {"params"}
+    assert set(variables["params"]["layer2_0"]) == {"conv1", "conv2", "shortcut"}
+    assert set(variables["params"]["layer2_1"]) == {"conv1", "conv2"}
+
+
+def test_blocks_per_stage_override_and_train_mode():
+    model = models.get_model("resnet20", width=0.25, blocks=[1, 2, 4])
+    assert model.blocks == (1, 2, 4)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 32, 3)), jnp.float32)
+    variables = model.init(jax.random.key(0), x)
+    assert sorted(k for k in variables["params"] if k.startswith("layer3")) == [
+        f"layer3_{b}" for b in range(4)
+    ]
+    (logits, _), updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert np.isfinite(np.asarray(logits)).all()
+    before = variables["batch_stats"]["stem"]["bn"]["mean"]
+    assert not np.allclose(updates["batch_stats"]["stem"]["bn"]["mean"], before)
+
+
+def test_keep_mask_on_a_block_output():
+    model = models.get_model("resnet14", width=0.25)
+    x = jnp.ones((1, 32, 32, 3))
+    variables = model.init(jax.random.key(0), x)
+    mask = np.ones(4, np.float32)
+    mask[1] = 0.0
+    _, acts = model.apply(variables, x, masks={"layer1.1": mask})
+    assert float(jnp.abs(acts["layer1.1"][..., 1]).max()) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"name": "resnet_cifar", "depth": 21}, "depth=21 must be 6n \\+ 2"),
+        ({"name": "resnet20", "blocks": (3, 0, 3)}, "blocks=\\(3, 0, 3\\) must be three ints"),
+        ({"name": "resnet20", "blocks": (3, 3)}, "must be three ints"),
+        ({"name": "resnet20", "depth": 32}, "unknown options \\['depth'\\]"),
+    ],
+)
+def test_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.get_model(**kwargs)
+
+
+def test_mask_generators_rejected():
+    model = models.get_model("resnet20", mask_generators=True)
+    with pytest.raises(ValueError, match="mask_generators=True"):
+        model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)))
