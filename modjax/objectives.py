@@ -42,7 +42,12 @@ def cross_entropy(
 
     Returns:
         `[batch]` float32 losses (float64 for float64 logits); the caller reduces.
+
+    Raises:
+        ValueError: labels or `where` of the wrong shape, or (outside `jit`) labels outside
+            `[0, num_classes)` in valid rows.
     """
+    _check_labels(logits, labels, logits.shape[-1], where)
     logits = logits.astype(compute_dtype(logits.dtype))
     if where is None:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -79,15 +84,22 @@ def reduce_activation(a: jax.Array) -> jax.Array:
     return a if a.ndim == 2 else jnp.mean(jnp.abs(a), axis=tuple(range(1, a.ndim - 1)))
 
 
-def _as_list(layers: Layers, what: str) -> list[jax.Array]:
-    arrays = list(layers.values()) if isinstance(layers, Mapping) else list(layers)
+def _as_list(layers: Layers, what: str, batch: int | None = None) -> list[jax.Array]:
+    """The arrays of `layers`; with `batch`, each must have `batch` rows (the layer is named)."""
+    if isinstance(layers, Mapping):
+        names, arrays = list(layers), list(layers.values())
+    else:
+        arrays = list(layers)
+        names = [str(i) for i in range(len(arrays))]
     if not arrays:
         raise ValueError(f"{what} must hold at least one layer; got none")
+    if batch is not None:
+        _check_batch(arrays, names, batch, what)
     return arrays
 
 
-def _masks_2d(masks: Layers) -> list[jax.Array]:
-    arrays = _as_list(masks, "masks")
+def _masks_2d(masks: Layers, batch: int | None = None) -> list[jax.Array]:
+    arrays = _as_list(masks, "masks", batch)
     for m in arrays:
         if m.ndim != 2:
             raise ValueError(f"each mask must be [batch, channels]; got shape {m.shape}")
@@ -96,6 +108,7 @@ def _masks_2d(masks: Layers) -> list[jax.Array]:
 
 def _pair_terms(vs, labels, num_classes, where) -> tuple[jax.Array, jax.Array]:
     """(1 − mean_l same_l if any same-class pair else 0, mean_l diff_l) over `vs`."""
+    _check_label_values(labels, num_classes, where)
     same, diff, same_count, _ = layer_pair_means(vs, labels, num_classes=num_classes, where=where)
     return jnp.where(same_count > 0, 1 - same, 0), diff
 
@@ -118,7 +131,7 @@ def cohesion(
         Qi et al., "Modularizing while Training", ICSE 2024 (arXiv 2306.09376);
         METHODS §4.3, §11.
     """
-    return _pair_terms(_masks_2d(masks), labels, num_classes, where)[0]
+    return _pair_terms(_masks_2d(masks, labels.shape[0]), labels, num_classes, where)[0]
 
 
 def coupling(
@@ -134,7 +147,7 @@ def coupling(
     References:
         Qi et al., ICSE 2024 (arXiv 2306.09376); METHODS §4.3, §11.
     """
-    return _pair_terms(_masks_2d(masks), labels, num_classes, where)[1]
+    return _pair_terms(_masks_2d(masks, labels.shape[0]), labels, num_classes, where)[1]
 
 
 def affinity(
@@ -156,7 +169,7 @@ def affinity(
         Ngo et al., "DNN Modularization via Activation-Driven Training", ICSE 2026
         (arXiv 2411.01074); METHODS §5.2, §11.
     """
-    vs = [reduce_activation(a) for a in _as_list(acts, "acts")]
+    vs = [reduce_activation(a) for a in _as_list(acts, "acts", labels.shape[0])]
     return _pair_terms(vs, labels, num_classes, where)[0]
 
 
@@ -170,7 +183,7 @@ def dispersion(
     References:
         Ngo et al., ICSE 2026 (arXiv 2411.01074); METHODS §5.2, §11.
     """
-    vs = [reduce_activation(a) for a in _as_list(acts, "acts")]
+    vs = [reduce_activation(a) for a in _as_list(acts, "acts", labels.shape[0])]
     return _pair_terms(vs, labels, num_classes, where)[1]
 
 
@@ -236,22 +249,69 @@ def _select(acts: Acts, layers: tuple[str, ...] | None, *, masks: bool) -> list[
     return [acts[n] for n in layers]
 
 
+def _concrete(x) -> np.ndarray | None:
+    """`x` as a host array when its values are known at trace time (not a jit tracer)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def _check_where(where, batch: int) -> None:
+    if where is None:
+        return
+    shape = tuple(np.shape(where))
+    if shape != (batch,):
+        raise ValueError(f"where must be a [batch]=({batch},) bool mask; got shape {shape}")
+    if not (jnp.issubdtype(where.dtype, jnp.bool_) or jnp.issubdtype(where.dtype, jnp.integer)):
+        raise TypeError(f"where must be bool; got dtype {where.dtype}")
+
+
 def _check_labels(logits, labels, num_classes: int | None, where=None) -> None:
-    """Trace-time checks (shapes, dtypes); values only for host NumPy labels (no device sync)."""
-    if labels.ndim != 1 or logits.shape[:1] != labels.shape:
-        raise ValueError(f"labels must be [batch]={logits.shape[:1]}; got shape {labels.shape}")
+    """Shape, dtype and (outside `jit`) value checks of `labels` and `where`.
+
+    Values are checked only when they are known at trace time (NumPy or concrete JAX arrays);
+    inside `jit` the train step counts out-of-range labels instead (`train.make_train_step`).
+    """
+    labels_shape = tuple(np.shape(labels))
+    if len(labels_shape) != 1 or tuple(logits.shape[:1]) != labels_shape:
+        raise ValueError(f"labels must be [batch]={logits.shape[:1]}; got shape {labels_shape}")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be integer class ids; got dtype {labels.dtype}")
+    _check_where(where, labels_shape[0])
     if num_classes is None:
         return
     if logits.shape[-1] != num_classes:
         raise ValueError(f"logits must be [batch, num_classes={num_classes}]; got {logits.shape}")
-    if isinstance(labels, np.ndarray):
-        valid = labels if not isinstance(where, np.ndarray) else labels[where.astype(bool)]
-        if valid.size and not (0 <= valid.min() and valid.max() < num_classes):
+    _check_label_values(labels, num_classes, where)
+
+
+def _check_label_values(labels, num_classes: int, where=None) -> None:
+    """Outside `jit`: labels of valid rows must lie in `[0, num_classes)` (ValueError)."""
+    if len(np.shape(labels)) != 1:
+        raise ValueError(f"labels must be [batch]; got shape {tuple(np.shape(labels))}")
+    _check_where(where, np.shape(labels)[0])
+    host = _concrete(labels)
+    if host is None:
+        return
+    if where is not None:
+        host_where = _concrete(where)
+        if host_where is None:
+            return
+        host = host[host_where.astype(bool)]
+    bad = host[(host < 0) | (host >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            f"labels must lie in [0, num_classes={num_classes}); got {bad.size} out-of-range "
+            f"value(s), e.g. {sorted(set(bad.tolist()))[:5]}"
+        )
+
+
+def _check_batch(arrays: Sequence[jax.Array], names: Sequence[str], batch: int, what: str):
+    for name, a in zip(names, arrays):
+        if a.shape[:1] != (batch,):
             raise ValueError(
-                f"labels must lie in [0, num_classes={num_classes}); got values in "
-                f"[{valid.min()}, {valid.max()}]"
+                f"{what}[{name!r}] has shape {tuple(a.shape)} but the batch has {batch} rows "
+                f"(labels shape ({batch},))"
             )
 
 
