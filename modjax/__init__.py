@@ -1,10 +1,11 @@
 """modjax: modular deep learning in JAX/Flax.
 
 Shared foundations: `data` (datasets and batches), `models` (the zoo), `metrics`, `objectives`
-(CE, MwT, MODA), `train` (state and jitted steps), `parallel` (device mesh), `checkpoint`
-(Orbax). The method families: `modular` (MwT and MODA modules: extract, prune, compose,
-fine-tune, replace, save), `decompose` (Pan & Rajan), `deeparc` (DeepArc). `runs` is the
-workdir layer of the CLI, experiments and notebooks; `cli` the `modjax` command.
+(CE, MwT, MODA), `train` (state and jitted steps), `parallel` (device mesh), `loop` (the epoch
+loop `fit` and the padded `evaluate`), `checkpoint` (Orbax). The method families: `modular` (MwT
+and MODA modules: extract, prune, compose, fine-tune, replace, save), `decompose` (Pan & Rajan),
+`deeparc` (DeepArc). `runs` is the workdir layer of the CLI, experiments and notebooks; `cli` the
+`modjax` command.
 """
 
 from modjax import (
@@ -12,6 +13,7 @@ from modjax import (
     data,
     decompose,
     deeparc,
+    loop,
     metrics,
     models,
     modular,
@@ -33,6 +35,7 @@ __all__ = [
     "decompose",
     "deeparc",
     "get_model",
+    "loop",
     "make_eval_step",
     "make_optimizer",
     "make_train_step",

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,24 @@ class MetricWriter:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(jsonable(record), sort_keys=True) + "\n")
+
+
+def drop_records_after(path: pathlib.Path, step: int) -> int:
+    """Removes the lines of a metrics file whose `step` is above `step`; returns how many.
+
+    A resumed run restarts from its last checkpoint, so lines logged after it would be logged
+    again; dropping them first keeps one line per step. The file is replaced atomically.
+    """
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(keep) == len(lines):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
+    return len(lines) - len(keep)
 
 
 def jsonable(value):

@@ -1,23 +1,20 @@
 """The training loop behind `modjax train` and `modjax eval`: data, state, checkpoints, logs.
 
-This is the side-effect layer: it owns the workdir, the progress bar and the checkpoint cadence,
-and calls the pure, jitted steps of `modjax.train`.
+This is the side-effect layer: it owns the workdir, the progress bar and the checkpoint cadence
+(`runs.callbacks`), and runs the jitted steps of `modjax.train` through `loop.fit`.
 """
 
 import dataclasses
-import itertools
 import json
 import logging
 import pathlib
-import time
 from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from modjax import checkpoint, data, models, objectives, parallel, train
-from modjax.runs import report
+from modjax import checkpoint, data, loop, models, objectives, parallel, train
+from modjax.runs import callbacks, report
 from modjax.runs.config import TrainConfig, load_json, save_json
 
 logger = logging.getLogger(__name__)
@@ -148,8 +145,16 @@ def build_run(config: TrainConfig) -> Run:
         preprocess=make_preprocess(config, info, augment=False),
     )
     return Run(
-        config, info, model, mesh, (train_images, train_labels), (test_images, test_labels),
-        steps, tx, eval_step, input_shape(config, info),
+        config,
+        info,
+        model,
+        mesh,
+        (train_images, train_labels),
+        (test_images, test_labels),
+        steps,
+        tx,
+        eval_step,
+        input_shape(config, info),
     )
 
 
@@ -171,27 +176,17 @@ def _check_resume(config: TrainConfig, workdir: pathlib.Path) -> None:
 
 
 def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
-    """Accuracy, mean loss and per-class accuracy of `variables` on a split (padded batches)."""
+    """Accuracy, mean loss and per-class accuracy of `variables` on a split (`loop.evaluate`)."""
     images, labels = run.test_data if split == "test" else run.train_data
-    variables = parallel.replicate(variables, run.mesh)
-    totals = None
-    for batch in data.eval_batches(
-        images,
-        labels,
+    result = loop.evaluate(
+        eval_step=run.eval_step,
+        variables=parallel.replicate(variables, run.mesh),
+        images=images,
+        labels=labels,
         global_batch_size=run.config.global_batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    ):
-        sums = run.eval_step(variables, parallel.shard_batch(batch, run.mesh))
-        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = jax.device_get(totals)
-    per_class = totals["per_class_correct"] / np.maximum(totals["per_class_count"], 1)
-    return {
-        "accuracy": float(totals["correct"] / totals["count"]),
-        "loss": float(totals["loss_sum"] / totals["count"]),
-        "count": int(totals["count"]),
-        "per_class_accuracy": per_class.tolist(),
-    }
+        mesh=run.mesh,
+    )
+    return {**result, "per_class_accuracy": result["per_class_accuracy"].tolist()}
 
 
 def restore_or_create(run: Run, manager) -> train.TrainState:
@@ -252,90 +247,57 @@ def train_and_evaluate(
         preprocess=make_preprocess(config, run.info, augment=augment),
     )
     writer = report.MetricWriter(workdir / "metrics.jsonl", enabled=is_main)
-    spe, total = run.steps_per_epoch, run.steps_per_epoch * config.num_epochs
     start = int(state.step)
+    if is_main:  # lines logged after the restored checkpoint will be logged again
+        report.drop_records_after(writer.path, start)
+    spe, total = run.steps_per_epoch, run.steps_per_epoch * config.num_epochs
     images, labels = run.train_data
-    epochs, pending, epoch_records = [], [], []
-    bar = tqdm(
+    epochs, compile_s = [], []
+
+    def epoch_batches(epoch):
+        return data.train_batches(
+            images,
+            labels,
+            global_batch_size=config.global_batch_size,
+            seed=config.seed,
+            epoch=epoch,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+
+    def record_compile(event: loop.LogEvent) -> None:
+        if event.first:
+            compile_s.append(event.seconds)
+
+    with callbacks.progress_bar(
         total=total,
         initial=start,
-        unit="step",
-        disable=not (progress and is_main),
-        dynamic_ncols=True,
-    )
-    t_window, t_compile = time.perf_counter(), None
-
-    def flush(step, *, compile_s=None):
-        """Host sync at log/checkpoint steps: NaN check, window means, progress postfix."""
-        nonlocal pending, t_window
-        host = jax.device_get(pending)
-        bad = report.first_nonfinite(host)
-        if bad is not None:
-            manager.wait_until_finished()
-            raise FloatingPointError(
-                f"non-finite loss or gradient at step {step - len(host) + bad + 1} "
-                f"(loss={host[bad]['loss']}); the last checkpoint before it is kept in "
-                f"{workdir / 'checkpoints'}"
-            )
-        now = time.perf_counter()
-        means = report.window_means(host)
-        if compile_s is None:
-            means["images_per_s"] = len(host) * config.global_batch_size / (now - t_window)
-        else:  # the first step (compile + run) is reported apart from throughput
-            means["compile_time_s"] = compile_s
-        writer.write({"kind": "train", "step": step, **means})
-        bar.set_postfix(
-            loss=f"{means['loss']:.4f}",
-            acc=f"{means['accuracy']:.3f}",
-            img_s=f"{means.get('images_per_s', 0):.0f}",
+        global_batch_size=config.global_batch_size,
+        enabled=progress and is_main,
+    ) as bar:
+        state = loop.fit(
+            train_step=train_step,
+            state=state,
+            epoch_batches=epoch_batches,
+            steps_per_epoch=spe,
+            num_epochs=config.num_epochs,
+            mesh=run.mesh,
+            log_every=config.log_every,
+            callbacks=[
+                callbacks.stop_on_nonfinite(manager, workdir / "checkpoints"),
+                loop.Callback(on_log=record_compile),
+                callbacks.write_metrics(writer, global_batch_size=config.global_batch_size),
+                bar,
+                callbacks.save_checkpoints(manager, steps_per_epoch=spe, total_steps=total),
+                callbacks.epoch_summaries(
+                    writer,
+                    epochs,
+                    evaluate=lambda s: evaluate(run, train.variables_of(s)),
+                    eval_every=config.eval_every,
+                    num_epochs=config.num_epochs,
+                ),
+            ],
         )
-        epoch_records.extend(host)
-        pending, t_window = [], now
-
-    for epoch in range(start // spe, config.num_epochs):
-        t_epoch = time.perf_counter()
-        first = max(start - epoch * spe, 0)  # resuming mid-epoch: skip the batches done
-        batches = itertools.islice(
-            data.train_batches(
-                images,
-                labels,
-                global_batch_size=config.global_batch_size,
-                seed=config.seed,
-                epoch=epoch,
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-            ),
-            first,
-            None,
-        )
-        for step in range(epoch * spe + first + 1, (epoch + 1) * spe + 1):
-            state, metrics = train_step(state, parallel.shard_batch(next(batches), run.mesh))
-            pending.append(metrics)
-            if t_compile is None:  # one sync on the first step: compile time, reported apart
-                jax.block_until_ready(metrics)
-                t_compile = time.perf_counter() - t_window
-                flush(step, compile_s=t_compile)
-            elif step % config.log_every == 0 or step % spe == 0 or manager.should_save(step):
-                flush(step)
-            checkpoint.save(
-                manager, step, state, meta={"epoch": epoch, "step": step}, force=step == total
-            )
-            bar.update(1)
-        record = {
-            "kind": "epoch",
-            "epoch": epoch + 1,
-            "step": (epoch + 1) * spe,
-            "epoch_time_s": time.perf_counter() - t_epoch,
-            **{f"train_{k}": v for k, v in report.window_means(epoch_records).items()},
-        }
-        epoch_records = []
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.num_epochs:
-            result = evaluate(run, train.variables_of(state))
-            record.update(test_accuracy=result["accuracy"], test_loss=result["loss"])
-        writer.write(record)
-        epochs.append(record)
-        t_window = time.perf_counter()
-    bar.close()
     manager.wait_until_finished()
 
     final = evaluate(run, train.variables_of(state))
@@ -348,7 +310,7 @@ def train_and_evaluate(
         "test_accuracy": final["accuracy"],
         "test_loss": final["loss"],
         "per_class_accuracy": final["per_class_accuracy"],
-        "compile_time_s": t_compile,
+        "compile_time_s": compile_s[0] if compile_s else None,
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,
         "epochs_log": epochs,

@@ -1,0 +1,139 @@
+"""The `loop.fit` callbacks of a workdir run: metrics lines, NaN stop, progress bar, checkpoints.
+
+Each factory returns a `loop.Callback`. They are the side effects of `training.train_and_evaluate`
+and are usable by any script that calls `loop.fit`.
+"""
+
+import contextlib
+import pathlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+from tqdm.auto import tqdm
+
+from modjax import checkpoint, loop
+from modjax.runs import report
+
+
+def write_metrics(writer: report.MetricWriter, *, global_batch_size: int) -> loop.Callback:
+    """One `{"kind": "train", "step", <window means>}` line per log step.
+
+    The first log of a `fit` call carries `compile_time_s` (compile plus one step); the others
+    `images_per_s` over their window.
+    """
+
+    def on_log(event: loop.LogEvent) -> None:
+        means = report.window_means(event.records)
+        if event.first:
+            means["compile_time_s"] = event.seconds
+        else:
+            means["images_per_s"] = len(event.records) * global_batch_size / event.seconds
+        writer.write({"kind": "train", "step": event.step, **means})
+
+    return loop.Callback(on_log=on_log)
+
+
+def stop_on_nonfinite(manager, directory: pathlib.Path | str) -> loop.Callback:
+    """Raises `FloatingPointError` naming the first non-finite step of a log window.
+
+    Put it before `save_checkpoints`: the log of a checkpoint step runs before its save, so no
+    checkpoint of a diverged state is written. Pending saves finish before the error.
+    """
+
+    def on_log(event: loop.LogEvent) -> None:
+        step = loop.first_nonfinite_step(event)
+        if step is None:
+            return
+        manager.wait_until_finished()
+        loss = event.records[step - event.step - 1]["loss"]
+        raise FloatingPointError(
+            f"non-finite loss or gradient at step {step} (loss={loss}); the last checkpoint "
+            f"before it is kept in {directory}"
+        )
+
+    return loop.Callback(on_log=on_log)
+
+
+def save_checkpoints(manager, *, steps_per_epoch: int, total_steps: int) -> loop.Callback:
+    """Offers every step's state to the Orbax manager, which writes at its interval.
+
+    The last step is always written. Checkpoint steps are log steps, so their metrics are checked
+    (and written) before the save.
+    """
+
+    def on_step(step: int, state: Any) -> None:
+        meta = {"epoch": (step - 1) // steps_per_epoch, "step": step}
+        checkpoint.save(manager, step, state, meta=meta, force=step == total_steps)
+
+    return loop.Callback(on_step=on_step, log_at=manager.should_save)
+
+
+def epoch_summaries(
+    writer: report.MetricWriter,
+    history: list[dict[str, Any]],
+    *,
+    evaluate: Callable[[Any], dict[str, Any]],
+    eval_every: int,
+    num_epochs: int,
+) -> loop.Callback:
+    """One `{"kind": "epoch", ...}` line per epoch with train means and, when due, a test eval.
+
+    Args:
+        writer: the metrics writer.
+        history: each record is also appended here (the run's `epochs_log`).
+        evaluate: `state -> {"accuracy", "loss", ...}` on the test split.
+        eval_every: evaluate every this many epochs (and after the last one).
+        num_epochs: the run's epochs.
+    """
+
+    def on_epoch_end(event: loop.EpochEvent) -> None:
+        record = {
+            "kind": "epoch",
+            "epoch": event.epoch,
+            "step": event.step,
+            "epoch_time_s": event.seconds,
+            **{f"train_{k}": v for k, v in report.window_means(event.records).items()},
+        }
+        if event.epoch % eval_every == 0 or event.epoch == num_epochs:
+            result = evaluate(event.state)
+            record.update(test_accuracy=result["accuracy"], test_loss=result["loss"])
+        writer.write(record)
+        history.append(record)
+
+    return loop.Callback(on_epoch_end=on_epoch_end)
+
+
+@contextlib.contextmanager
+def progress_bar(
+    *, total: int, initial: int, global_batch_size: int, enabled: bool = True
+) -> Iterator[loop.Callback]:
+    """A tqdm bar over steps (process 0 only), its postfix updated at log steps; closed on exit."""
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        disable=not (enabled and jax.process_index() == 0),
+        dynamic_ncols=True,
+    )
+
+    def on_log(event: loop.LogEvent) -> None:
+        means = report.window_means(event.records)
+        rate = 0.0 if event.first else len(event.records) * global_batch_size / event.seconds
+        bar.set_postfix(
+            loss=f"{means['loss']:.4f}", acc=f"{means['accuracy']:.3f}", img_s=f"{rate:.0f}"
+        )
+
+    try:
+        yield loop.Callback(on_log=on_log, on_step=lambda step, state: bar.update(1))
+    finally:
+        bar.close()
+
+
+__all__ = [
+    "epoch_summaries",
+    "progress_bar",
+    "save_checkpoints",
+    "stop_on_nonfinite",
+    "write_metrics",
+]
