@@ -1,10 +1,11 @@
 """On-disk cache of decoded arrays (`.npz`, no pickle) for slow sources: JPEG folders and TFDS.
 
 The cache lives in `$MODJAX_CACHE_DIR`, else `~/.cache/modjax`, never next to the data (which
-may be read-only). An entry's key hashes the dataset, split, reader and the identity of every
-source (resolved path, size and modification time; for a directory, those of the directory and
-of its immediate subdirectories), so replacing a source file invalidates it. Failure to read or
-write the cache is logged and never fatal.
+may be read-only). An entry's key hashes the dataset, split, reader and the *content* of every
+source (sha256 of each file; for a directory, of every file under it with its relative path), so
+an edited or replaced source invalidates the entry whatever its path, size or modification
+time, and a moved data directory still finds its entries. Failure to read or write the cache is
+logged and never fatal.
 """
 
 import hashlib
@@ -21,7 +22,8 @@ __all__ = ["cache_dir", "cached_arrays"]
 
 logger = logging.getLogger(__name__)
 
-_VERSION = 1
+_VERSION = 2
+_CHUNK = 1 << 20
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
@@ -31,21 +33,27 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "modjax"
 
 
-def _identity(path: pathlib.Path) -> list:
-    stat = path.stat()
-    entry = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-    if path.is_dir():
-        entry.append(
-            sorted(
-                [child.name, child.stat().st_mtime_ns] for child in path.iterdir() if child.is_dir()
-            )
-        )
-    return entry
+def _file_sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _content(path: pathlib.Path) -> str:
+    """sha256 of a file, or of a directory's files (relative path + content), recursively."""
+    if not path.is_dir():
+        return _file_sha256(path)
+    digest = hashlib.sha256()
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{child.relative_to(path).as_posix()}\0{_file_sha256(child)}\n".encode())
+    return digest.hexdigest()
 
 
 def _key(description: dict, sources: Sequence[pathlib.Path]) -> str:
     blob = json.dumps(
-        {"version": _VERSION, **description, "sources": [_identity(p) for p in sources]},
+        {"version": _VERSION, **description, "sources": [_content(p) for p in sources]},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
