@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax import data, objectives, train
+from modjax import data, loop, objectives, train
 
 
 def _torch_bias_init(fan_in: int):
@@ -92,7 +92,8 @@ def make_task_head(
 def _output_width(params) -> int:
     """N: the width of the last Dense kernel of the backbone (its classifier)."""
     kernels = [
-        leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
         if str(getattr(path[-1], "key", "")) == "kernel" and np.ndim(leaf) == 2
     ]
     if not kernels:
@@ -113,7 +114,7 @@ def stratified_split(labels, *, fraction: float = 0.1, seed: int = 0) -> tuple[n
     val = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        k = int(round(fraction * len(idx)))
+        k = round(fraction * len(idx))
         if len(idx) >= 2:
             k = min(max(k, 1), len(idx) - 1)
         val.append(rng.permutation(idx)[:k])
@@ -181,7 +182,10 @@ def finetune_task_module(
         learning_rate=learning_rate, steps_per_epoch=steps, num_epochs=num_epochs, t_max=t_max
     )
     step = train.make_train_step(
-        model=model, tx=tx, objective=objectives.standard, preprocess=train_preprocess,
+        model=model,
+        tx=tx,
+        objective=objectives.standard,
+        preprocess=train_preprocess,
         donate=False,
     )
     evaluate = train.make_eval_step(
@@ -195,31 +199,41 @@ def finetune_task_module(
         rng=jax.random.PRNGKey(seed),
     )
 
-    def val_accuracy(v) -> float:
-        correct = count = 0
-        for batch in data.eval_batches(*val_data, global_batch_size=batch_size):
-            sums = jax.device_get(evaluate(v, batch))
-            correct, count = correct + int(sums["correct"]), count + int(sums["count"])
-        return correct / max(count, 1)
+    history, best, last = [], [], []
 
-    history, best = [], None
-    for epoch in range(num_epochs):
-        losses = []
-        for batch in data.train_batches(
+    def on_epoch_end(event: loop.EpochEvent) -> None:
+        on_device = train.variables_of(event.state)  # the step does not donate: still valid
+        acc = loop.evaluate(
+            eval_step=evaluate,
+            variables=on_device,
+            images=val_data[0],
+            labels=val_data[1],
+            global_batch_size=batch_size,
+        )["accuracy"]
+        v = jax.device_get(on_device)
+        history.append(
+            {
+                "epoch": event.epoch,
+                "train_loss": float(np.mean([r["loss"] for r in event.records])),
+                "val_accuracy": acc,
+            }
+        )
+        if not best or acc > best[2]:
+            best[:] = (v, event.epoch, acc)
+        last[:] = (v, acc)
+
+    loop.fit(
+        train_step=step,
+        state=state,
+        epoch_batches=lambda epoch: data.train_batches(
             images, labels, global_batch_size=batch_size, seed=seed, epoch=epoch
-        ):
-            state, metrics = step(state, batch)
-            losses.append(metrics["loss"])
-        v = jax.device_get(train.variables_of(state))
-        acc = val_accuracy(v)
-        history.append({
-            "epoch": epoch + 1,
-            "train_loss": float(np.mean(jax.device_get(losses))),
-            "val_accuracy": acc,
-        })
-        if best is None or acc > best[2]:
-            best = (v, epoch + 1, acc)
-    return FinetuneResult(best[0], best[1], best[2], v, acc, history)
+        ),
+        steps_per_epoch=steps,
+        num_epochs=num_epochs,
+        log_every=steps,
+        callbacks=[loop.check_finite(), loop.Callback(on_epoch_end=on_epoch_end)],
+    )
+    return FinetuneResult(best[0], best[1], best[2], last[0], last[1], history)
 
 
 __all__ = [

@@ -22,13 +22,14 @@ them; this is the same optimization as recomputing them every step.
 
 import math
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from modjax import train
+from modjax import data, loop, train
 from modjax.objectives import cross_entropy
 from modjax.typing import Batch
 
@@ -40,6 +41,12 @@ MINMAX_EPS = 1e-12
 
 AdapterParams = dict[str, jax.Array]
 """`{"kernel": float32 [N, N] (in, out), "bias": float32 [N]}`."""
+
+
+class _AdapterState(NamedTuple):
+    step: jax.Array
+    params: AdapterParams
+    opt_state: optax.OptState
 
 
 def make_adapter_inputs(
@@ -102,8 +109,9 @@ def fit_adapter(
 ) -> AdapterParams:
     """Trains the adapter on precomputed inputs (SGD, Nesterov 0.9, per-epoch cosine T_max=epochs).
 
-    Every epoch visits all rows in a fresh order `(seed, epoch)`; the last batch is padded to
-    `batch_size` and masked, so the jitted step compiles once.
+    Every epoch visits all rows in a fresh order `(seed, epoch)` (`data.epoch_permutation`);
+    the last batch is padded to `batch_size` and masked, so the jitted step compiles once. The
+    epochs run in `loop.fit`.
 
     Args:
         x: `[n, N]` adapter inputs (`make_adapter_inputs`).
@@ -131,23 +139,35 @@ def fit_adapter(
         learning_rate=learning_rate, steps_per_epoch=steps, num_epochs=num_epochs
     )
     params = init_adapter(k, seed=seed)
-    opt_state = tx.init(params)
+    state = _AdapterState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
-    @jax.jit
-    def step(params, opt_state, xb, yb, mask):
-        grads = jax.grad(adapter_loss)(params, xb, yb, mask)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+    def step(state, batch):
+        loss, grads = jax.value_and_grad(adapter_loss)(
+            state.params, batch["x"], batch["label"], batch["mask"]
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "finite": jnp.isfinite(loss)}
+        return _AdapterState(state.step + 1, params, opt_state), metrics
 
-    rng = np.random.default_rng(seed)
-    for _ in range(num_epochs):
-        order = rng.permutation(n)
+    def epoch_batches(epoch):  # every row once, in an order of (seed, epoch); last batch padded
+        order = data.epoch_permutation(n, seed=seed, epoch=epoch)
         for s in range(steps):
             pos = s * batch_size + np.arange(batch_size)
             mask = pos < n
             idx = order[np.where(mask, pos, 0)]
-            params, opt_state = step(params, opt_state, x[idx], labels[idx], mask)
-    return jax.device_get(params)
+            yield {"x": x[idx], "label": labels[idx], "mask": mask}
+
+    state = loop.fit(
+        train_step=jax.jit(step),
+        state=state,
+        epoch_batches=epoch_batches,
+        steps_per_epoch=steps,
+        num_epochs=num_epochs,
+        log_every=steps,
+        callbacks=[loop.check_finite()],
+    )
+    return jax.device_get(state.params)
 
 
 def adapter_inputs_of(
@@ -164,9 +184,7 @@ def adapter_inputs_of(
     xs, ys = [], []
     for batch in batches:
         images = jnp.asarray(batch["image"])
-        x = make_adapter_inputs(
-            weak_apply(images), strong_apply(images), target_index=target_index
-        )
+        x = make_adapter_inputs(weak_apply(images), strong_apply(images), target_index=target_index)
         keep = np.asarray(batch.get("mask", np.ones(len(batch["label"]), bool)))
         xs.append(np.asarray(x)[keep])
         ys.append(np.asarray(batch["label"])[keep])
@@ -282,18 +300,31 @@ def per_class_accuracy(
 ) -> np.ndarray:
     """Per-class top-1 accuracy `[num_classes]` (NaN without samples) of `predict: x -> [B, N]`.
 
-    Batches have a fixed size (the last padded), so a jitted `predict` compiles once.
+    One `loop.evaluate` pass: batches have a fixed size (the last padded and masked), so
+    `predict` compiles once.
     """
-    from modjax import data
+    eval_step = train.make_eval_step(
+        model=_PredictModel(predict),
+        preprocess=lambda images, rng: images,
+        num_classes=num_classes,
+    )
+    return loop.evaluate(
+        eval_step=eval_step,
+        variables={},
+        images=images,
+        labels=labels,
+        global_batch_size=batch_size,
+    )["per_class_accuracy"]
 
-    correct = np.zeros(num_classes, np.int64)
-    count = np.zeros(num_classes, np.int64)
-    for batch in data.eval_batches(images, labels, global_batch_size=batch_size):
-        pred = np.asarray(jnp.argmax(predict(jnp.asarray(batch["image"])), axis=-1))
-        y, m = batch["label"], batch["mask"]
-        np.add.at(correct, y[m], (pred == y)[m])
-        np.add.at(count, y[m], 1)
-    return np.where(count > 0, correct / np.maximum(count, 1), np.nan)
+
+class _PredictModel(NamedTuple):
+    """`predict: images -> [B, N]` with the `model.apply(variables, x, train=...)` contract."""
+
+    predict: Callable[[jax.Array], jax.Array]
+
+    def apply(self, variables, images, *, train: bool):
+        del variables, train
+        return self.predict(images), {}
 
 
 __all__ = [
