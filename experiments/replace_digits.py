@@ -41,7 +41,7 @@ def get_config():
 def _train(model, images, labels, *, num_classes, epochs, batch_size, lr, seed, preprocess):
     import jax
 
-    from modjax import data, objectives, train
+    from modjax import data, loop, objectives, train
 
     steps = data.steps_per_epoch(len(labels), batch_size)
     tx = train.make_optimizer(learning_rate=lr, steps_per_epoch=steps, num_epochs=epochs)
@@ -51,10 +51,12 @@ def _train(model, images, labels, *, num_classes, epochs, batch_size, lr, seed, 
         model=model, tx=tx, objective=objectives.moda_objective(num_classes=num_classes),
         preprocess=preprocess,
     )
-    for epoch in range(epochs):
-        for batch in data.train_batches(images, labels, global_batch_size=batch_size,
-                                        seed=seed, epoch=epoch):
-            state, _ = step(state, batch)
+    state = loop.fit(
+        train_step=step, state=state, steps_per_epoch=steps, num_epochs=epochs,
+        epoch_batches=lambda epoch: data.train_batches(
+            images, labels, global_batch_size=batch_size, seed=seed, epoch=epoch),
+        log_every=steps, callbacks=[loop.check_finite()],
+    )
     return jax.device_get(train.variables_of(state))
 
 
