@@ -1,7 +1,9 @@
 """Checkpoints with Orbax: save every N steps, keep the last K, atomic writes, resume latest."""
 
+import contextlib
 import logging
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import orbax.checkpoint as ocp
@@ -34,8 +36,42 @@ def make_manager(
     )
 
 
+@contextlib.contextmanager
+def open_read_only(directory: str | pathlib.Path) -> Iterator[ocp.CheckpointManager]:
+    """A `CheckpointManager` for restoring only, closed when the `with` block ends.
+
+    It creates no directory, skips `save` and `delete`, and cleans up no temporary directories, so
+    reading a run (for eval, module extraction or replacement) leaves its checkpoints untouched
+    even while another process is training in the same workdir. (Orbax still honours
+    `save(..., force=True)`; never force a save through this manager.)
+
+    Raises:
+        FileNotFoundError: `directory` does not exist.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with open_read_only(tmp) as manager:
+        ...         print(latest_step(manager))
+        None
+    """
+    directory = pathlib.Path(directory).absolute()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no checkpoint in {directory}: the directory does not exist")
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
 def save(
-    manager: ocp.CheckpointManager, step: int, state: Any, *, meta: dict | None = None,
+    manager: ocp.CheckpointManager,
+    step: int,
+    state: Any,
+    *,
+    meta: dict | None = None,
     force: bool = False,
 ) -> bool:
     """Saves `state` (a pytree) and JSON `meta` at `step` if the manager's interval says so.
@@ -61,7 +97,7 @@ def restore(
     """Restores `(state, meta)` at `step` (default: latest) onto `abstract_state`'s shardings.
 
     Args:
-        manager: from `make_manager`.
+        manager: from `make_manager` or `open_read_only`.
         abstract_state: pytree of `jax.ShapeDtypeStruct` (with shardings) from `eval_shape`.
         step: which checkpoint; `None` = the latest.
 

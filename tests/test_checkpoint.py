@@ -78,6 +78,37 @@ def test_wrong_model_checkpoint_gives_a_clear_error(tmp_path):
         checkpoint.restore(manager, abstract)
 
 
+def _tree_snapshot(root: pathlib.Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_read_only_manager_restores_without_touching_the_directory(tmp_path):
+    model, tx, state = _tiny_state()
+    manager = checkpoint.make_manager(tmp_path / "ckpt", save_every=1, keep=2)
+    for step in (1, 2):
+        checkpoint.save(manager, step, state._replace(step=state.step + step), meta={"s": step})
+    manager.wait_until_finished()
+    manager.close()
+    (tmp_path / "ckpt" / "3.orbax-checkpoint-tmp-0").mkdir()  # an interrupted save's leftovers
+    before = _tree_snapshot(tmp_path)
+    abstract = train.abstract_train_state(model=model, tx=tx, image_shape=(8, 8, 1))
+    with checkpoint.open_read_only(tmp_path / "ckpt") as reader:
+        assert checkpoint.latest_step(reader) == 2
+        restored, meta = checkpoint.restore(reader, abstract)
+        assert not checkpoint.save(reader, 5, state)
+        reader.delete(1)
+    assert int(restored.step) == 2 and meta == {"s": 2}
+    assert tree_max_diff(restored.params, state.params) == 0
+    assert _tree_snapshot(tmp_path) == before
+    with pytest.raises(FileNotFoundError, match="no checkpoint in .*missing"):
+        with checkpoint.open_read_only(tmp_path / "missing"):
+            pass
+    assert not (tmp_path / "missing").exists()
+
+
 # The child trains the smoke config and SIGKILLs itself right after step KILL_AT's save call
 # (mid-epoch, between checkpoints): a real crash of a real process.
 CHILD = """
@@ -98,32 +129,44 @@ sys.exit(main(sys.argv[1:]))
 def _modjax(args, env_extra=None, code=None):
     env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", **(env_extra or {}))
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "modjax"]
-    return subprocess.run(cmd + args, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        cmd + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _final_params(workdir):
     config = config_lib.load_json(workdir / "config.json")
     run = training.build_run(config)
-    manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10)
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
-    state, _ = checkpoint.restore(manager, abstract)
+    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
+        state, _ = checkpoint.restore(manager, abstract)
     return jax.device_get(state)
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    args = ["train", "--config", str(SMOKE), "--num-epochs", "3", "--checkpoint-every", "5",
-            "--num-devices", "1", "--no-progress"]
+    args = [
+        "train",
+        "--config",
+        str(SMOKE),
+        "--num-epochs",
+        "3",
+        "--checkpoint-every",
+        "5",
+        "--num-devices",
+        "1",
+        "--no-progress",
+    ]
     full = _modjax(args + ["--workdir", str(tmp_path / "full")])
     assert full.returncode == 0, full.stderr[-3000:]
 
     killed = _modjax(args + ["--workdir", str(tmp_path / "killed")], {"KILL_AT": "13"}, CHILD)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not (tmp_path / "killed" / "summary.json").exists()
-    steps = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir()
-                   if p.name.isdigit())
+    steps = sorted(
+        int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit()
+    )
     assert steps and max(steps) <= 13
 
     resumed = _modjax(args + ["--workdir", str(tmp_path / "killed")])

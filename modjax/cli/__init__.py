@@ -193,11 +193,11 @@ def _eval(args) -> int:
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
     run = training.build_run(config)
-    manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
-    state, _ = checkpoint.restore(manager, abstract)
+    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
+        state, _ = checkpoint.restore(manager, abstract)
     result = training.evaluate(run, train.variables_of(state), split=args.split)
     result.update(step=int(state.step), split=args.split)
     if args.json:

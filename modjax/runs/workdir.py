@@ -25,11 +25,11 @@ def load_run(workdir: pathlib.Path, data_dir: str | None, *, step: int | None = 
     if data_dir:
         config = dataclasses.replace(config, data_dir=data_dir)
     run = training.build_run(config)
-    manager = checkpoint.make_manager(workdir / "checkpoints", save_every=1, keep=10**9)
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
-    state, _ = checkpoint.restore(manager, abstract, step=step)
+    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
+        state, _ = checkpoint.restore(manager, abstract, step=step)
     return config, run, jax.device_get(train.variables_of(state)), int(state.step)
 
 
