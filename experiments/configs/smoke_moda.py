@@ -1,11 +1,10 @@
-"""Smoke test of MODA: a 2-hidden-layer MLP on digits, one epoch.
+"""Smoke test of MODA: the smoke config (a 2-hidden-layer MLP on digits, one epoch) with MODA.
 
 Run: modjax train --config experiments/configs/smoke_moda.py --workdir /tmp/smoke_moda   (~10 s)
 """
 
+from smoke import get_config as smoke_config
+
 
 def get_config():
-    return dict(
-        model="mlp", depth=2, method="moda", dataset="digits", num_epochs=1,
-        global_batch_size=64, log_every=5, checkpoint_every=10, train_examples=512,
-    )
+    return {**smoke_config(), "method": "moda"}

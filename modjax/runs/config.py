@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import pathlib
+import sys
 from typing import Any
 
 from modjax.modular.module import METHODS as MODULAR_METHODS
@@ -67,7 +68,9 @@ class TrainConfig:
         )
         _check(
             self.image_size is None or self.image_size >= 1,
-            "image_size", self.image_size, ">= 1 or None",
+            "image_size",
+            self.image_size,
+            ">= 1 or None",
         )
         _check(self.log_every >= 1, "log_every", self.log_every, ">= 1")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, ">= 1")
@@ -111,6 +114,18 @@ def from_dict(values: dict[str, Any], *, source: str = "config") -> TrainConfig:
 def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     """Runs an experiment config file's `get_config()` and returns its settings dict.
 
+    The file is executed as Python (it can run arbitrary code: load only files you trust). While
+    it runs, its directory is first on `sys.path`, so a variant can build on a base config next
+    to it and override a few fields::
+
+        from smoke import get_config as smoke_config
+
+        def get_config():
+            return {**smoke_config(), "method": "moda"}
+
+    Modules imported from that directory are dropped from `sys.modules` afterwards, so configs
+    in different directories may share file names.
+
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file defines no `get_config()` or it returns no dict.
@@ -118,13 +133,23 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found (see experiments/configs/)")
+    directory = path.resolve().parent
     spec = importlib.util.spec_from_file_location(f"modjax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    get_config = getattr(module, "get_config", None)
-    if get_config is None:
-        raise ValueError(f"config file {path} must define get_config() returning a dict")
-    values = get_config()
+    modules_before = set(sys.modules)
+    sys.path.insert(0, str(directory))
+    try:
+        spec.loader.exec_module(module)
+        get_config = getattr(module, "get_config", None)
+        if get_config is None:
+            raise ValueError(f"config file {path} must define get_config() returning a dict")
+        values = get_config()
+    finally:
+        sys.path.remove(str(directory))
+        for name in set(sys.modules) - modules_before:
+            file = getattr(sys.modules[name], "__file__", None)
+            if file and pathlib.Path(file).resolve().parent == directory:  # a sibling module
+                del sys.modules[name]
     if not isinstance(values, dict):
         raise ValueError(f"{path}: get_config() returned {type(values).__name__}, expected dict")
     return values
