@@ -51,8 +51,14 @@ def test_fit_trains_and_calls_every_hook_at_its_steps():
     _, state, step = _setup(mesh=parallel.make_mesh(8), num_epochs=3)
     rec = Recorder(log_at={6})
     state = loop.fit(
-        train_step=step, state=state, epoch_batches=_epoch_batches, steps_per_epoch=STEPS,
-        num_epochs=3, mesh=parallel.make_mesh(8), callbacks=[rec.callback()], log_every=3,
+        train_step=step,
+        state=state,
+        epoch_batches=_epoch_batches,
+        steps_per_epoch=STEPS,
+        num_epochs=3,
+        mesh=parallel.make_mesh(8),
+        callbacks=[rec.callback()],
+        log_every=3,
     )
     assert int(state.step) == 12
     # Log steps: the first, multiples of log_every, epoch ends, and those a callback asks for.
@@ -62,8 +68,11 @@ def test_fit_trains_and_calls_every_hook_at_its_steps():
     assert all(e.seconds > 0 for e in rec.logs)
     # Every step once, in order, each after its state update.
     assert rec.steps == [(s, s) for s in range(1, 13)]
-    assert [(e.epoch, e.step, len(e.records)) for e in rec.epochs] == [(1, 4, 4), (2, 8, 4),
-                                                                       (3, 12, 4)]
+    assert [(e.epoch, e.step, len(e.records)) for e in rec.epochs] == [
+        (1, 4, 4),
+        (2, 8, 4),
+        (3, 12, 4),
+    ]
     records = [r for e in rec.logs for r in e.records]
     assert len(records) == 12
     assert set(records[0]) == {"loss", "accuracy", "grad_norm", "finite", "ce"}
@@ -92,11 +101,16 @@ def test_resume_mid_epoch_gives_the_same_parameters_as_an_uninterrupted_run():
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        loop.fit(state=jax.device_put(initial), num_epochs=2,
-                 callbacks=[loop.Callback(on_step=crash_at_6)], **kwargs)
+        loop.fit(
+            state=jax.device_put(initial),
+            num_epochs=2,
+            callbacks=[loop.Callback(on_step=crash_at_6)],
+            **kwargs,
+        )
     rec = Recorder()
-    resumed = loop.fit(state=jax.device_put(saved["state"]), num_epochs=2,
-                       callbacks=[rec.callback()], **kwargs)
+    resumed = loop.fit(
+        state=jax.device_put(saved["state"]), num_epochs=2, callbacks=[rec.callback()], **kwargs
+    )
     assert [s for s, _ in rec.steps] == [6, 7, 8]
     assert [e.step for e in rec.logs] == [6, 8] and rec.logs[0].first
     assert [(e.epoch, len(e.records)) for e in rec.epochs] == [(2, 3)]
@@ -110,8 +124,14 @@ def test_resume_mid_epoch_gives_the_same_parameters_as_an_uninterrupted_run():
 def test_a_finished_state_is_returned_untouched():
     done = Count(jnp.asarray(8, jnp.int32))
     rec = Recorder()
-    out = loop.fit(train_step=_count_step, state=done, epoch_batches=_epoch_batches,
-                   steps_per_epoch=STEPS, num_epochs=2, callbacks=[rec.callback()])
+    out = loop.fit(
+        train_step=_count_step,
+        state=done,
+        epoch_batches=_epoch_batches,
+        steps_per_epoch=STEPS,
+        num_epochs=2,
+        callbacks=[rec.callback()],
+    )
     assert out is done and rec.logs == rec.steps == rec.epochs == []
 
 
@@ -126,9 +146,17 @@ def test_fit_compiles_once_and_makes_no_implicit_transfers():
     _, state, step = _setup(mesh=mesh, objective=counting, num_epochs=1)
     with jax.transfer_guard("disallow"):  # explicit device_put/device_get only
         for prefetch in (0, 2):
-            state = loop.fit(train_step=step, state=state, epoch_batches=_epoch_batches,
-                             steps_per_epoch=3, num_epochs=1 + prefetch // 2, mesh=mesh,
-                             prefetch=prefetch, callbacks=[loop.check_finite()], log_every=1)
+            state = loop.fit(
+                train_step=step,
+                state=state,
+                epoch_batches=_epoch_batches,
+                steps_per_epoch=3,
+                num_epochs=1 + prefetch // 2,
+                mesh=mesh,
+                prefetch=prefetch,
+                callbacks=[loop.check_finite()],
+                log_every=1,
+            )
     assert int(state.step) == 6
     assert len(traces) == 1 and step._cache_size() == 1
 
@@ -137,13 +165,20 @@ def test_nonfinite_steps_stop_the_run_at_the_log_step_naming_the_step():
     model = TinyNet()
     tx = train.make_optimizer(learning_rate=1e30, steps_per_epoch=STEPS, num_epochs=2)
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=SHAPE)
-    step = train.make_train_step(model=model, tx=tx, objective=objectives.standard,
-                                 preprocess=to_float)
+    step = train.make_train_step(
+        model=model, tx=tx, objective=objectives.standard, preprocess=to_float
+    )
     rec = Recorder()
     with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step \d+"):
-        loop.fit(train_step=step, state=state, epoch_batches=_epoch_batches,
-                 steps_per_epoch=STEPS, num_epochs=2, log_every=1,
-                 callbacks=[loop.check_finite(), rec.callback()])
+        loop.fit(
+            train_step=step,
+            state=state,
+            epoch_batches=_epoch_batches,
+            steps_per_epoch=STEPS,
+            num_epochs=2,
+            log_every=1,
+            callbacks=[loop.check_finite(), rec.callback()],
+        )
     # The check runs before later callbacks of the same step: they never see the bad step.
     assert rec.logs and all(bool(r["finite"]) for e in rec.logs for r in e.records)
     assert len(rec.steps) == len(rec.logs)
@@ -167,8 +202,11 @@ def test_fit_validates_its_arguments():
         loop.fit(steps_per_epoch=STEPS, log_every=0, **kwargs)
     with pytest.raises(ValueError, match="prefetch=-1"):
         loop.fit(steps_per_epoch=STEPS, prefetch=-1, **kwargs)
-    with pytest.raises(ValueError, match=r"epoch_batches\(0\) ran out after 4 batches; "
-                                         r"expected steps_per_epoch=5"):
+    with pytest.raises(
+        ValueError,
+        match=r"epoch_batches\(0\) ran out after 4 batches; "
+        r"expected steps_per_epoch=5",
+    ):
         loop.fit(steps_per_epoch=5, **kwargs)
     assert int(loop.fit(steps_per_epoch=STEPS, **kwargs).step) == STEPS
 
@@ -180,25 +218,32 @@ def _naive(model, variables, images, labels, num_classes):
     shifted = logits - logits.max(-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     loss = -log_probs[np.arange(len(labels)), labels].mean()
-    per_class = [np.mean(pred[labels == c] == c) if np.any(labels == c) else np.nan
-                 for c in range(num_classes)]
+    per_class = [
+        np.mean(pred[labels == c] == c) if np.any(labels == c) else np.nan
+        for c in range(num_classes)
+    ]
     return np.mean(pred == labels), loss, np.array(per_class)
 
 
 @pytest.mark.parametrize("num_devices, num, num_classes", [(1, 37, 3), (8, 50, 4)])
-def test_evaluate_equals_a_naive_numpy_pass_with_a_padded_last_batch(
-    num_devices, num, num_classes
-):
+def test_evaluate_equals_a_naive_numpy_pass_with_a_padded_last_batch(num_devices, num, num_classes):
     mesh = parallel.make_mesh(num_devices)
     model = TinyNet(num_classes=num_classes)
     tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=1, num_epochs=1)
     state = train.create_train_state(model=model, tx=tx, seed=1, image_shape=SHAPE)
     images, labels = synthetic(num=num, num_classes=3, seed=2)  # class 3 (of 4) has no example
     variables = jax.device_get(train.variables_of(state))
-    eval_step = train.make_eval_step(model=model, preprocess=to_float, num_classes=num_classes,
-                                     mesh=mesh)
-    result = loop.evaluate(eval_step=eval_step, variables=parallel.replicate(variables, mesh),
-                           images=images, labels=labels, global_batch_size=16, mesh=mesh)
+    eval_step = train.make_eval_step(
+        model=model, preprocess=to_float, num_classes=num_classes, mesh=mesh
+    )
+    result = loop.evaluate(
+        eval_step=eval_step,
+        variables=parallel.replicate(variables, mesh),
+        images=images,
+        labels=labels,
+        global_batch_size=16,
+        mesh=mesh,
+    )
     accuracy, loss, per_class = _naive(model, variables, images, labels, num_classes)
     assert num % 16  # the last batch is padded
     assert set(result) == {"accuracy", "loss", "count", "per_class_accuracy"}
