@@ -330,7 +330,7 @@ def test_errors():
     no_masks = {k: v for k, v in acts.items() if not k.endswith("/mask")}
     with pytest.raises(ValueError, match=r"no mask-generator outputs.*mask_generators=True"):
         jax.jit(objectives.mwt_objective(num_classes=4))(logits, no_masks, labels)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=4\); got values"):
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=4\); got 12 out-of"):
         objectives.mwt_objective(num_classes=4)(logits, acts, np.full(12, 4, np.int32))
     with pytest.raises(ValueError, match=r"logits must be \[batch, num_classes=3\]"):
         objectives.moda_objective(num_classes=3)(logits, acts, labels)
