@@ -1,5 +1,6 @@
 """Tests of modjax.checkpoint: round trip, damaged checkpoints, and kill -9 then resume."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -154,6 +155,8 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
         "3",
         "--checkpoint-every",
         "5",
+        "--log-every",
+        "1",
         "--num-devices",
         "1",
         "--no-progress",
@@ -176,3 +179,10 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     assert tree_max_diff(a.params, b.params) < 1e-6
     assert tree_max_diff(a.opt_state, b.opt_state) < 1e-6
     np.testing.assert_array_equal(a.rng, b.rng)
+    # metrics.jsonl: the lines of steps 11-13 (logged after checkpoint 10, before the kill) are
+    # dropped on resume, so every step has exactly one line, as in the uninterrupted run.
+    for run in ("full", "killed"):
+        text = (tmp_path / run / "metrics.jsonl").read_text()
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [r["step"] for r in lines if r["kind"] == "train"] == list(range(1, 25)), run
+        assert [r["epoch"] for r in lines if r["kind"] == "epoch"] == [1, 2, 3], run
