@@ -1,0 +1,102 @@
+"""Tests of modjax.runs.callbacks and the metrics-file repair on resume (no training)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from modjax import loop
+from modjax.runs import callbacks, report
+
+
+def _records(*losses, finite=None):
+    finite = finite or [True] * len(losses)
+    return [
+        {"loss": np.float32(x), "accuracy": np.float32(0.5), "finite": np.bool_(f)}
+        for x, f in zip(losses, finite)
+    ]
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_drop_records_after_keeps_one_line_per_step_on_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    writer = report.MetricWriter(path)
+    for step in (1, 5, 8, 10, 11, 12, 13):
+        writer.write({"kind": "train", "step": step})
+    writer.write({"kind": "epoch", "epoch": 1, "step": 8})
+    assert report.drop_records_after(path, 10) == 3
+    assert [r["step"] for r in _lines(path)] == [1, 5, 8, 10, 8]
+    assert report.drop_records_after(path, 10) == 0
+    assert report.drop_records_after(tmp_path / "absent.jsonl", 0) == 0
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_write_metrics_reports_compile_time_first_then_throughput(tmp_path):
+    writer = report.MetricWriter(tmp_path / "m.jsonl")
+    cb = callbacks.write_metrics(writer, global_batch_size=32)
+    cb.on_log(loop.LogEvent(1, _records(2.0), 3.0, True))
+    cb.on_log(loop.LogEvent(5, _records(1.0, 2.0, 3.0, 4.0), 2.0, False))
+    first, second = _lines(tmp_path / "m.jsonl")
+    assert first == {
+        "kind": "train",
+        "step": 1,
+        "loss": 2.0,
+        "accuracy": 0.5,
+        "compile_time_s": 3.0,
+    }
+    assert second["step"] == 5 and second["loss"] == 2.5 and second["images_per_s"] == 64.0
+
+
+class FakeManager:
+    def __init__(self):
+        self.waited, self.saved = 0, []
+
+    def wait_until_finished(self):
+        self.waited += 1
+
+    def should_save(self, step):
+        return step % 5 == 0
+
+    def save(self, step, args, force=False):
+        self.saved.append((step, force))
+        return True
+
+
+def test_stop_on_nonfinite_names_the_step_and_waits_for_pending_saves(tmp_path):
+    manager = FakeManager()
+    cb = callbacks.stop_on_nonfinite(manager, tmp_path / "checkpoints")
+    cb.on_log(loop.LogEvent(3, _records(1.0, 1.0), 1.0, False))
+    assert manager.waited == 0
+    event = loop.LogEvent(7, _records(1.0, np.nan, np.nan, finite=[True, False, False]), 1.0, False)
+    with pytest.raises(FloatingPointError, match=r"at step 6 \(loss=nan\); the last checkpoint"):
+        cb.on_log(event)
+    assert manager.waited == 1
+
+
+def test_save_checkpoints_offers_every_step_and_forces_the_last():
+    manager = FakeManager()
+    cb = callbacks.save_checkpoints(manager, steps_per_epoch=4, total_steps=6)
+    for step in range(1, 7):
+        cb.on_step(step, {"w": np.zeros(2, np.float32)})
+    assert manager.saved == [(s, s == 6) for s in range(1, 7)]
+    assert [s for s in range(1, 11) if cb.log_at(s)] == [5, 10]
+
+
+def test_epoch_summaries_evaluate_when_due(tmp_path):
+    writer = report.MetricWriter(tmp_path / "m.jsonl")
+    history, evaluated = [], []
+
+    def evaluate(state):
+        evaluated.append(state)
+        return {"accuracy": 0.75, "loss": 0.5}
+
+    cb = callbacks.epoch_summaries(writer, history, evaluate=evaluate, eval_every=2, num_epochs=3)
+    for epoch in (1, 2, 3):
+        cb.on_epoch_end(loop.EpochEvent(epoch, 4 * epoch, f"s{epoch}", _records(1.0, 3.0), 0.1))
+    assert evaluated == ["s2", "s3"]
+    assert [r.get("test_accuracy") for r in history] == [None, 0.75, 0.75]
+    assert history[0]["train_loss"] == 2.0 and history[0]["step"] == 4
+    assert _lines(tmp_path / "m.jsonl") == json.loads(json.dumps(history))
