@@ -259,10 +259,9 @@ def _finetune(args, group, r) -> dict[str, Any]:
     """Fine-tunes the MwT task module of `group` (METHODS §4.6); returns the JSON summary."""
     import time
 
-    import jax
     import numpy as np
 
-    from modjax import data, train
+    from modjax import loop, train
     from modjax.modular import finetune
     from modjax.runs import training
 
@@ -298,11 +297,10 @@ def _finetune(args, group, r) -> dict[str, Any]:
     evaluate = train.make_eval_step(model=model, preprocess=eval_pre, num_classes=len(classes))
 
     def test_accuracy(v) -> float:
-        correct = count = 0
-        for batch in data.eval_batches(te_x, te_y, global_batch_size=args.batch_size):
-            sums = jax.device_get(evaluate(v, batch))
-            correct, count = correct + int(sums["correct"]), count + int(sums["count"])
-        return correct / max(count, 1)
+        return loop.evaluate(
+            eval_step=evaluate, variables=v, images=te_x, labels=te_y,
+            global_batch_size=args.batch_size,
+        )["accuracy"]
 
     return {
         "classes": classes.tolist(),
