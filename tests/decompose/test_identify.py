@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from modjax import models
-from modjax.decompose import channel as channel_lib
-from modjax.decompose.dense import dense_layers
-from modjax.decompose.identify import first_flags, identify
-from modjax.decompose.panrajan import make_decompose, variant
+from modjax.decompose import _channel as channel_lib
+from modjax.decompose._dense import dense_layers
+from modjax.decompose._identify import first_flags, identify
+from modjax.decompose._panrajan import make_decompose, variant
 from tests.decompose import _reference as ref
 
 

@@ -8,7 +8,7 @@ integer, so one function serves every class under `vmap`). The negative output i
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose.dense import Layers
+from modjax.decompose._dense import Layers
 
 RIE_PARITY_TOLERANCE = 0.05
 """The reference code's CM-RIE criterion |D_L[i, c]| < 0.05 (parity); the paper's is = 0."""
@@ -36,7 +36,7 @@ def channel(layers: Layers, c: jax.Array, *, parity: bool = False) -> Layers:
     Example:
         >>> out = channel([(jnp.array([[1.0, 2.0, 4.0]]), jnp.array([0.0, 3.0, 6.0]))], 1)
         >>> out[0][0].tolist(), out[0][1].tolist()
-        ([[2.5, 2.0, 0.0]], [4.5, 3.0, 0.0])
+        ([[2.5, 2.0, 0.0]], [3.0, 3.0, 0.0])
     """
     w, b = layers[-1]
     k = w.shape[1]

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose.dense import Layers, monitor
+from modjax.decompose._dense import Layers, monitor
 
 
 class Masks(NamedTuple):

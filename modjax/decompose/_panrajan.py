@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose import channel as channel_lib
-from modjax.decompose.dense import dense_layers, to_params
-from modjax.decompose.identify import identify
+from modjax.decompose import _channel as channel_lib
+from modjax.decompose._dense import dense_layers, to_params
+from modjax.decompose._identify import identify
 
 
 class Variant(NamedTuple):

@@ -6,6 +6,7 @@ the output layer last, and rejects anything else by name; `monitor` is the paper
 pass, which decides every node's activity with the original weights.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -111,7 +112,7 @@ def monitor(layers: Layers, x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
         >>> zs[0].tolist(), p.shape
         ([[1.0, -1.0]], (1, 2))
     """
-    h = x.reshape(x.shape[0], -1)
+    h = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     zs = []
     for w, b in layers[:-1]:
         h = h @ w + b
@@ -122,7 +123,7 @@ def monitor(layers: Layers, x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
 
 def forward(layers: Layers, x: jax.Array) -> jax.Array:
     """The model's (and a module's) forward pass: ReLU hidden layers, logits out."""
-    h = x.reshape(x.shape[0], -1)
+    h = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     for w, b in layers[:-1]:
         h = jax.nn.relu(h @ w + b)
     w, b = layers[-1]

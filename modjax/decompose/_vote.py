@@ -1,0 +1,113 @@
+"""Voting composition of decomposed modules (METHODS §7.5)."""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from modjax.decompose._dense import dense_layers, forward
+
+
+def vote(logits: jax.Array, own: jax.Array) -> jax.Array:
+    """Which module wins each sample under Pan & Rajan's vote.
+
+    Module m votes iff the argmax of its output is its own class `own[m]`. One vote: that
+    module. No votes: the module with the highest own-class probability p^{(m)}_{own[m]}.
+    Several: the same argmax over the voters. Jit-able; works for any set of modules (of one
+    parent or several, once the caller maps winners to task labels).
+
+    Args:
+        logits: `[M, B, K]` outputs of M modules on a batch.
+        own: `[M]` each module's positive output index.
+
+    Returns:
+        `[B]` int, the winning module per sample.
+
+    Example:
+        >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, 2.0]]])
+        >>> vote(logits, jnp.array([0, 1])).tolist()
+        [1, 1]
+    """
+    if logits.ndim != 3 or own.shape != logits.shape[:1]:
+        raise ValueError(
+            f"logits has shape {logits.shape} and own {own.shape}; expected [M, B, K] and [M]"
+        )
+    probs = jax.nn.softmax(logits, axis=-1)
+    own_b = jnp.broadcast_to(own[:, None, None], probs.shape[:2] + (1,))
+    p_own = jnp.take_along_axis(probs, own_b, axis=-1)[..., 0]
+    votes = jnp.argmax(logits, axis=-1) == own[:, None]
+    score = jnp.where(jnp.any(votes, axis=0), jnp.where(votes, p_own, -jnp.inf), p_own)
+    return jnp.argmax(score, axis=0)
+
+
+def module_logits(stacked: Any, x: jax.Array) -> jax.Array:
+    """`[M, B, K]` logits of M modules (params with a leading module axis) on `x [B, ...]`."""
+    return jax.vmap(lambda p: forward(dense_layers(p), x))(stacked)
+
+
+def predict(stacked: Any, own: jax.Array, labels: jax.Array, x: jax.Array) -> jax.Array:
+    """The composed model's labels: `labels[vote(...)]`; jit-able (see `compose` for checks).
+
+    Args:
+        stacked: module params with a leading module axis `[M, ...]` (one shape for all).
+        own: `[M]` each module's positive output index.
+        labels: `[M]` the task label each module stands for.
+        x: `[B, ...]` inputs.
+
+    Returns:
+        `[B]` predicted task labels.
+    """
+    return labels[vote(module_logits(stacked, x), own)]
+
+
+def _parent_key(parent: Mapping[str, Any]) -> str:
+    keys = ("model", "model_kwargs", "dataset", "checkpoint", "step")
+    return json.dumps({k: parent.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
+    """Stacks modules for `predict`, checking that their task labels are well defined.
+
+    Modules of one parent keep their classes as labels. Modules of different parents (another
+    dataset or checkpoint) need explicit `labels` (e.g. `[0, 1]` for an MNIST-digit vs
+    Fashion-MNIST-class task): their class ids live in different label spaces.
+
+    Args:
+        modules: `DenseModule`s of one architecture.
+        labels: the task label of each module, or None for their class ids.
+
+    Returns:
+        `(stacked params, own [M], labels [M])` as arrays.
+
+    Raises:
+        ValueError: no modules, different parents without `labels`, repeated labels, a
+            `labels` of the wrong length, or modules of different shapes.
+    """
+    if not modules:
+        raise ValueError("compose needs at least one module")
+    if labels is None:
+        parents = {_parent_key(m.parent) for m in modules}
+        if len(parents) > 1:
+            desc = ", ".join(
+                f"class {m.class_id} of {m.parent.get('dataset')}@{m.parent.get('checkpoint')}"
+                for m in modules
+            )
+            raise ValueError(
+                f"modules come from {len(parents)} different parents ({desc}); pass labels=[...] "
+                "to relabel them into one task"
+            )
+        labels = [m.class_id for m in modules]
+    labels = list(labels)
+    if len(labels) != len(modules):
+        raise ValueError(f"labels has {len(labels)} entries for {len(modules)} modules")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels={labels} repeats a label; each module needs its own")
+    shapes = {str(jax.tree.map(np.shape, m.params)) for m in modules}
+    if len(shapes) > 1:
+        raise ValueError(f"modules have different shapes ({len(shapes)} kinds); stack one parent")
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *[m.params for m in modules])
+    own = jnp.asarray([m.class_id for m in modules])
+    return stacked, own, jnp.asarray(labels)
