@@ -1,0 +1,209 @@
+"""Host drivers of the DeepArc protocol shared by the CLI, experiments and notebooks."""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from modjax import loop, train
+from modjax.deeparc import repair, similarity, surgery
+from modjax.deeparc.blocks import block_names
+
+Preprocess = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def accuracy(
+    model,
+    variables,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    preprocess: Preprocess,
+    num_classes: int,
+    batch_size: int = 256,
+) -> float:
+    """Test accuracy of `model` (one compiled eval step per model shape, padded batches)."""
+    step = train.make_eval_step(model=model, preprocess=preprocess, num_classes=num_classes)
+    result = loop.evaluate(
+        eval_step=step,
+        variables=variables,
+        images=images,
+        labels=labels,
+        global_batch_size=batch_size,
+        prefetch=0,
+    )
+    return float(result["accuracy"])
+
+
+def block_cka(
+    model,
+    variables,
+    images: np.ndarray,
+    *,
+    preprocess: Preprocess,
+    batch_size: int = 256,
+    passes: int = 10,
+    seed: int = 0,
+    mesh=None,
+) -> tuple[list[str], np.ndarray]:
+    """`(block names, [L, L] CKA)` of the block outputs over `images` (METHODS §8.2)."""
+    names = block_names(model)
+    sim = similarity.layer_cka(
+        model=model,
+        variables=variables,
+        images=images,
+        layers=names,
+        preprocess=preprocess,
+        batch_size=batch_size,
+        passes=passes,
+        seed=seed,
+        mesh=mesh,
+    )
+    return names, sim
+
+
+def make_removal_eval(
+    model,
+    variables,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    preprocess: Preprocess,
+    num_classes: int,
+    batch_size: int = 256,
+) -> Callable[[list[int]], float]:
+    """`removed -> accuracy` of `model` without those blocks, cached per subset."""
+    cache: dict[tuple[int, ...], float] = {}
+
+    def evaluate_fn(removed: list[int]) -> float:
+        key = tuple(sorted(removed))
+        if key not in cache:
+            m, v = surgery.remove_blocks(model, variables, list(key))
+            cache[key] = accuracy(
+                m,
+                v,
+                images,
+                labels,
+                preprocess=preprocess,
+                num_classes=num_classes,
+                batch_size=batch_size,
+            )
+        return cache[key]
+
+    return evaluate_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class RepairResult:
+    """What `run_repair` reports; `variables` are the repaired model's."""
+
+    scores: list[float]
+    selected: list[int]
+    target_layer: str
+    trained_share: float
+    before: dict[str, float]
+    after: dict[str, float]
+    variables: Any
+
+
+def run_repair(
+    model,
+    variables,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    preprocess: Preprocess,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int,
+    attacks: Sequence[dict[str, Any]] = ({"eps": 8.0, "step_size": 2.0, "steps": 7},),
+    top_k: int = 5,
+    epochs: int = 10,
+    learning_rate: float = 1e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> RepairResult:
+    """DeepArc repair (METHODS §8.5) with PGD error images; returns scores, share and accuracies.
+
+    Error images are PGD adversarial examples of `images` (one set per entry of `attacks`,
+    `repair.make_pgd` keyword arguments), rounded to uint8. Deviation scores use the first
+    attack set against the benign images for each attack; the top-k blocks are fine-tuned on
+    benign + error images (benign labels), the rest frozen. Accuracies are reported on the
+    mixed repair set, its error half, the clean test set and PGD images of the test set.
+
+    Raises:
+        ValueError: for a model without residual blocks (or a bad `top_k`).
+    """
+    names = repair.repair_blocks(model)
+    rng = jax.random.key(seed)
+    advs, test_advs = [], []
+    for i, attack in enumerate(attacks):
+        fn = repair.make_pgd(model=model, preprocess=preprocess, **attack)
+        for src, lab, out in ((images, labels, advs), (test_images, test_labels, test_advs)):
+            x = fn(variables, src, lab, jax.random.fold_in(rng, i))
+            out.append(np.asarray(jax.device_get(x)).round().clip(0, 255).astype(np.uint8))
+    sim_fn = repair.make_similarity_fn(model=model, layers=["stem", *names], preprocess=preprocess)
+    sims = np.stack([np.asarray(sim_fn(variables, images, adv)) for adv in advs])
+    scores = repair.deviation_scores(sims)
+    selected = repair.select_blocks(scores, top_k)
+    target_layer = names[selected[0]]
+
+    mixed_x = np.concatenate([images, *advs])
+    mixed_y = np.concatenate([labels] * (1 + len(advs))).astype(np.int32)
+    apply = jax.jit(lambda v, x: model.apply(v, preprocess(x, rng), train=False)[1][target_layer])
+    benign_target = np.asarray(apply(variables, images))
+    targets = np.concatenate([benign_target] * (1 + len(advs)))
+
+    def evaluate(v):
+        acc = lambda x, y: accuracy(model, v, x, y, preprocess=preprocess, num_classes=num_classes)
+        return {
+            "mixed": acc(mixed_x, mixed_y),
+            "error_only": acc(np.concatenate(advs), np.concatenate([labels] * len(advs))),
+            "clean_test": acc(test_images, test_labels),
+            "error_test": acc(test_advs[0], test_labels),
+        }
+
+    before = evaluate(variables)
+    labels_tree = repair.partition_labels(model, variables["params"], selected)
+    tx = repair.make_repair_optimizer(labels_tree, learning_rate=learning_rate)
+    state = train.TrainState(
+        step=np.int32(0),
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(variables["params"]),
+        rng=rng,
+    )
+    step = repair.make_repair_step(
+        model=model, tx=tx, target_layer=target_layer, preprocess=preprocess
+    )
+    steps_per_epoch = max(len(mixed_y) // batch_size, 1)
+
+    def epoch_batches(epoch):
+        order = np.random.default_rng([seed, epoch]).permutation(len(mixed_y))
+        for i in range(steps_per_epoch):
+            idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
+            yield {"image": mixed_x[idx], "label": mixed_y[idx], "target": targets[idx]}
+
+    state = jax.device_put(state)
+    state = loop.fit(
+        train_step=step,
+        state=state,
+        epoch_batches=epoch_batches,
+        steps_per_epoch=steps_per_epoch,
+        num_epochs=epochs,
+        callbacks=[loop.check_finite()],
+        log_every=steps_per_epoch,
+        prefetch=0,
+    )
+    repaired = jax.device_get(train.variables_of(state))
+    return RepairResult(
+        scores=[float(s) for s in scores],
+        selected=selected,
+        target_layer=target_layer,
+        trained_share=repair.trained_share(variables["params"], labels_tree),
+        before=before,
+        after=evaluate(repaired),
+        variables=repaired,
+    )

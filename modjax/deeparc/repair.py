@@ -1,0 +1,216 @@
+"""Repair by retraining only significant blocks (METHODS §8.5): attack, deviation, partial fit."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from modjax import train
+from modjax.deeparc import cka
+from modjax.deeparc.blocks import block_names, block_positions, check_residual, param_key
+from modjax.objectives import cross_entropy
+
+TRAIN, FREEZE = "train", "freeze"
+
+
+def make_pgd(
+    *,
+    model: nn.Module,
+    preprocess: Callable[[jax.Array, jax.Array], jax.Array],
+    eps: float = 8.0,
+    step_size: float = 2.0,
+    steps: int = 10,
+    random_start: bool = True,
+) -> Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]:
+    """Builds a jitted L∞ PGD attack `(variables, images, labels, rng) -> adversarial images`.
+
+    Images are float pixels in [0, 255] (uint8 is accepted); `preprocess` maps them to model
+    inputs (it divides by 255 and normalizes, `data.make_preprocess(..., augment=False)`). Each
+    step ascends the cross-entropy by `step_size · sign(∇)` and projects onto the `eps` ball and
+    [0, 255]. `steps=1, step_size=eps, random_start=False` is FGSM. BN runs in eval mode.
+
+    Args:
+        model: the attacked model.
+        preprocess: `(pixels, rng) -> model inputs`, differentiable in the pixels.
+        eps: L∞ radius in pixel units (8 = 8/255).
+        step_size: step in pixel units.
+        steps: PGD iterations (>= 1).
+        random_start: start from a uniform point of the ball.
+
+    Returns:
+        A jitted function returning float32 `[B, H, W, C]` pixels in [0, 255].
+    """
+    if steps < 1 or eps <= 0 or step_size <= 0:
+        raise ValueError(f"steps={steps}, eps={eps}, step_size={step_size} must all be positive")
+
+    def loss(variables, x, labels):
+        logits, _ = model.apply(variables, preprocess(x, jax.random.key(0)), train=False)
+        return jnp.sum(cross_entropy(logits, labels))
+
+    def attack(variables, images, labels, rng):
+        x0 = jnp.asarray(images).astype(jnp.float32)
+        x = x0
+        if random_start:
+            x = x + jax.random.uniform(rng, x.shape, jnp.float32, -eps, eps)
+            x = jnp.clip(x, 0.0, 255.0)
+
+        def body(_, x):
+            g = jax.grad(loss, argnums=1)(variables, x, labels)
+            x = x + step_size * jnp.sign(g)
+            return jnp.clip(jnp.clip(x, x0 - eps, x0 + eps), 0.0, 255.0)
+
+        return jax.lax.fori_loop(0, steps, body, x)
+
+    return jax.jit(attack)
+
+
+def make_similarity_fn(
+    *,
+    model: nn.Module,
+    layers: Sequence[str],
+    preprocess: Callable[[jax.Array, jax.Array], jax.Array],
+) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+    """Jitted `(variables, images_a, images_b) -> [L]` full-batch linear CKA per layer (§8.5)."""
+    layers = tuple(layers)
+
+    def sims(variables, a, b):
+        key = jax.random.key(0)
+        _, acts_a = model.apply(variables, preprocess(a, key), train=False)
+        _, acts_b = model.apply(variables, preprocess(b, key), train=False)
+        return jnp.stack([cka.linear_cka(acts_a[n], acts_b[n]) for n in layers])
+
+    return jax.jit(sims)
+
+
+def deviation_scores(similarities: np.ndarray) -> np.ndarray:
+    """score[b] = Σ_attacks (sim_{b−1} − sim_b) over blocks (METHODS §8.5 step 3).
+
+    Args:
+        similarities: `[num_attacks, 1 + num_blocks]` benign-vs-error linear CKA of the stem
+            (the layer before block 0) and of every block output, in forward order.
+
+    Returns:
+        `[num_blocks]` float64 scores; large = the block where benign and error inputs diverge.
+
+    Example:
+        >>> deviation_scores(np.array([[1.0, 0.9, 0.5, 0.45]])).round(2).tolist()
+        [0.1, 0.4, 0.05]
+    """
+    s = np.asarray(similarities, np.float64)
+    if s.ndim != 2 or s.shape[1] < 2:
+        raise ValueError(f"similarities has shape {s.shape}; expected [attacks, 1 + blocks]")
+    return np.sum(s[:, :-1] - s[:, 1:], axis=0)
+
+
+def select_blocks(scores: np.ndarray, k: int = 5) -> list[int]:
+    """Indices of the `k` highest deviation scores, highest first (ties: the earlier block).
+
+    Example:
+        >>> select_blocks(np.array([0.1, 0.4, 0.05, 0.4]), 2)
+        [1, 3]
+    """
+    scores = np.asarray(scores)
+    if not 1 <= k <= scores.size:
+        raise ValueError(f"k={k} must be in 1..{scores.size} (the number of blocks)")
+    return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def partition_labels(model: nn.Module, params: Any, blocks: Sequence[int]) -> Any:
+    """A label tree: `"train"` for every parameter of the selected blocks, else `"freeze"`.
+
+    Raises:
+        ValueError: for a model without residual blocks or a block index out of range.
+    """
+    positions = block_positions(check_residual(model))
+    bad = [b for b in blocks if not 0 <= b < len(positions)]
+    if bad:
+        raise ValueError(f"block indices {bad} are out of range 0..{len(positions) - 1}")
+    keys = {param_key(*positions[b]) for b in blocks}
+    return {
+        k: jax.tree.map(lambda _, t=k in keys: TRAIN if t else FREEZE, v) for k, v in params.items()
+    }
+
+
+def trained_share(params: Any, labels: Any) -> float:
+    """The share of parameters (scalars) labelled `"train"`.
+
+    Example:
+        >>> trained_share({"a": np.zeros(3), "b": np.zeros(1)}, {"a": "train", "b": "freeze"})
+        0.75
+    """
+    sizes = jax.tree.leaves(jax.tree.map(lambda p: int(np.size(p)), params))
+    flags = jax.tree.leaves(labels)
+    return sum(s for s, f in zip(sizes, flags, strict=True) if f == TRAIN) / max(sum(sizes), 1)
+
+
+def make_repair_optimizer(
+    labels: Any, *, learning_rate: float = 1e-4, momentum: float = 0.9
+) -> optax.GradientTransformation:
+    """SGD on the `"train"` partition, zero updates on the rest (`optax.partition`)."""
+    return optax.partition(
+        {TRAIN: optax.sgd(learning_rate, momentum=momentum), FREEZE: optax.set_to_zero()}, labels
+    )
+
+
+def make_repair_step(
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    target_layer: str,
+    preprocess: Callable[[jax.Array, jax.Array], jax.Array],
+    mse_weight: float = 0.5,
+    ce_weight: float = 0.5,
+) -> Callable[[train.TrainState, dict], tuple[train.TrainState, dict]]:
+    """Jitted `(state, batch) -> (state, metrics)` of the repair loss (METHODS §8.5 step 5).
+
+    loss = mse_weight · MSE(h_{b*}(x), batch["target"]) + ce_weight · CE(logits, label), with
+    `target` the original model's activation at b* on the benign counterpart of x. BN runs in
+    eval mode (frozen statistics), so only the selected blocks' weights change.
+
+    Args:
+        model: the model being repaired.
+        tx: `make_repair_optimizer(...)`.
+        target_layer: act name of b* (the top-ranked block output).
+        preprocess: eval transform `(pixels, rng) -> inputs`.
+        mse_weight: MSE weight (0.5).
+        ce_weight: CE weight (0.5).
+
+    Returns:
+        A jitted step; metrics `loss`, `mse`, `ce`, `accuracy`, `finite`.
+    """
+
+    def step(state, batch):
+        x = preprocess(batch["image"], jax.random.key(0))
+
+        def loss_fn(params):
+            variables = {"params": params}
+            if state.batch_stats:
+                variables["batch_stats"] = state.batch_stats
+            logits, acts = model.apply(variables, x, train=False)
+            mse = jnp.mean((acts[target_layer] - batch["target"]) ** 2)
+            ce = jnp.mean(cross_entropy(logits, batch["label"]))
+            return mse_weight * mse + ce_weight * ce, (mse, ce, logits)
+
+        (loss, (mse, ce, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        acc = jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))
+        metrics = {
+            "loss": loss,
+            "mse": mse,
+            "ce": ce,
+            "accuracy": acc,
+            "finite": jnp.isfinite(loss),
+        }
+        return state._replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def repair_blocks(model: nn.Module) -> list[str]:
+    """The block-output act names repair scores (raises for a model without residual blocks)."""
+    return block_names(check_residual(model))
