@@ -8,7 +8,8 @@ import sys
 from modjax.cli import modules_cmd
 from modjax.runs.config import FIELDS, TrainConfig
 
-# Help text of every TrainConfig setting, shown by `modjax train --help`.
+# Help text of every TrainConfig setting, shown by `modjax train --help`. `_add_config_flags`
+# appends "(default: VALUE)"; a setting whose default is None says what None means here instead.
 HELP = {
     "model": "architecture: mlp, lenet5, simcnn, rescnn, vgg16, vgg16_moda, resnet18, mobilenet",
     "dataset": "dataset name (TFDS naming): digits (embedded, no files needed), mnist, "
@@ -16,21 +17,23 @@ HELP = {
     "method": "objective: standard (cross-entropy), mwt (mask generators + cohesion/coupling), "
     "moda (activation affinity/dispersion/compactness)",
     "width": "channel/unit multiplier; 1.0 is the paper architecture, e.g. 0.25 for CPU runs",
-    "depth": "mlp only: number of hidden layers of 49 ReLU units (1-4)",
+    "depth": "mlp only: number of hidden layers of 49 ReLU units, 1-4 (default: 4)",
     "num_epochs": "epochs to train (the papers use 200)",
     "global_batch_size": "batch size summed over all devices and processes (must divide by both)",
     "learning_rate": "peak SGD learning rate",
-    "mask_learning_rate": "learning rate of MwT mask generators (default: = learning_rate)",
+    "mask_learning_rate": "learning rate of MwT mask generators (default: learning_rate)",
     "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum (true/false)",
+    "nesterov": "Nesterov momentum",
     "weight_decay": "L2 weight decay added to the gradient",
     "schedule": "cosine (per epoch, PyTorch CosineAnnealingLR) or constant",
     "t_max": "cosine period in epochs (default: num_epochs)",
     "seed": "seed of initialization, data order and augmentation",
     "augment": "random crop + flip on device (default: the dataset's convention)",
     "normalize": "subtract the dataset mean and divide by its std",
-    "image_size": "resize images to SIZE x SIZE on device (e.g. 32 to run MNIST through CNNs)",
-    "train_examples": "train on a seeded random subset of this many examples",
+    "image_size": "resize images to SIZE x SIZE on device, e.g. 32 to run MNIST through CNNs "
+    "(default: no resizing)",
+    "train_examples": "train on a seeded random subset of this many examples "
+    "(default: the whole split)",
     "data_dir": "dataset directory (default: $MODJAX_DATA_DIR)",
     "backend": "auto (raw files, else TFDS), raw or tfds",
     "num_devices": "devices of the data-parallel mesh (default: all)",
@@ -38,42 +41,51 @@ HELP = {
     "eval_every": "epochs between test-set evaluations",
     "checkpoint_every": "steps between checkpoints",
     "keep_checkpoints": "how many recent checkpoints to keep",
-    "cohesion_weight": "MwT alpha (default 0.5)",
-    "coupling_weight": "MwT beta (default 1.5)",
-    "affinity_weight": "MODA alpha (default 1.0)",
-    "dispersion_weight": "MODA beta (default 1.0)",
-    "compactness_weight": "MODA gamma (default 0.3)",
+    "cohesion_weight": "MwT alpha (default: 0.5)",
+    "coupling_weight": "MwT beta (default: 1.5)",
+    "affinity_weight": "MODA alpha (default: 1.0)",
+    "dispersion_weight": "MODA beta (default: 1.0)",
+    "compactness_weight": "MODA gamma (default: 0.3)",
 }
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
+def _add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default, help: str) -> None:
+    """`--name/--no-name`; `help` is shown as given (some Pythons append the default otherwise)."""
+    action = parser.add_argument(
+        f"--{name.replace('_', '-')}",
+        dest=name,
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=help,
+    )
+    action.help = help
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; absent flags stay absent (config file or default wins)."""
+    """One flag per TrainConfig field; absent flags stay absent (config file or default wins).
+
+    Booleans are `--x/--no-x`; `augment` also has a third state, neither flag, which keeps the
+    config file's value or the dataset's convention.
+    """
     defaults = TrainConfig()
     for name, field in FIELDS.items():
         kind = str(field.type)
-        conv = (
-            _parse_bool
-            if "bool" in kind
-            else float
-            if "float" in kind
-            else (int if "int" in kind else str)
-        )
+        default = getattr(defaults, name)
+        help_text = HELP[name]
+        if default is not None:
+            shown = ("on" if default else "off") if isinstance(default, bool) else default
+            help_text = f"{help_text} (default: {shown})"
+        if "bool" in kind:
+            _add_bool_flag(parser, name, default=argparse.SUPPRESS, help=help_text)
+            continue
+        conv = float if "float" in kind else (int if "int" in kind else str)
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             type=conv,
             default=argparse.SUPPRESS,
             metavar=name.split("_")[-1].upper(),
-            help=f"{HELP.get(name, '')} (default: {getattr(defaults, name)})",
+            help=help_text.replace("%", "%%"),
         )
 
 
@@ -95,19 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints/ there.",
     )
     p.add_argument(
-        "--config", help="experiment config file defining get_config() (see experiments/configs/)"
+        "--config",
+        help="experiment config file defining get_config() (see experiments/configs/); it is run "
+        "as Python, so it can execute arbitrary code: use only files you trust",
     )
     p.add_argument(
         "--workdir", default="runs/default", help="output directory (default: %(default)s)"
     )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="call jax.distributed.initialize() first (multi-host clusters)",
+    _add_bool_flag(
+        p,
+        "distributed",
+        default=False,
+        help="call jax.distributed.initialize() first, for multi-host clusters (default: off)",
     )
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
-    )
+    _add_bool_flag(p, "progress", default=True, help="show a progress bar (default: on)")
     _add_config_flags(p)
 
     p = sub.add_parser(
@@ -141,9 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--mirror", help="base URL replacing the canonical host (default: $MODJAX_DATA_MIRROR)"
     )
-    q.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
-    )
+    _add_bool_flag(q, "progress", default=True, help="show a progress bar (default: on)")
     modules_cmd.add_commands(sub)
     return parser
 

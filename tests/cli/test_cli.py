@@ -1,5 +1,6 @@
 """End-to-end tests of the `modjax` command: smoke training, resume, eval, data, bad input."""
 
+import argparse
 import json
 
 import numpy as np
@@ -18,7 +19,12 @@ def _lines(path):
 
 
 def test_help_explains_every_option(capsys):
-    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["data", "download", "--help"]):
+    for argv in (
+        ["--help"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["data", "download", "--help"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 0
@@ -27,6 +33,44 @@ def test_help_explains_every_option(capsys):
         assert f"--{name.replace('_', '-')}" in out
     for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions:
         assert action.help, f"{action.option_strings} has no help text"
+
+
+def _subparser(*names):
+    parser = build_parser()
+    for name in names:
+        parser = next(
+            a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+        ).choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("command", [["train"], ["eval"], ["data", "download"]])
+def test_help_shows_each_default_once(command):
+    parser = _subparser(*command)
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        text = formatter._expand_help(action) if action.help else ""
+        assert text.count("(default") <= 1, f"{action.option_strings}: {text!r}"
+    if command == ["train"]:
+        text = " ".join(parser.format_help().split())
+        assert "--nesterov, --no-nesterov" in text
+        assert "it is run as Python, so it can execute arbitrary code" in text
+
+
+def test_boolean_flags_are_negatable_and_augment_keeps_three_states():
+    parse = build_parser().parse_args
+    args = parse(["train"])
+    assert not {"augment", "nesterov", "normalize"} & set(vars(args))  # config file or default
+    assert (args.progress, args.distributed) == (True, False)
+    args = parse(
+        ["train", "--augment", "--no-nesterov", "--no-normalize", "--no-progress", "--distributed"]
+    )
+    assert (args.augment, args.nesterov, args.normalize) == (True, False, False)
+    assert (args.progress, args.distributed) == (False, True)
+    assert parse(["train", "--no-augment", "--nesterov"]).augment is False
+    assert parse(["data", "download", "mnist", "--no-progress"]).progress is False
+    with pytest.raises(SystemExit):
+        parse(["train", "--nesterov", "false"])  # the old value syntax is gone
 
 
 def test_smoke_train_writes_metrics_summary_and_resumes(tmp_path, capsys):
@@ -47,8 +91,23 @@ def test_smoke_train_writes_metrics_summary_and_resumes(tmp_path, capsys):
     assert json.loads((workdir / "config.json").read_text())["model"] == "mlp"
 
     # Longer run in the same workdir resumes from step 8 and trains 8 more steps.
-    assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress",
-                 "--num-epochs", "2", "--learning-rate", "0.05"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                SMOKE,
+                "--workdir",
+                str(workdir),
+                "--no-progress",
+                "--num-epochs",
+                "2",
+                "--learning-rate",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["steps"] == 16
     assert [r["epoch"] for r in _lines(workdir / "metrics.jsonl") if r["kind"] == "epoch"] == [1, 2]
@@ -62,15 +121,33 @@ def test_smoke_train_writes_metrics_summary_and_resumes(tmp_path, capsys):
 def test_resume_with_different_settings_is_refused(tmp_path, capsys):
     workdir = tmp_path / "run"
     assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress"]) == 0
-    assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress",
-                 "--width", "2"]) == 2
+    assert (
+        main(
+            ["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress", "--width", "2"]
+        )
+        == 2
+    )
     assert "different settings" in capsys.readouterr().err
 
 
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     workdir = tmp_path / "run"
-    code = main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress",
-                 "--learning-rate", "1e12", "--log-every", "1", "--checkpoint-every", "1"])
+    code = main(
+        [
+            "train",
+            "--config",
+            SMOKE,
+            "--workdir",
+            str(workdir),
+            "--no-progress",
+            "--learning-rate",
+            "1e12",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "non-finite loss or gradient at step" in err
@@ -86,8 +163,11 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tm
     [
         (["--model", "alexnet"], "alexnet"),
         (["--dataset", "imagenet"], "imagenet"),
-        (["--global-batch-size", "60"], r"global_batch_size=60 must be a positive multiple of "
-                                        r"the device count \(8\)"),
+        (
+            ["--global-batch-size", "60"],
+            r"global_batch_size=60 must be a positive multiple of "
+            r"the device count \(8\)",
+        ),
         (["--method", "nemo"], "method='nemo'"),
         (["--dataset", "mnist", "--data-dir", "/nonexistent/modjax-data"], "/nonexistent"),
         (["--width", "0"], "width=0"),
@@ -95,8 +175,9 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tm
 )
 def test_bad_input_is_reported_before_training(tmp_path, capsys, flags, message):
     workdir = tmp_path / "run"
-    assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress",
-                 *flags]) == 2
+    assert (
+        main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress", *flags]) == 2
+    )
     assert pytest.importorskip("re").search(message, capsys.readouterr().err)
     assert not (workdir / "checkpoints").exists()
 
@@ -127,15 +208,54 @@ def test_modular_methods_train_and_log_their_terms_per_epoch(tmp_path, config, t
 
 def test_weights_of_another_method_are_rejected(tmp_path, capsys):
     path = str(REPO / "experiments" / "configs" / "smoke_moda.py")
-    assert main(["train", "--config", path, "--workdir", str(tmp_path / "r"), "--no-progress",
-                 "--cohesion-weight", "0.5"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                path,
+                "--workdir",
+                str(tmp_path / "r"),
+                "--no-progress",
+                "--cohesion-weight",
+                "0.5",
+            ]
+        )
+        == 2
+    )
     assert "cohesion_weight" in capsys.readouterr().err
-    assert main(["train", "--config", path, "--workdir", str(tmp_path / "r"), "--no-progress",
-                 "--affinity-weight", "-1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                path,
+                "--workdir",
+                str(tmp_path / "r"),
+                "--no-progress",
+                "--affinity-weight",
+                "-1",
+            ]
+        )
+        == 2
+    )
     assert "affinity_weight=-1" in capsys.readouterr().err
 
 
 def test_mask_generators_on_a_model_without_convs_is_rejected(tmp_path, capsys):
-    assert main(["train", "--config", SMOKE, "--workdir", str(tmp_path / "r"), "--no-progress",
-                 "--method", "mwt"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                SMOKE,
+                "--workdir",
+                str(tmp_path / "r"),
+                "--no-progress",
+                "--method",
+                "mwt",
+            ]
+        )
+        == 2
+    )
     assert "mlp" in capsys.readouterr().err
