@@ -1,0 +1,115 @@
+"""Repair (METHODS §8.5): PGD, deviation scores, partitioned fine-tuning of the top-k blocks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from modjax import models, objectives, train
+from modjax.deeparc import pipeline, repair
+
+
+def _pre(images, rng):
+    del rng
+    return images.astype(jnp.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = models.get_model("resnet14", width=0.125, num_classes=3)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 8, 8, 3)).astype(np.uint8)
+    labels = rng.integers(0, 3, 24).astype(np.int32)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+    return model, variables, images, labels
+
+
+def test_pgd_stays_in_the_ball_and_raises_the_loss(tiny):
+    model, variables, images, labels = tiny
+    attack = repair.make_pgd(model=model, preprocess=_pre, eps=8.0, step_size=2.0, steps=5)
+    adv = np.asarray(attack(variables, images, labels, jax.random.key(0)))
+    assert np.abs(adv - images).max() <= 8.0 + 1e-4 and adv.min() >= 0 and adv.max() <= 255
+
+    def loss(x):
+        logits, _ = model.apply(variables, _pre(jnp.asarray(x), None))
+        return float(objectives.cross_entropy(logits, labels).mean())
+
+    assert loss(adv) > loss(images)
+
+
+def test_deviation_scores_and_selection():
+    sims = np.array([[1.0, 0.9, 0.5, 0.45], [1.0, 0.8, 0.7, 0.1]])
+    np.testing.assert_allclose(repair.deviation_scores(sims), [0.3, 0.5, 0.65])
+    assert repair.select_blocks(repair.deviation_scores(sims), 2) == [2, 1]
+    with pytest.raises(ValueError, match="k=4 must be in 1..3"):
+        repair.select_blocks(np.zeros(3), 4)
+
+
+def test_partitioned_step_changes_only_selected_blocks(tiny):
+    model, variables, images, labels = tiny
+    params = variables["params"]
+    labels_tree = repair.partition_labels(model, params, [1, 4])  # layer1_1, layer3_0
+    share = repair.trained_share(params, labels_tree)
+    sizes = {k: sum(np.size(a) for a in jax.tree.leaves(v)) for k, v in params.items()}
+    assert share == pytest.approx((sizes["layer1_1"] + sizes["layer3_0"]) / sum(sizes.values()))
+    tx = repair.make_repair_optimizer(labels_tree, learning_rate=0.1)
+    step = repair.make_repair_step(model=model, tx=tx, target_layer="layer3.0", preprocess=_pre)
+    _, acts = model.apply(variables, _pre(images, None))
+    state = train.TrainState(
+        step=jnp.int32(0),
+        params=params,
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(params),
+        rng=jax.random.key(0),
+    )
+    batch = {"image": images, "label": labels, "target": acts["layer3.0"] + 1.0}
+    new, metrics = step(jax.tree.map(jnp.array, state), batch)
+    assert set(metrics) == {"loss", "mse", "ce", "accuracy", "finite"}
+    assert float(metrics["mse"]) == pytest.approx(1.0, rel=1e-4)
+    for key in params:
+        same = all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[key], params[key])))
+        assert same == (key not in ("layer1_1", "layer3_0")), key
+
+
+def test_run_repair_end_to_end(tiny):
+    model, variables, images, labels = tiny
+    result = pipeline.run_repair(
+        model,
+        variables,
+        images,
+        labels,
+        preprocess=_pre,
+        test_images=images[:8],
+        test_labels=labels[:8],
+        num_classes=3,
+        attacks=({"eps": 8.0, "step_size": 4.0, "steps": 2},),
+        top_k=2,
+        epochs=1,
+        learning_rate=0.01,
+        batch_size=8,
+    )
+    assert len(result.scores) == 6 and len(result.selected) == 2
+    assert result.target_layer == f"layer{1 + result.selected[0] // 2}.{result.selected[0] % 2}"
+    assert 0 < result.trained_share < 1
+    assert (
+        set(result.before)
+        == set(result.after)
+        == {"mixed", "error_only", "clean_test", "error_test"}
+    )
+
+
+def test_repair_needs_residual_blocks():
+    lenet = models.get_model("lenet5")
+    with pytest.raises(ValueError, match="model=LeNet5 has no residual blocks"):
+        repair.repair_blocks(lenet)
+    with pytest.raises(ValueError, match="model=LeNet5 has no residual blocks"):
+        pipeline.run_repair(
+            lenet,
+            {},
+            np.zeros((4, 32, 32, 1), np.uint8),
+            np.zeros(4, np.int32),
+            preprocess=_pre,
+            test_images=None,
+            test_labels=None,
+            num_classes=10,
+        )
