@@ -1,7 +1,7 @@
 """Report on the modules of one trained model: sizes, overlap, composed accuracy, inference time.
 
-Reads the per-class modules written by `modjax modularize` and the parent training run named in
-their manifests, then measures (METHODS §10):
+Reads the per-class modules written by `modjax modularize` and their parent training run (restored
+at the modules' step and checked against their parent hash), then measures (METHODS §10):
 - per class: kernel/unit retention (KRR for MwT), weight retention of the pruned module;
 - MODA overlap (|a∧b| / model size) and the true Jaccard |a∧b| / |a∨b| over all class pairs, from
   parameter-level keep trees (MODA's id-model method: prune a parent whose weights are their own
@@ -28,7 +28,7 @@ from modjax.modular import compose as cp
 from modjax.modular import io as module_io
 from modjax.modular import prune
 from modjax.runs import report, training
-from modjax.runs.workdir import restore_parent
+from modjax.runs.modules import restore_parent
 
 
 def id_keep_trees(modules, variables, model_name, model_kwargs, input_shape):
@@ -64,6 +64,8 @@ def main():
     parser.add_argument("--modules", required=True, help="directory written by modularize")
     parser.add_argument("--tasks", nargs="+", default=["0,1", "0,1,2,3,4"],
                         help="sub-tasks as comma-separated class ids (default: %(default)s)")
+    parser.add_argument("--workdir", help="the parent's training workdir, restored at the "
+                        "modules' step and checked by hash (default: the parent of --modules)")
     parser.add_argument("--data-dir", help="dataset directory (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=256, help="timing/eval batch size")
     parser.add_argument("--out", help="write the report (markdown) here")
@@ -73,7 +75,8 @@ def main():
     modules = [module_io.load_module(d) for d in sorted(root.glob("class_*"),
                                                        key=lambda p: int(p.name.split("_")[1]))]
     parent = modules[0].parent
-    config, run, variables, step = restore_parent(modules[0], root, args.data_dir)
+    workdir = pathlib.Path(args.workdir) if args.workdir else root.resolve().parent
+    config, run, variables, step = restore_parent(modules[0], workdir, args.data_dir)
     kwargs = dict(parent["model_kwargs"])
     input_shape = run.input_shape
     method = modules[0].method

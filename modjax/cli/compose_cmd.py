@@ -3,7 +3,7 @@
 import pathlib
 from typing import Any
 
-from modjax.runs.workdir import restore_parent, write_json_atomic
+from modjax.runs.workdir import write_json_atomic
 
 
 def add_parser(sub) -> None:
@@ -11,10 +11,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "compose",
         help="compose saved modules into one classifier and evaluate it",
-        description="Load saved modules, restore each parent from the training workdir named in "
-        "its manifest, build one pruned network per parent over the union of its modules "
-        "(outputs of different parents concatenated), and evaluate on the test split(s) of the "
-        "involved datasets, restricted to the composed classes.",
+        description="Load saved module directories (no training workdir is needed: each holds "
+        "its kept-unit weights, input transform and parent hash), build one pruned network per "
+        "parent over the union of its modules (outputs of different parents concatenated), and "
+        "evaluate on the test split(s) of the involved datasets, restricted to the composed "
+        "classes. Modules claiming one parent (model, dataset, step) with different hashes are "
+        "refused.",
     )
     p.add_argument(
         "--modules", nargs="+", required=True, metavar="DIR",
@@ -64,6 +66,19 @@ def add_parser(sub) -> None:
         "--seed", type=int, default=0,
         help="fine-tune head init, validation split and data order seed (default: %(default)s)",
     )
+    p.add_argument(
+        "--export", metavar="FILE",
+        help="also write the composed classifier as one file (jax.export StableHLO + "
+        "parameters + class ids/names in a zip) that runs with only jax and numpy installed",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --export FILE"
+    )
+    p.add_argument(
+        "--no-eval", action="store_true",
+        help="skip the test-set evaluation (no dataset is read unless --calibrate or "
+        "--finetune-epochs need the training split)",
+    )
     p.add_argument("--out", help="write the result as JSON to this file")
 
 
@@ -85,143 +100,76 @@ def _parse_relabel(items) -> dict[tuple[str, int], int]:
 
 
 def compose(args) -> int:
-    import time
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from modjax import data
-    from modjax.modular import compose as cp
-    from modjax.modular import io as module_io
-    from modjax.runs import report, training
+    from modjax.modular import export
+    from modjax.runs import modules, report
 
     relabel = _parse_relabel(args.relabel)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
     _check_finetune_args(args)
-    modules = []
-    for d in args.modules:
-        modules.append(module_io.load_module(d))
+    if args.export and pathlib.Path(args.export).exists() and not args.overwrite:
+        raise ValueError(f"--export {args.export} exists; pass --overwrite to replace it")
+    value = modules.compose_dirs(
+        args.modules, relabel=relabel, calibrate=args.calibrate, data_dir=args.data_dir,
+        batch_size=args.batch_size, evaluate=not args.no_eval,
+    )
+    composed = value.pop("composed")
+    saved = value.pop("saved")
     if args.finetune_epochs > 0:
-        _check_finetune_modules(args.modules, modules, cp.parent_key)
-    runs: dict[str, dict[str, Any]] = {}  # parent key -> restored run
-    for d, m in zip(args.modules, modules):
-        key = cp.parent_key(m.parent)
-        if key in runs:
-            continue
-        config, run, variables, _ = restore_parent(m, d, args.data_dir)
-        fn = training.make_preprocess(config, run.info, augment=False)
-        runs[key] = {"config": config, "run": run, "variables": variables, "preprocess": fn}
-    shapes = {tuple(r["run"].info.image_shape) for r in runs.values()}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"modules come from datasets with different image shapes {sorted(shapes)}; "
-            "composition feeds one input to every parent"
+        value["finetune"] = modules.finetune_task(
+            {"composed": composed, "saved": saved}, epochs=args.finetune_epochs,
+            t_max=args.finetune_t_max, learning_rate=args.finetune_lr,
+            batch_size=args.finetune_batch_size, eval_batch_size=args.batch_size,
+            val_fraction=args.val_fraction, seed=args.seed, data_dir=args.data_dir,
         )
-    key0 = jax.random.PRNGKey(0)
-    pre = {k: (lambda f: lambda x: f(x, key0))(r["preprocess"]) for k, r in runs.items()}
-    vbp = {k: r["variables"] for k, r in runs.items()}
-    composed = cp.compose(modules, vbp, relabel=relabel, preprocess_by_parent=pre)
-
-    calibration = None
-    if args.calibrate:
-        calibration = {}
-        for g in composed.groups:
-            r = runs[g.key]
-            images, labels = r["run"].train_data
-            sel = np.isin(labels, g.classes)
-            batches = data.eval_batches(
-                images[sel], labels[sel], global_batch_size=args.batch_size
-            )
-            calibration[g.key] = cp.fit_calibration(g, batches, preprocess=r["preprocess"])
-        composed = cp.calibrate(composed, calibration)
-
-    # Test samples of the composed classes of every dataset, labelled with output ids.
-    out_id = dict(zip(composed.sources, composed.classes))
-    test_x, test_y, seen = [], [], set()
-    for r in runs.values():
-        name = r["config"].dataset
-        if name in seen:
-            continue
-        seen.add(name)
-        images, labels = r["run"].test_data
-        mapping = {c: i for (d, c), i in out_id.items() if d == name}
-        sel = np.isin(labels, list(mapping))
-        test_x.append(images[sel])
-        test_y.append(np.array([mapping[int(c)] for c in labels[sel]], np.int64))
-    images, labels = np.concatenate(test_x), np.concatenate(test_y)
-    t0 = time.perf_counter()
-    result = cp.evaluate_composed(
-        composed, images, labels, batch_size=args.batch_size,
-        preprocess=lambda x, rng: x.astype(jnp.float32),
-    )
-    eval_s = time.perf_counter() - t0
-
-    finetune = None
-    if args.finetune_epochs > 0:
-        finetune = _finetune(args, composed.groups[0], runs[composed.groups[0].key])
-
-    groups = []
-    for g in composed.groups:
-        groups.append({
-            "model": g.parent["model"], "dataset": g.parent.get("dataset"),
-            "checkpoint": g.parent.get("checkpoint"), "step": g.parent.get("step"),
-            "method": g.method, "classes": list(g.classes), **g.size,
-        })
-    keys = ("params", "macs", "parent_params", "parent_macs")
-    size = {k: sum(g[k] for g in groups) for k in keys}
-    size.update(
-        relative_params=size["params"] / size["parent_params"],
-        relative_macs=size["macs"] / size["parent_macs"],
-    )
-    per_class = []
-    for (dataset, c), i in zip(composed.sources, composed.classes):
-        r = next(r for r in runs.values() if r["config"].dataset == dataset)
-        names = r["run"].info.class_names
-        per_class.append({
-            "output_id": i, "dataset": dataset, "class": c,
-            "name": names[c] if names else str(c),
-            "test_samples": result["per_class_count"][i],
-            "accuracy": result["per_class_accuracy"][i],
-        })
-    value = {
-        "modules": [str(pathlib.Path(d).resolve()) for d in args.modules],
-        "classes": list(composed.classes),
-        "sources": [list(s) for s in composed.sources],
-        "relabel": [[d, c, n] for (d, c), n in relabel.items()],
-        "calibrated": calibration is not None,
-        "accuracy": result["accuracy"],
-        "count": result["count"],
-        "per_class": per_class,
-        "size": size,
-        "groups": groups,
-        "eval_time_s": eval_s,
-    }
-    if finetune is not None:
-        value["finetune"] = finetune
+    if args.export:
+        spec = saved[0].info["preprocess"]
+        path = export.export_composed(
+            composed, args.export, input_shape=spec["image_shape"], class_names=value["names"],
+            overwrite=args.overwrite,
+        )
+        value["export"] = {"path": str(path.resolve()), "bytes": path.stat().st_size}
     if args.out:
         write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
-    print(report.format_table(
-        per_class, ["output_id", "dataset", "class", "name", "test_samples", "accuracy"]
-    ))
-    print(
-        f"\ncomposed {len(composed.classes)} classes from {len(groups)} parent(s): accuracy "
-        f"{result['accuracy']:.4f} on {result['count']} test samples"
-        f"{' (calibrated)' if calibration is not None else ''}; params {size['params']} "
-        f"({size['relative_params']:.3f} of parents), MACs {size['macs']} "
-        f"({size['relative_macs']:.3f} of parents)"
-        + (f"; result in {args.out}" if args.out else "")
-    )
-    if finetune is not None:
-        print(
-            f"fine-tuned task module ({finetune['epochs']} epochs, {finetune['train_samples']} "
-            f"train / {finetune['val_samples']} val samples): accuracy best epoch "
-            f"{finetune['best_epoch']} {finetune['best_accuracy']:.4f}, last epoch "
-            f"{finetune['last_accuracy']:.4f} on {finetune['test_samples']} test samples "
-            f"(not fine-tuned {result['accuracy']:.4f}); {finetune['train_time_s']:.2f} s"
-        )
+    _print(value, args)
     return 0
+
+
+def _print(value: dict[str, Any], args) -> None:
+    from modjax.runs import report
+
+    size, cal = value["size"], " (calibrated)" if value["calibrated"] else ""
+    where = f"; result in {args.out}" if args.out else ""
+    sizes = (
+        f"params {size['params']} ({size['relative_params']:.3f} of parents), MACs "
+        f"{size['macs']} ({size['relative_macs']:.3f} of parents)"
+    )
+    n, g = len(value["classes"]), len(value["groups"])
+    if "accuracy" in value:
+        print(report.format_table(
+            value["per_class"],
+            ["output_id", "dataset", "class", "name", "test_samples", "accuracy"],
+        ))
+        print(
+            f"\ncomposed {n} classes from {g} parent(s): accuracy {value['accuracy']:.4f} on "
+            f"{value['count']} test samples{cal}; {sizes}{where}"
+        )
+    else:
+        print(f"composed {n} classes from {g} parent(s){cal}, not evaluated; {sizes}{where}")
+    if "export" in value:
+        e = value["export"]
+        print(f"exported to {e['path']} ({e['bytes']} bytes; load it with jax alone, see "
+              "modjax.modular.export.LOADER_SOURCE)")
+    ft = value.get("finetune")
+    if ft is not None:
+        base = f" (not fine-tuned {value['accuracy']:.4f})" if "accuracy" in value else ""
+        print(
+            f"fine-tuned task module ({ft['epochs']} epochs, {ft['train_samples']} "
+            f"train / {ft['val_samples']} val samples): accuracy best epoch "
+            f"{ft['best_epoch']} {ft['best_accuracy']:.4f}, last epoch "
+            f"{ft['last_accuracy']:.4f} on {ft['test_samples']} test samples"
+            f"{base}; {ft['train_time_s']:.2f} s"
+        )
 
 
 def _check_finetune_args(args) -> None:
@@ -237,82 +185,3 @@ def _check_finetune_args(args) -> None:
         raise ValueError(f"--finetune-batch-size={args.finetune_batch_size} must be >= 1")
     if not 0.0 < args.val_fraction < 1.0:
         raise ValueError(f"--val-fraction={args.val_fraction} must be in (0, 1) (MwT: 0.1)")
-
-
-def _check_finetune_modules(dirs, modules, parent_key) -> None:
-    """Fine-tuning builds one MwT task module: every module MwT and of one parent."""
-    other = [f"{d} ({m.method})" for d, m in zip(dirs, modules) if m.method != "mwt"]
-    if other:
-        raise ValueError(
-            f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
-            f"{', '.join(other)}"
-        )
-    keys = {parent_key(m.parent) for m in modules}
-    if len(keys) > 1:
-        raise ValueError(
-            f"--finetune-epochs needs modules of one parent; --modules come from {len(keys)} "
-            "different training runs"
-        )
-
-
-def _finetune(args, group, r) -> dict[str, Any]:
-    """Fine-tunes the MwT task module of `group` (METHODS §4.6); returns the JSON summary."""
-    import time
-
-    import numpy as np
-
-    from modjax import loop, train
-    from modjax.modular import finetune
-    from modjax.runs import training
-
-    classes = np.asarray(sorted(group.classes))  # T; labels become positions in sorted T
-    config, run = r["config"], r["run"]
-
-    def of_t(images, labels):
-        sel = np.isin(labels, classes)
-        return images[sel], np.searchsorted(classes, labels[sel]).astype(np.int32)
-
-    tr_x, tr_y = of_t(*run.train_data)
-    te_x, te_y = of_t(*run.test_data)
-    train_idx, val_idx = finetune.stratified_split(tr_y, fraction=args.val_fraction, seed=args.seed)
-    if len(train_idx) < args.finetune_batch_size:
-        raise ValueError(
-            f"--finetune-batch-size={args.finetune_batch_size} exceeds the {len(train_idx)} "
-            f"fine-tuning samples of classes {classes.tolist()}; pass a smaller one"
-        )
-    model, variables = finetune.make_task_head(
-        group.model, group.variables, num_outputs=len(classes), seed=args.seed
-    )
-    eval_pre = r["preprocess"]
-    t0 = time.perf_counter()
-    res = finetune.finetune_task_module(
-        model, variables, (tr_x[train_idx], tr_y[train_idx]), (tr_x[val_idx], tr_y[val_idx]),
-        num_classes=len(classes),
-        train_preprocess=training.make_preprocess(config, run.info, augment=True),
-        eval_preprocess=eval_pre,
-        num_epochs=args.finetune_epochs, t_max=args.finetune_t_max,
-        learning_rate=args.finetune_lr, batch_size=args.finetune_batch_size, seed=args.seed,
-    )
-    train_s = time.perf_counter() - t0
-    evaluate = train.make_eval_step(model=model, preprocess=eval_pre, num_classes=len(classes))
-
-    def test_accuracy(v) -> float:
-        return loop.evaluate(
-            eval_step=evaluate, variables=v, images=te_x, labels=te_y,
-            global_batch_size=args.batch_size,
-        )["accuracy"]
-
-    return {
-        "classes": classes.tolist(),
-        "epochs": args.finetune_epochs, "t_max": args.finetune_t_max,
-        "learning_rate": args.finetune_lr, "batch_size": args.finetune_batch_size,
-        "val_fraction": args.val_fraction, "seed": args.seed,
-        "train_samples": int(len(train_idx)), "val_samples": int(len(val_idx)),
-        "test_samples": int(len(te_y)),
-        "best_epoch": res.best_epoch, "best_val_accuracy": res.best_val_accuracy,
-        "best_accuracy": test_accuracy(res.best_variables),
-        "last_val_accuracy": res.last_val_accuracy,
-        "last_accuracy": test_accuracy(res.last_variables),
-        "history": res.history,
-        "train_time_s": train_s,
-    }

@@ -11,10 +11,22 @@ Pipeline (METHODS §4.5–4.7, §5.4–5.7)::
 Files, one step each: `module` (the value, union, checks), `masked` (masked form and the
 architecture rules), `counting` (one jitted counting pass), `extract` (thresholds and
 fallbacks), `prune` (pruned form), `compose`, `finetune` (MwT task head), `replace` (MODA
-adapter, CNNSplitter patch), `io` (module directories).
+adapter, CNNSplitter patch), `portable` (kept-unit values and parent hash: modules that travel),
+`io` (module directories), `export` (a composed classifier as one `jax.export` file).
 """
 
-from modjax.modular import compose, counting, finetune, io, masked, module, prune, replace
+from modjax.modular import (
+    compose,
+    counting,
+    export,
+    finetune,
+    io,
+    masked,
+    module,
+    portable,
+    prune,
+    replace,
+)
 from modjax.modular.counting import Counts, class_frequencies, make_count_step
 from modjax.modular.extract import Extraction, extract, extract_modules
 from modjax.modular.masked import (
@@ -51,6 +63,7 @@ __all__ = [
     "describe_parent",
     "drop_generators",
     "effective_keep",
+    "export",
     "extract",
     "extract_modules",
     "finetune",
@@ -61,6 +74,7 @@ __all__ = [
     "masked_form_model",
     "module",
     "module_for_class",
+    "portable",
     "prune",
     "replace",
     "union",

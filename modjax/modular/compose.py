@@ -225,7 +225,7 @@ def _check_calibration(groups: Sequence[Group], calibration: Mapping) -> tuple[l
     return out, checked
 
 
-def _make_apply(groups, cal_list, preprocess_by_parent) -> Callable[[jax.Array], jax.Array]:
+def _pure_apply(groups, cal_list, preprocess_by_parent) -> Callable:
     pre = dict(preprocess_by_parent or {})
     plan = []
     for i, g in enumerate(groups):
@@ -246,9 +246,27 @@ def _make_apply(groups, cal_list, preprocess_by_parent) -> Callable[[jax.Array],
             outs.append(z)
         return jnp.concatenate(outs, axis=-1).astype(jnp.float32)
 
-    jitted = jax.jit(apply_fn)
+    return apply_fn
+
+
+def _make_apply(groups, cal_list, preprocess_by_parent) -> Callable[[jax.Array], jax.Array]:
+    jitted = jax.jit(_pure_apply(groups, cal_list, preprocess_by_parent))
     variables = [g.variables for g in groups]
     return lambda x: jitted(variables, x)
+
+
+def pure_apply(composed: Composed) -> tuple[Callable, list[dict[str, Any]]]:
+    """`(fn, variables)` with `fn(variables, x) == composed.apply_fn(x)`, not jitted.
+
+    The variables travel as an argument (one `{"params", "batch_stats"}` per group), e.g. for
+    `jax.export`; calibration and per-parent preprocessing are constants inside `fn`.
+    """
+    groups = list(composed.groups)
+    cal_list = None
+    if composed.calibration is not None:
+        cal_list, _ = _check_calibration(groups, composed.calibration)
+    fn = _pure_apply(groups, cal_list, composed.preprocess_by_parent)
+    return fn, [g.variables for g in groups]
 
 
 def _finish(groups, relabel, calibration, preprocess_by_parent) -> Composed:
@@ -483,4 +501,5 @@ __all__ = [
     "evaluate_composed",
     "fit_calibration",
     "parent_key",
+    "pure_apply",
 ]

@@ -1,16 +1,28 @@
-"""Saving and loading extracted modules: a JSON manifest plus verified `.npy` arrays, atomically.
+"""Module directories: a JSON manifest, named `.npy` arrays and a checksum list, atomically.
 
-Layout of a saved module directory::
+Layout of a saved module directory (format version 2)::
 
-    manifest.json        format name and version, modjax version, parent, classes, method,
-                         threshold, metrics, fallbacks, and an index of every array file
-                         (shape, dtype, sha256)
-    keep/00000.npy       one bool [C] keep-mask per layer (names in the manifest)
-    params/00000.npy     optional pruned parameters, one leaf per file (tree paths in the manifest)
+    manifest.json      format name and version, modjax version, method, threshold, classes,
+                       parent (model, kwargs, dataset, input shape, step, hash), metrics,
+                       fallbacks, method-specific sections (`info`), and an index of every array
+                       group: `{"keep": [{"name", "file", "shape", "dtype"}, ...], ...}`
+    keep/00000.npy     one bool [C] keep-mask per layer, in the parent's forward layer order
+    <group>/00000.npy  further named arrays, one group per kind (e.g. `units`, `unit_index`)
+    SHA256SUMS         `sha256  path` of every other file, the manifest included
 
-Arrays are written with `np.save(allow_pickle=False)` and read with `allow_pickle=False`; every
-file's sha256 is checked on load. The directory is written next to its target under a temporary
-name and moved into place with `os.replace`, so an interrupted save leaves nothing behind.
+`load` refuses a directory with a missing, extra or edited file (naming it), another format
+version, or a manifest missing a key (naming it), all as `ModuleFileError` (a ValueError).
+Arrays are written with `np.save(allow_pickle=False)` and read with `allow_pickle=False`. The
+directory is written next to its target under `.<name>.tmp-*` and moved into place with
+`os.replace`; stale temporaries of a killed save are removed by the next save. Files are 0644,
+directories 0755.
+
+Carrying method-specific arrays: pass them to `save_module(..., arrays={"edge_masks": {name:
+array}}, info={"decompose": {...}})`; each group is written under `<group>/`, listed in the
+manifest in the given order and covered by `SHA256SUMS`; `load(directory).arrays["edge_masks"]`
+returns `{name: array}` in that order and `.info["decompose"]` the section. A decomposition
+method (Pan & Rajan, parent-shaped edge masks) thus reuses this file format unchanged; names
+are free strings (e.g. "params/dense_0/kernel"), group names are `[a-z_]+` other than `keep`.
 """
 
 import hashlib
@@ -18,28 +30,58 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-import jax
 import numpy as np
-from flax import traverse_util
 
 import modjax
+from modjax import models
 from modjax.modular.module import METHODS, FallbackEvent, Module, check_module
-from modjax.typing import Params
 
 FORMAT = "modjax.module"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+REQUIRED = (
+    "format",
+    "format_version",
+    "method",
+    "threshold",
+    "classes",
+    "parent",
+    "metrics",
+    "fallbacks",
+    "arrays",
+    "info",
+)
+PARENT_REQUIRED = ("model", "model_kwargs", "input_shape", "hash", "step")
 # Plain NumPy dtypes only: they round-trip through `.npy` without pickle.
 _DTYPE_KINDS = "biuf"
+_GROUP = re.compile(r"[a-z_]+")
 
 
 class ModuleFileError(ValueError):
-    """A saved module is missing, damaged, altered, or of an unsupported format."""
+    """A saved module is missing, damaged, altered, malformed, or of another format version."""
+
+
+class Saved(NamedTuple):
+    """A loaded module directory.
+
+    Attributes:
+        module: the `Module` (masked form: keep-masks, classes, parent, ...).
+        info: the manifest's method-specific sections (`save_module(info=...)`).
+        arrays: `{group: {name: array}}` of every group other than `keep`.
+        path: the directory.
+    """
+
+    module: Module
+    info: dict[str, Any]
+    arrays: dict[str, dict[str, np.ndarray]]
+    path: pathlib.Path
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -50,12 +92,12 @@ def _sha256(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def _jsonable(x: Any, what: str) -> Any:
+def jsonable(x: Any, what: str) -> Any:
     """Converts NumPy scalars, tuples and nested dicts to JSON types; rejects anything else."""
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v, f"{what}[{k!r}]") for k, v in x.items()}
+        return {str(k): jsonable(v, f"{what}[{k!r}]") for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v, what) for v in x]
+        return [jsonable(v, what) for v in x]
     if isinstance(x, np.generic | np.ndarray) and np.ndim(x) == 0:
         return x.item()
     if x is None or isinstance(x, bool | int | str):
@@ -67,98 +109,115 @@ def _jsonable(x: Any, what: str) -> Any:
     raise TypeError(f"{what} has a value of type {type(x).__name__}; expected JSON scalars")
 
 
-def _write_array(root: pathlib.Path, rel: str, array: np.ndarray) -> dict[str, Any]:
-    if array.dtype.kind not in _DTYPE_KINDS:
-        raise ValueError(
-            f"array {rel!r} has dtype {array.dtype}; expected bool, int, uint or float (cast "
-            "bfloat16 to float32 first)"
-        )
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(path: pathlib.Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     with open(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
-    return {
-        "file": rel,
-        "shape": list(array.shape),
-        "dtype": array.dtype.str,
-        "sha256": _sha256(path),
-    }
+    os.chmod(path, 0o644)
 
 
-def _flatten_params(params: Params) -> list[tuple[list[str], np.ndarray]]:
-    flat = traverse_util.flatten_dict(jax.device_get(dict(params)))
-    out = []
-    for path, leaf in flat.items():
-        if not all(isinstance(k, str) for k in path):
-            raise ValueError(f"params path {path} has a non-string key; expected nested dicts")
-        out.append((list(path), np.asarray(leaf)))
-    return out
+def _write_array(root: pathlib.Path, rel: str, name: str, array: np.ndarray) -> dict[str, Any]:
+    array = np.asarray(array)
+    if array.dtype.kind not in _DTYPE_KINDS:
+        raise ValueError(
+            f"array {name!r} has dtype {array.dtype}; expected bool, int, uint or float (cast "
+            "bfloat16 to float32 first)"
+        )
+    _write(root / rel, lambda f: np.save(f, array, allow_pickle=False))
+    return {"name": name, "file": rel, "shape": list(array.shape), "dtype": array.dtype.str}
+
+
+def forward_keep(module: Module) -> dict[str, np.ndarray]:
+    """`module.keep` in the parent's forward layer order (`models.mask_points`)."""
+    p = module.parent
+    order = models.mask_points(
+        p["model"], input_shape=p.get("input_shape") or (32, 32, 3), **p["model_kwargs"]
+    )
+    return {n: np.asarray(module.keep[n], bool) for n in order if n in module.keep}
+
+
+def _clean_stale(target: pathlib.Path) -> None:
+    for prefix in (f".{target.name}.tmp-", f".{target.name}.old-"):
+        for stale in target.parent.glob(prefix + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_module(
     module: Module,
     directory: str | os.PathLike,
     *,
-    params: Params | None = None,
+    arrays: Mapping[str, Mapping[str, Any]] | None = None,
+    info: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> pathlib.Path:
-    """Writes `module` (and optionally its pruned parameters) to `directory`, atomically.
-
-    Everything is written into a temporary directory next to `directory` and renamed into place
-    with `os.replace`; on any error the temporary directory is removed and `directory` is left
-    as it was.
+    """Writes `module`, named array groups and manifest sections to `directory`, atomically.
 
     Args:
-        module: the module (its parent must be a zoo model; keep shapes are checked against it).
-        directory: the target directory; it must not exist unless `overwrite`.
-        params: an optional parameter pytree of nested dicts (e.g. the pruned form), saved leaf
-            by leaf with its tree paths.
-        overwrite: replace an existing module directory.
+        module: the module (its parent must be a zoo model; keep shapes are checked against it,
+            and keep-masks are stored in forward layer order).
+        directory: the target; it must not exist unless `overwrite`.
+        arrays: `{group: {name: array}}` extra arrays (e.g. kept-unit parameters, edge masks).
+        info: JSON-able manifest sections (e.g. `{"pruned": ..., "preprocess": ...}`).
+        overwrite: replace an existing directory.
 
     Returns:
         The target path.
 
     Raises:
         FileExistsError: `directory` exists and `overwrite` is False.
-        ValueError: a keep-mask that does not fit the parent, a bad method, an unsupported
-            array dtype or non-JSON metadata.
+        ValueError: a keep-mask that does not fit the parent, a bad method, a bad group name,
+            an unsupported array dtype or non-JSON metadata.
     """
     target = pathlib.Path(directory).absolute()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
     if module.method not in METHODS:
         raise ValueError(f"module.method={module.method!r} must be one of {list(METHODS)}")
+    missing = [k for k in PARENT_REQUIRED if k not in module.parent]
+    if missing:
+        raise ValueError(f"module.parent lacks {missing}; describe the parent with its hash/step")
+    groups = dict(arrays or {})
+    for g in groups:
+        if not _GROUP.fullmatch(g) or g == "keep":
+            raise ValueError(f"array group {g!r} must match [a-z_]+ and differ from 'keep'")
     check_module(module)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(target)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        keep_index = []
-        for i, (name, k) in enumerate(module.keep.items()):
-            entry = _write_array(tmp, f"keep/{i:05d}.npy", np.asarray(k, bool))
-            keep_index.append({"name": name, **entry})
-        param_index = None
-        if params is not None:
-            param_index = []
-            for i, (path, leaf) in enumerate(_flatten_params(params)):
-                param_index.append({"path": path, **_write_array(tmp, f"params/{i:05d}.npy", leaf)})
+        index = {
+            "keep": [
+                _write_array(tmp, f"keep/{i:05d}.npy", n, k)
+                for i, (n, k) in enumerate(forward_keep(module).items())
+            ]
+        }
+        for g, named in groups.items():
+            index[g] = [
+                _write_array(tmp, f"{g}/{i:05d}.npy", str(n), a)
+                for i, (n, a) in enumerate(named.items())
+            ]
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "modjax_version": modjax.__version__,
-            "parent": _jsonable(module.parent, "parent"),
-            "classes": [int(c) for c in module.classes],
             "method": module.method,
             "threshold": float(module.threshold),
-            "metrics": _jsonable(module.metrics, "metrics"),
-            "fallbacks": [_jsonable(e._asdict(), "fallbacks") for e in module.fallbacks],
-            "arrays": {"keep": keep_index, "params": param_index},
+            "classes": [int(c) for c in module.classes],
+            "parent": jsonable(module.parent, "parent"),
+            "metrics": jsonable(module.metrics, "metrics"),
+            "fallbacks": [jsonable(e._asdict(), "fallbacks") for e in module.fallbacks],
+            "info": jsonable(dict(info or {}), "info"),
+            "arrays": index,
         }
-        with open(tmp / MANIFEST, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        text = json.dumps(manifest, indent=2).encode()
+        _write(tmp / MANIFEST, lambda f: f.write(text))
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        sums = "".join(f"{_sha256(tmp / rel)}  {rel}\n" for rel in files).encode()
+        _write(tmp / SUMS, lambda f: f.write(sums))
+        for d in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            os.chmod(d, 0o755)
         if target.exists():  # overwrite: move the old one aside, then swap
             old = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "module")
@@ -172,136 +231,147 @@ def save_module(
     return target
 
 
-def _read_manifest(root: pathlib.Path) -> dict[str, Any]:
+def _check_version(root: pathlib.Path) -> None:
+    """Another format version gets its own error before any checksum complaint."""
     path = root / MANIFEST
-    if not path.is_file():
-        raise ModuleFileError(f"{path} not found; {root} is not a saved modjax module")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModuleFileError(f"{path} is not valid JSON ({e}); the file is damaged") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModuleFileError(f"{path} has format={got!r}; expected {FORMAT!r}")
+    except (OSError, ValueError):
+        return  # reported by the checksum and manifest checks
+    if not isinstance(manifest, dict):
+        return
+    if manifest.get("format") != FORMAT:
+        raise ModuleFileError(
+            f"{path}: field 'format' is {manifest.get('format')!r}; expected {FORMAT!r}"
+        )
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ModuleFileError(
-            f"{path} has format_version={version!r}; this modjax ({modjax.__version__}) reads "
-            f"format_version {FORMAT_VERSION}"
+            f"{path}: field 'format_version' is {version!r}; this modjax "
+            f"({modjax.__version__}) reads format_version {FORMAT_VERSION} (run `modjax "
+            "modularize` again to cut modules in this format)"
         )
-    return manifest
 
 
-def _read_array(root: pathlib.Path, entry: Mapping[str, Any]) -> np.ndarray:
-    rel = entry["file"]
-    path = (root / rel).resolve()
+def _verify_files(root: pathlib.Path) -> None:
+    sums = root / SUMS
+    if not sums.is_file():
+        raise ModuleFileError(f"{sums} is missing; {root} is not a complete modjax module")
+    listed = {}
+    for n, line in enumerate(sums.read_text().splitlines(), 1):
+        digest, sep, rel = line.partition("  ")
+        if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest) or rel in listed:
+            raise ModuleFileError(f"{sums} line {n} is malformed: {line!r}")
+        listed[rel] = digest
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {SUMS}
+    missing, extra = sorted(set(listed) - present), sorted(present - set(listed))
+    if missing:
+        raise ModuleFileError(f"{root / missing[0]} is missing (listed in {SUMS})")
+    if extra:
+        raise ModuleFileError(f"{root / extra[0]} is not listed in {sums}: an extra file")
+    for rel, digest in listed.items():
+        if _sha256(root / rel) != digest:
+            raise ModuleFileError(
+                f"{root / rel} was edited or damaged: its sha256 differs from {sums}"
+            )
+
+
+def _field(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise ModuleFileError(f"{where} lacks field {key!r}")
+    return mapping[key]
+
+
+def _read_array(root: pathlib.Path, entry: Mapping[str, Any], where: str) -> np.ndarray:
+    for key in ("name", "file", "shape", "dtype"):
+        _field(entry, key, where)
+    path = (root / entry["file"]).resolve()
     if root.resolve() not in path.parents:
-        raise ModuleFileError(f"array file {rel!r} lies outside {root}")
-    if not path.is_file():
-        raise ModuleFileError(f"array file {path} listed in {MANIFEST} is missing")
-    digest = _sha256(path)
-    if digest != entry["sha256"]:
-        raise ModuleFileError(
-            f"array file {path} is damaged or altered: sha256 {digest} != {entry['sha256']} "
-            f"recorded in {MANIFEST}"
-        )
+        raise ModuleFileError(f"{where}: file {entry['file']!r} lies outside {root}")
     try:
         array = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ModuleFileError(f"array file {path} cannot be read without pickle: {e}") from e
+    except (OSError, ValueError) as e:
+        raise ModuleFileError(f"{path} cannot be read as .npy without pickle: {e}") from e
     if list(array.shape) != list(entry["shape"]) or array.dtype.str != entry["dtype"]:
         raise ModuleFileError(
-            f"array file {path} holds {array.dtype.str} {list(array.shape)}; {MANIFEST} says "
+            f"{path} holds {array.dtype.str} {list(array.shape)}; {where} says "
             f"{entry['dtype']} {entry['shape']}"
         )
     return array
 
 
-def _check_expected(parent: Mapping[str, Any], expect_parent: Mapping[str, Any]) -> None:
-    def norm(x):
-        return json.loads(json.dumps(_jsonable(x, "parent")))
+def load(directory: str | os.PathLike) -> Saved:
+    """Reads and verifies a module directory written by `save_module`.
 
-    expected, got = norm(expect_parent), norm(parent)
-    if "model" not in expected:
-        raise ValueError(f"expect_parent={expect_parent!r} must name a 'model'")
-    for key, value in expected.items():
-        if value is not None and got.get(key) != value:
-            raise ValueError(
-                f"module parent does not match: {key} is {got.get(key)!r} in the saved module "
-                f"but {value!r} expected (saved parent {got['model']!r} {got.get('model_kwargs')},"
-                f" expected {expected['model']!r} {expected.get('model_kwargs')})"
-            )
-
-
-def load_module(
-    directory: str | os.PathLike, *, expect_parent: Mapping[str, Any] | None = None
-) -> Module:
-    """Reads and verifies a module written by `save_module`.
-
-    Checks the format name and version, the sha256, shape and dtype of every array file (the
-    parameter files too), and the keep shapes against the parent's channel counts.
-
-    Args:
-        directory: a saved module directory.
-        expect_parent: the parent the caller will apply the module to (e.g. `describe_parent`
-            output); every key it gives a non-None value (`model`, `model_kwargs`, `dataset`,
-            ...) must match.
-
-    Returns:
-        The `Module`.
+    Checks, in order: the format version; that the files are exactly those of `SHA256SUMS`
+    with their digests; every required manifest field; array shapes and dtypes; keep shapes
+    against the parent's channel counts.
 
     Raises:
-        ModuleFileError (a ValueError): missing, damaged or altered files, or another format or
-            version.
-        ValueError: a parent that differs from `expect_parent`, or keep shapes that do not fit
-            the parent architecture (naming both).
+        ModuleFileError (a ValueError): a missing, extra, edited or unreadable file, another
+            format or version, or a missing manifest field, naming the file and field.
     """
     root = pathlib.Path(directory)
-    manifest = _read_manifest(root)
-    if manifest.get("method") not in METHODS:
+    if not (root / MANIFEST).is_file():
+        raise ModuleFileError(f"{root / MANIFEST} not found; {root} is not a saved modjax module")
+    _check_version(root)
+    _verify_files(root)
+    where = str(root / MANIFEST)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModuleFileError(f"{where} is not valid JSON ({e})") from e
+    for key in REQUIRED:
+        _field(manifest, key, where)
+    parent = manifest["parent"]
+    for key in PARENT_REQUIRED:
+        _field(parent, key, f"{where} field 'parent'")
+    if manifest["method"] not in METHODS:
         raise ModuleFileError(
-            f"{root / MANIFEST} has method={manifest.get('method')!r}; expected one of "
-            f"{list(METHODS)}"
+            f"{where}: field 'method' is {manifest['method']!r}; expected one of {list(METHODS)}"
         )
-    arrays = manifest["arrays"]
-    keep = {e["name"]: _read_array(root, e) for e in arrays["keep"]}
-    for entry in arrays.get("params") or ():
-        _read_array(root, entry)
-    module = Module(
-        keep=keep,
-        classes=tuple(manifest["classes"]),
-        parent=manifest["parent"],
-        method=manifest["method"],
-        threshold=manifest["threshold"],
-        fallbacks=tuple(FallbackEvent(**e) for e in manifest["fallbacks"]),
-        metrics=manifest["metrics"],
-    )
-    if expect_parent is not None:
-        _check_expected(module.parent, expect_parent)
-    check_module(module)
-    return module
+    index = manifest["arrays"]
+    keep = {
+        e["name"]: _read_array(root, e, f"{where} field 'arrays.keep'")
+        for e in _field(index, "keep", f"{where} field 'arrays'")
+    }
+    arrays = {
+        g: {e["name"]: _read_array(root, e, f"{where} field 'arrays.{g}'") for e in entries}
+        for g, entries in index.items()
+        if g != "keep"
+    }
+    try:
+        fallbacks = tuple(FallbackEvent(**e) for e in manifest["fallbacks"])
+        module = Module(
+            keep=keep,
+            classes=tuple(int(c) for c in manifest["classes"]),
+            parent=parent,
+            method=manifest["method"],
+            threshold=float(manifest["threshold"]),
+            fallbacks=fallbacks,
+            metrics=dict(manifest["metrics"]),
+        )
+        check_module(module)
+    except (TypeError, ValueError) as e:
+        raise ModuleFileError(f"{where} does not describe a valid module: {e}") from e
+    return Saved(module, dict(manifest["info"]), arrays, root)
 
 
-def load_module_params(directory: str | os.PathLike) -> Params | None:
-    """The parameter pytree saved with a module (nested dicts of NumPy arrays), or None.
-
-    Raises:
-        ModuleFileError: as `load_module`.
-    """
-    root = pathlib.Path(directory)
-    manifest = _read_manifest(root)
-    index = manifest["arrays"].get("params")
-    if index is None:
-        return None
-    flat = {tuple(e["path"]): _read_array(root, e) for e in index}
-    return traverse_util.unflatten_dict(flat)
+def load_module(directory: str | os.PathLike) -> Module:
+    """The verified `Module` of a module directory (see `load`)."""
+    return load(directory).module
 
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MANIFEST",
+    "SUMS",
     "ModuleFileError",
+    "Saved",
+    "forward_keep",
+    "jsonable",
+    "load",
     "load_module",
-    "load_module_params",
     "save_module",
 ]

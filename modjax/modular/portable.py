@@ -1,0 +1,328 @@
+"""Modules that travel: kept-unit parameters, the parent's identity, fused groups from units.
+
+A module directory carries no parent checkpoint. Instead it holds, for every parameter and batch
+statistic its pruned form reads, the parent's values of the module's *kept output units* with all
+their inputs (`leaf[..., idx]`; the output axis is the last axis of every conv/dense/BN leaf):
+
+    units = kept_units("mlp", kw, variables, keep, classes=[3], method="moda", input_shape=s)
+    model, pv = rebuild([units], "mlp", kw, module.keep, classes=[3], method="moda",
+                        input_shape=s)                     # == prune(...) on the parent
+    vbp = {parent_key(parent): assemble([u3, u5], "mlp", kw, input_shape=s)}
+    compose([m3, m5], vbp)                                  # == compose with the parent's weights
+
+Storing whole input columns (rather than the pruned `kernel[R_in, R_out]` block) is what lets
+modules of one parent fuse exactly (METHODS §4.6 u_T, §5.5): the union's block
+`kernel[∪R_in, ∪R_out]` is covered column by column by the modules that keep each output unit.
+`assemble` rebuilds a parent-shaped pytree that is exact on every covered column (zero elsewhere)
+and `check_covered` proves that `prune` of the union reads covered entries only.
+
+`parent_hash` names a parent by its weights: sha256 over its `params` and `batch_stats` leaves in
+a canonical order, so a module cut at step s of a run never silently meets another parent.
+"""
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from modjax import models
+from modjax.modular.prune import prune
+
+UNIT_COLLECTIONS = ("params", "batch_stats")
+
+
+class Units(NamedTuple):
+    """One module's kept-unit values of its parent.
+
+    Attributes:
+        index: `{"collection/path/leaf": int [k]}` kept output indices of each leaf.
+        values: `{"collection/path/leaf": leaf[..., index]}` the parent's values there.
+    """
+
+    index: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+
+
+def _flat(variables: Mapping[str, Any], *, abstract: bool = False) -> dict[str, Any]:
+    out = {}
+    for col in UNIT_COLLECTIONS:
+        if col in variables:
+            tree = dict(variables[col]) if abstract else jax.device_get(dict(variables[col]))
+            for path, leaf in traverse_util.flatten_dict(tree).items():
+                out["/".join((col, *path))] = leaf if abstract else np.asarray(leaf)
+    return dict(sorted(out.items()))
+
+
+def parent_hash(variables: Mapping[str, Any]) -> str:
+    """`"sha256:<hex>"` over a parent's `params` and `batch_stats` (MwT generators included).
+
+    Leaves are visited in sorted path order; each contributes its path, dtype, shape and
+    C-order bytes, so the hash names the weights, not the pytree's container types.
+    """
+    h = hashlib.sha256()
+    for name, leaf in _flat(variables).items():
+        leaf = np.ascontiguousarray(leaf)
+        h.update(f"{name}|{leaf.dtype.str}|{list(leaf.shape)}|".encode())
+        h.update(leaf.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _abstract(model_name: str, model_kwargs: Mapping[str, Any], input_shape) -> dict[str, Any]:
+    found = models.trace(models.get_model(model_name, **dict(model_kwargs)), tuple(input_shape))
+    return found.variables
+
+
+def _column_ids(abstract: Mapping[str, Any]) -> dict[str, Any]:
+    """Parent-shaped int32 arrays whose every entry holds its own output-axis (last) index."""
+
+    def ids(x):
+        if not x.shape:
+            return np.zeros((), np.int32)
+        return np.broadcast_to(np.arange(x.shape[-1], dtype=np.int32), x.shape).copy()
+
+    return {col: jax.tree.map(ids, abstract[col]) for col in UNIT_COLLECTIONS if col in abstract}
+
+
+def kept_units(
+    model_name: str,
+    model_kwargs: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    keep: Mapping[str, Any],
+    *,
+    classes: Sequence[int] | None,
+    method: str,
+    input_shape: Sequence[int],
+) -> Units:
+    """The parent's values of every output unit that `prune(..., keep, classes)` reads.
+
+    Args:
+        model_name, model_kwargs, keep, classes, method, input_shape: as `prune.prune`.
+        variables: the parent's `{"params", "batch_stats"}`.
+
+    Returns:
+        `Units` in the pruned form's leaf order (forward layer order).
+
+    Raises:
+        ValueError: whatever `prune` rejects.
+    """
+    abstract = _abstract(model_name, model_kwargs, input_shape)
+    ids = _column_ids(abstract)
+    full = {k: v.shape[-1] for k, v in _flat(abstract, abstract=True).items() if v.shape}
+
+    def read(k: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        _, out = prune(
+            model_name,
+            model_kwargs,
+            ids,
+            k,
+            classes=classes,
+            method=method,
+            input_shape=input_shape,
+        )
+        return {n: np.asarray(a).reshape(-1, a.shape[-1])[0] for n, a in _flat(out).items()}
+
+    sets = {n: set(a.tolist()) for n, a in read(keep).items()}
+    # Relax one layer at a time: an output set cut down by another layer's mask (a residual add,
+    # a MobileNet depthwise input) is kept whole, so a union with other modules stays covered.
+    for point, k in keep.items():
+        for n, a in read({**keep, point: np.ones(np.shape(k), bool)}).items():
+            if len(a) < full[n]:
+                sets[n].update(a.tolist())
+    parent = _flat(variables)
+    index, values = {}, {}
+    for name, s in sets.items():
+        idx = np.asarray(sorted(s), np.int64)
+        index[name] = idx
+        values[name] = np.take(parent[name], idx, axis=-1)
+    return Units(index, values)
+
+
+def assemble(
+    units: Sequence[Units],
+    model_name: str,
+    model_kwargs: Mapping[str, Any],
+    *,
+    input_shape: Sequence[int],
+    names: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A parent-shaped pytree exact on every unit some module holds, and its coverage.
+
+    Args:
+        units: the `Units` of modules of one parent.
+        model_name, model_kwargs, input_shape: the parent's.
+        names: one label per entry of `units` for error messages (e.g. module directories).
+
+    Returns:
+        `(variables, covered)`: `{"params", "batch_stats"}` (zeros where no module holds a
+        value; MwT generator leaves zero) and the same tree of float32 1/0 coverage.
+
+    Raises:
+        ValueError: a leaf or index that does not fit the parent, or two modules holding
+            different values of one unit (they cannot share this parent), naming both.
+    """
+    names = list(names) if names is not None else [f"units[{i}]" for i in range(len(units))]
+    abstract = _abstract(model_name, model_kwargs, input_shape)
+    full = {k: np.zeros(v.shape, v.dtype) for k, v in _flat(abstract, abstract=True).items()}
+    seen = {k: np.full(v.shape[-1] if v.ndim else 1, -1, np.int64) for k, v in full.items()}
+    for i, (label, u) in enumerate(zip(names, units)):
+        for key, idx in u.index.items():
+            if key not in full:
+                raise ValueError(f"{label}: unit leaf {key!r} is not a leaf of parent {model_name}")
+            value, target = u.values[key], full[key]
+            if value.shape != (*target.shape[:-1], len(idx)) or (
+                len(idx) and (idx.min() < 0 or idx.max() >= target.shape[-1])
+            ):
+                raise ValueError(
+                    f"{label}: unit leaf {key!r} has shape {value.shape} and indices up to "
+                    f"{idx.max() if len(idx) else None}; parent leaf shape is {target.shape}"
+                )
+            prior = seen[key][idx]
+            clash = (prior >= 0) & ~np.all(
+                np.take(target, idx, axis=-1) == value, axis=tuple(range(value.ndim - 1))
+            )
+            if clash.any():
+                other = names[int(prior[np.argmax(clash)])]
+                raise ValueError(
+                    f"{label} and {other} hold different values of {key!r} unit "
+                    f"{int(idx[np.argmax(clash)])}: they were cut from different parents"
+                )
+            target[..., idx] = value
+            seen[key][idx] = i
+    variables, covered = {}, {}
+    for key, value in full.items():
+        col, *path = key.split("/")
+        variables.setdefault(col, {})[tuple(path)] = value
+        cov = (seen[key] >= 0).astype(np.float32)
+        cov = np.broadcast_to(cov if value.ndim else cov[0], value.shape).copy()
+        covered.setdefault(col, {})[tuple(path)] = cov
+    unflat = traverse_util.unflatten_dict
+    return (
+        {c: unflat(t) for c, t in variables.items()},
+        {c: unflat(t) for c, t in covered.items()},
+    )
+
+
+def check_covered(
+    covered: Mapping[str, Any],
+    model_name: str,
+    model_kwargs: Mapping[str, Any],
+    keep: Mapping[str, Any],
+    *,
+    classes: Sequence[int] | None,
+    method: str,
+    input_shape: Sequence[int],
+    what: str,
+) -> None:
+    """Raises `ValueError` unless `prune(..., keep, classes)` reads only covered entries."""
+    _, read = prune(
+        model_name,
+        model_kwargs,
+        covered,
+        keep,
+        classes=classes,
+        method=method,
+        input_shape=input_shape,
+    )
+    for key, cov in _flat(read).items():
+        if not np.all(cov == 1):
+            raise ValueError(
+                f"{what}: the pruned network needs {int(np.sum(cov != 1))} values of {key!r} "
+                "that no given module holds; compose these modules one by one, or cut them "
+                "again from the parent"
+            )
+
+
+def rebuild(
+    units: Sequence[Units],
+    model_name: str,
+    model_kwargs: Mapping[str, Any],
+    keep: Mapping[str, Any],
+    *,
+    classes: Sequence[int] | None,
+    method: str,
+    input_shape: Sequence[int],
+    names: Sequence[str] | None = None,
+):
+    """The pruned form `prune(...)` of `keep` from saved units alone: `(model, variables)`.
+
+    Raises:
+        ValueError: as `assemble`, or units that do not cover the pruned network.
+    """
+    variables, covered = assemble(
+        units, model_name, model_kwargs, input_shape=input_shape, names=names
+    )
+    kw = {"classes": classes, "method": method, "input_shape": input_shape}
+    check_covered(covered, model_name, model_kwargs, keep, **kw, what=", ".join(names or []))
+    return prune(model_name, model_kwargs, variables, keep, **kw)
+
+
+def preprocess_spec(info, *, normalize: bool, image_size: int | None) -> dict[str, Any]:
+    """The JSON record of a dataset's test transform (`data.make_preprocess` arguments)."""
+    return {
+        "dataset": info.name,
+        "image_shape": [int(d) for d in info.image_shape],
+        "image_size": image_size,
+        "normalize": bool(normalize),
+        "mean": [float(m) for m in info.mean],
+        "std": [float(s) for s in info.std],
+    }
+
+
+def input_transform(spec: Mapping[str, Any], *, augment: bool = False):
+    """`preprocess(images, rng) -> float32` from a `preprocess_spec` record.
+
+    The recorded image shape, mean and std override the registry's, so a saved module keeps its
+    input transform if the registry changes; `augment=True` adds the dataset's train-time
+    augmentation (MwT task-module fine-tuning).
+    """
+    import dataclasses
+
+    from modjax import data
+
+    info = dataclasses.replace(
+        data.get_info(spec["dataset"]),
+        image_shape=tuple(spec["image_shape"]),
+        mean=tuple(spec["mean"]),
+        std=tuple(spec["std"]),
+    )
+    return data.make_preprocess(
+        info, augment=augment, normalize=spec["normalize"], image_size=spec["image_size"]
+    )
+
+
+def model_kwargs_of(model) -> dict[str, Any]:
+    """The `get_model` keyword arguments of a zoo model instance (JSON-able: lists, dicts)."""
+    import dataclasses
+
+    def plain(x):
+        if isinstance(x, Mapping):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [plain(v) for v in x]
+        if isinstance(x, np.generic):
+            return x.item()
+        return x
+
+    skip = {"parent", "name"}
+    return {
+        f.name: plain(getattr(model, f.name))
+        for f in dataclasses.fields(model)
+        if f.init and f.name not in skip
+    }
+
+
+__all__ = [
+    "UNIT_COLLECTIONS",
+    "Units",
+    "assemble",
+    "check_covered",
+    "input_transform",
+    "kept_units",
+    "model_kwargs_of",
+    "parent_hash",
+    "preprocess_spec",
+    "rebuild",
+]

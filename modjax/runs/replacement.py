@@ -1,0 +1,168 @@
+"""Module replacement in the workdir layer: a weak run's class repaired by a module directory.
+
+    value = replace_class("runs/weak", "strong/modules/class_3", target_class=3, epochs=5)
+    value["accuracy"], value["change"]["moda_adapter"]
+
+The strong module is rebuilt from its directory alone (`runs.modules.build_composition`); the
+weak run is restored from its workdir. METHODS §5.7; the pure parts live in
+`modjax.modular.replace`.
+"""
+
+import os
+import pathlib
+import time
+from typing import Any
+
+import numpy as np
+
+from modjax.runs.workdir import load_run
+
+
+def _check(epochs: int, batch_size: int, learning_rate: float) -> None:
+    if epochs < 1:
+        raise ValueError(f"--epochs={epochs} must be >= 1 (MODA: 5)")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size={batch_size} must be >= 1")
+    if not learning_rate > 0:
+        raise ValueError(f"--learning-rate={learning_rate} must be > 0")
+
+
+def replace_class(
+    weak_workdir: str | os.PathLike,
+    module_dir: str | os.PathLike,
+    *,
+    target_class: int,
+    epochs: int = 5,
+    learning_rate: float = 0.05,
+    batch_size: int = 128,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Trains the MODA adapter and the CNNSplitter baseline; returns the JSON-able result.
+
+    Raises:
+        ValueError: bad arguments, a multi-class module, a target class outside the weak run,
+            or runs whose images differ in shape (naming the value).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from modjax import data
+    from modjax.modular import compose as cp
+    from modjax.modular import portable
+    from modjax.modular import replace as rp
+    from modjax.runs import modules, training
+
+    _check(epochs, batch_size, learning_rate)
+    saved = modules.load_dirs([module_dir])  # validate cheap inputs before restoring runs
+    module = saved[0].module
+    if len(module.classes) != 1:
+        raise ValueError(
+            f"--module {module_dir} holds classes {list(module.classes)}; replacement needs a "
+            "single-class module (one directory class_<c> written by `modjax modularize`)"
+        )
+    weak_dir = pathlib.Path(weak_workdir)
+    weak_config, weak_run, weak_vars, weak_step = load_run(weak_dir, data_dir)
+    n, k = weak_run.info.num_classes, target_class
+    if not 0 <= k < n:
+        raise ValueError(
+            f"--target-class={k} is not a class of the weak run ({weak_config.dataset}, {n} "
+            f"classes): expected 0..{n - 1}"
+        )
+    composed, specs = modules.build_composition(saved)
+    spec = next(iter(specs.values()))
+    if tuple(spec["image_shape"]) != tuple(weak_run.info.image_shape):
+        raise ValueError(
+            f"the strong module's images are {tuple(spec['image_shape'])} but the weak run's "
+            f"are {tuple(weak_run.info.image_shape)}; both models must read the same inputs"
+        )
+
+    def strong_apply(images):
+        return composed.apply_fn(jnp.asarray(images, jnp.float32))[:, 0]
+
+    key0 = jax.random.PRNGKey(0)
+    weak_pre = training.make_preprocess(weak_config, weak_run.info, augment=False)
+    weak_model = weak_run.model
+
+    @jax.jit
+    def weak_apply(images):
+        x = weak_pre(jnp.asarray(images, jnp.float32), key0)
+        return weak_model.apply(weak_vars, x, train=False)[0]
+
+    t0 = time.perf_counter()
+    images, labels = weak_run.train_data
+    params = rp.train_adapter(
+        weak_apply,
+        strong_apply,
+        data.eval_batches(images, labels, global_batch_size=batch_size),
+        target_index=k,
+        num_epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    train_s = time.perf_counter() - t0
+    s_images, s_labels = data.load(spec["dataset"], "train", data_dir=data_dir)
+    lo, hi = cp.fit_calibration(
+        composed.groups[0],
+        data.eval_batches(s_images, s_labels, global_batch_size=256),
+        preprocess=portable.input_transform(spec),
+    )
+    lo, hi = float(lo[0]), float(hi[0])
+
+    test_x, test_y = weak_run.test_data
+    predictors = {
+        "weak": weak_apply,
+        "cnnsplitter": jax.jit(
+            lambda x: rp.cnnsplitter_patch(weak_apply(x), strong_apply(x), lo, hi, target_index=k)
+        ),
+        "moda_adapter": jax.jit(
+            rp.replaced_apply(weak_apply, strong_apply, params, target_index=k)
+        ),
+    }
+    acc = {
+        name: rp.per_class_accuracy(f, test_x, test_y, num_classes=n, batch_size=256)
+        for name, f in predictors.items()
+    }
+    counts = np.bincount(test_y, minlength=n)
+    overall = {name: float(np.nansum(a * counts) / counts.sum()) for name, a in acc.items()}
+    changes = {
+        name: dict(
+            zip(("tc", "mean_non_tc"), rp.per_class_change(acc["weak"], acc[name], target_index=k))
+        )
+        for name in ("cnnsplitter", "moda_adapter")
+    }
+    names = weak_run.info.class_names
+    rows = [
+        {
+            "class": c,
+            "name": (names[c] if names else str(c)) + (" (TC)" if c == k else ""),
+            "test_samples": int(counts[c]),
+            **{name: float(a[c]) for name, a in acc.items()},
+        }
+        for c in range(n)
+    ]
+    return {
+        "weak_workdir": str(weak_dir.resolve()),
+        "weak_step": weak_step,
+        "weak_model": weak_config.model,
+        "weak_dataset": weak_config.dataset,
+        "module": str(pathlib.Path(module_dir).resolve()),
+        "strong_class": int(module.classes[0]),
+        "strong_method": module.method,
+        "strong_model": module.parent["model"],
+        "target_class": k,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "seed": seed,
+        "strong_min": lo,
+        "strong_max": hi,
+        "accuracy": overall,
+        "per_class": rows,
+        "change": changes,
+        "adapter_train_time_s": train_s,
+    }
+
+
+__all__ = ["replace_class"]
