@@ -112,10 +112,15 @@ def test_smoke_train_writes_metrics_summary_and_resumes(tmp_path, capsys):
     assert summary["steps"] == 16
     assert [r["epoch"] for r in _lines(workdir / "metrics.jsonl") if r["kind"] == "epoch"] == [1, 2]
 
+    def files(root):  # eval opens the checkpoints read-only: nothing is created or rewritten
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+    before = files(workdir / "checkpoints")
     assert main(["eval", "--workdir", str(workdir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["step"] == 16 and result["count"] == 360
     assert result["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert files(workdir / "checkpoints") == before
 
 
 def test_resume_with_different_settings_is_refused(tmp_path, capsys):
