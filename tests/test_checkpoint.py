@@ -93,7 +93,7 @@ def test_read_only_manager_restores_without_touching_the_directory(tmp_path):
         checkpoint.save(manager, step, state._replace(step=state.step + step), meta={"s": step})
     manager.wait_until_finished()
     manager.close()
-    (tmp_path / "ckpt" / "3.orbax-checkpoint-tmp-0").mkdir()  # an interrupted save's leftovers
+    (tmp_path / "ckpt" / "3.orbax-checkpoint-tmp").mkdir()  # an interrupted save's leftovers
     before = _tree_snapshot(tmp_path)
     abstract = train.abstract_train_state(model=model, tx=tx, image_shape=(8, 8, 1))
     with checkpoint.open_read_only(tmp_path / "ckpt") as reader:
