@@ -17,7 +17,7 @@ import optax
 
 from modjax import models
 
-KERAS_ADAM = dict(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-7)
+KERAS_ADAM = {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-7}
 
 
 def preprocess(images: np.ndarray, *, parity: bool) -> np.ndarray:
@@ -31,7 +31,7 @@ def _loss(model, params, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _epoch_fn(depth: int, num_classes: int, batch: int, steps: int):
     model = models.get_model("mlp", depth=depth, num_classes=num_classes)
     tx = optax.adam(**KERAS_ADAM)
@@ -78,8 +78,14 @@ def train_many(xs, ys, ns, *, depth, num_classes, epochs, seeds, batch=32, log=N
 def train(x, y, *, depth, num_classes=10, epochs=50, seed=0, log=None):
     """One Keras-recipe MLP on `x [N, 784]`, `y [N]`; returns its params."""
     params = train_many(
-        x[None], y[None], [x.shape[0]], depth=depth, num_classes=num_classes, epochs=epochs,
-        seeds=[seed], log=log,
+        x[None],
+        y[None],
+        [x.shape[0]],
+        depth=depth,
+        num_classes=num_classes,
+        epochs=epochs,
+        seeds=[seed],
+        log=log,
     )
     return jax.tree.map(lambda a: a[0], params)
 

@@ -18,9 +18,9 @@ import numpy as np
 from flax import traverse_util
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import panrajan_keras as pk  # noqa: E402
+import panrajan_keras as pk
 
-from modjax import data  # noqa: E402
+from modjax import data
 
 DATA_DIR = "/work/shared/datasets"
 DATASETS = {"MNIST": "mnist", "FMNIST": "fashion_mnist"}

@@ -13,6 +13,7 @@ The CNN method (ICSE'22) is not implemented.
 from modjax.decompose._channel import channel, remove_irrelevant
 from modjax.decompose._dense import check_parent, dense_layers, forward, monitor, to_params
 from modjax.decompose._identify import Masks, first_flags, identify
+from modjax.decompose._io import load_dense_module, load_pruned, save_dense_module
 from modjax.decompose._module import METHOD, DenseModule, edge_masks, prune, sizes, unstack
 from modjax.decompose._panrajan import (
     CM_VARIANTS,
@@ -44,6 +45,8 @@ __all__ = [
     "first_flags",
     "forward",
     "identify",
+    "load_dense_module",
+    "load_pruned",
     "make_decompose",
     "module_logits",
     "monitor",
@@ -51,6 +54,7 @@ __all__ = [
     "predict",
     "prune",
     "remove_irrelevant",
+    "save_dense_module",
     "select_samples",
     "sizes",
     "to_params",

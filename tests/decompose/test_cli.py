@@ -1,0 +1,58 @@
+"""`modjax decompose` end to end on the smoke MLP run (handler called directly)."""
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from modjax import decompose as dc
+from modjax import models
+from modjax.cli import main
+from modjax.cli.decompose_cmd import add_parser, decompose
+from tests.conftest import REPO
+
+SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["decompose", *argv])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pr") / "run"
+    assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress"]) == 0
+    return workdir
+
+
+def test_decompose_writes_one_module_per_class(run, tmp_path, capsys):
+    out = tmp_path / "mods"
+    flags = ["--confidence", "0", "--positives", "3", "--negatives", "2", "--ti", "i"]
+    assert decompose(_args("--workdir", str(run), "--out", str(out), *flags)) == 0
+    summary = json.loads((out / "modules.json").read_text())
+    assert len(summary["classes"]) == 10 and summary["settings"]["ti"] == "i"
+    assert 0 <= summary["composed_accuracy"] <= 1
+    printed = capsys.readouterr().out
+    assert "edge_rate" in printed and "voting-composed" in printed
+    module = dc.load_dense_module(out / "class_4")
+    assert module.class_id == 4 and module.parent["checkpoint"] == str(run.resolve())
+    channels, pruned = dc.load_pruned(out / "class_4")
+    x = np.asarray(jax.random.uniform(jax.random.key(0), (7, 8, 8, 1)))
+    full = models.get_model("mlp", depth=2).apply({"params": module.params}, x)[0]
+    small = models.get_model("mlp", depth=2, channels=channels).apply({"params": pruned}, x)[0]
+    np.testing.assert_allclose(np.asarray(small), np.asarray(full), rtol=1e-5, atol=1e-5)
+
+
+def test_decompose_errors_name_the_problem(run, tmp_path):
+    with pytest.raises(ValueError, match=r"class \d+ has \d+ training samples .*--confidence"):
+        decompose(_args("--workdir", str(run), "--out", str(tmp_path / "a")))
+    assert not (tmp_path / "a").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text((run / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="checkpoints not found"):
+        decompose(_args("--workdir", str(empty), "--out", str(tmp_path / "b")))
