@@ -1,5 +1,7 @@
 """Training state, optimizers and the jitted train/eval steps (objective-agnostic)."""
 
+import functools
+import logging
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -17,8 +19,43 @@ from modjax.typing import Batch, BatchStats, Objective, Params
 Preprocess = Callable[[jax.Array, jax.Array], jax.Array]
 """`(images uint8 [B, H, W, C], rng) -> float32 [B, H, W, C]`, run on device inside the step."""
 
+logger = logging.getLogger(__name__)
+
 GENERATOR_LABEL = "generator"
 MODEL_LABEL = "model"
+
+
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+"""XLA:CPU options of the train and eval steps: YNNPACK convolution fusion off.
+
+jaxlib 0.10's default YNNPACK fusion makes conv weight gradients 2–5× slower than XLA's Eigen
+path; with it off, gradients agree to float32 rounding (`tests/test_compile_options.py`) and
+the SimCNN step is faster (`benchmarks/results/`). The option is experimental: a jaxlib that
+does not know it compiles without it.
+"""
+
+
+@functools.cache
+def _options_for(backend: str) -> tuple[tuple[str, str], ...]:
+    if backend != "cpu":
+        return ()
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS)(jnp.zeros(()))
+    except Exception as err:  # noqa: BLE001 - any rejection means: compile without them
+        logger.info("XLA:CPU rejected %s (%s); compiling without them", CPU_COMPILER_OPTIONS, err)
+        return ()
+    return tuple(CPU_COMPILER_OPTIONS.items())
+
+
+def compiler_options() -> dict[str, str]:
+    """The compiler options of modjax's jitted steps on the default backend (CPU only).
+
+    Example:
+        >>> opts = compiler_options()
+        >>> opts in ({}, CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else opts == {}
+        True
+    """
+    return dict(_options_for(jax.default_backend()))
 
 
 class TrainState(NamedTuple):
@@ -143,7 +180,11 @@ def init_train_state(
 
 
 def create_train_state(
-    *, model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape: tuple,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    seed: int,
+    image_shape: tuple,
     mesh: Mesh | None = None,
 ) -> TrainState:
     """`init_train_state` run under `jit`, replicated over `mesh` when one is given."""
@@ -156,7 +197,10 @@ def create_train_state(
 
 
 def abstract_train_state(
-    *, model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    image_shape: tuple,
     mesh: Mesh | None = None,
 ) -> TrainState:
     """Shapes, dtypes and target shardings of the state: the Orbax restore target."""
@@ -164,9 +208,7 @@ def abstract_train_state(
         lambda: init_train_state(model=model, tx=tx, seed=0, image_shape=image_shape)
     )
     sharding = parallel.replicated(mesh) if mesh is not None else None
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes
-    )
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def _variables(params: Params, batch_stats: BatchStats) -> dict[str, Any]:
@@ -243,7 +285,7 @@ def make_train_step(
     if mesh is not None:
         rep = parallel.replicated(mesh)
         kwargs.update(in_shardings=(rep, parallel.batch_sharding(mesh)), out_shardings=(rep, rep))
-    return jax.jit(step, **kwargs)
+    return jax.jit(step, compiler_options=compiler_options(), **kwargs)
 
 
 def make_eval_step(
@@ -259,6 +301,7 @@ def make_eval_step(
     `correct`, `count`, `per_class_correct [num_classes]`, `per_class_count [num_classes]` and
     float32 `loss_sum` (cross-entropy summed over real rows).
     """
+
     def eval_step(variables, batch):
         images = preprocess(batch["image"], jax.random.PRNGKey(0))
         labels = batch["label"]
@@ -278,7 +321,7 @@ def make_eval_step(
     if mesh is not None:
         rep = parallel.replicated(mesh)
         kwargs.update(in_shardings=(rep, parallel.batch_sharding(mesh)), out_shardings=rep)
-    return jax.jit(eval_step, **kwargs)
+    return jax.jit(eval_step, compiler_options=compiler_options(), **kwargs)
 
 
 def variables_of(state: TrainState) -> dict[str, Any]:
