@@ -1,6 +1,5 @@
-"""Tests of modjax.modularize and modjax.module_io: counts, thresholds, modules, save/load."""
+"""Tests of module extraction: counts, thresholds, fallbacks, modules (save/load: test_io.py)."""
 
-import json
 import math
 
 import jax
@@ -11,7 +10,6 @@ import pytest
 from modjax import models, parallel
 from modjax import modular as mz
 from modjax.data import eval_batches
-from modjax.modular import io as module_io
 
 N = 3
 LENET_SHAPE = (16, 16, 3)
@@ -328,91 +326,6 @@ def test_extract_modules_end_to_end_without_implicit_transfers(lenet_mwt):
         np.testing.assert_array_equal(m.keep["conv_1"], keep["conv_1"][c])
         assert m.metrics["num_samples"] == n[c]
         assert m.fallbacks == tuple(e for e in events if e.class_id == c)
-
-
-def _saved(tmp_path, lenet_mwt, params=None):
-    _, _, _, parent = lenet_mwt
-    keep = {"conv_1": np.array([1, 0, 1, 1, 0, 0, 1, 0], bool)}
-    module = mz.Module(
-        keep=keep, classes=(1,), parent=parent, method="mwt", threshold=0.9,
-        fallbacks=(mz.FallbackEvent("conv_1", 1, 0.6, 2),), metrics={"kernel_rate": 0.5},
-    )
-    path = module_io.save_module(module, tmp_path / "mod", params=params)
-    return module, path
-
-
-def test_save_load_round_trip(tmp_path, lenet_mwt):
-    params = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)},
-              "b": np.array([1, 2], np.int32)}
-    module, path = _saved(tmp_path, lenet_mwt, params=params)
-    loaded = module_io.load_module(path, expect_parent={"model": "lenet5"})
-    assert list(loaded.keep) == list(module.keep)
-    np.testing.assert_array_equal(loaded.keep["conv_1"], module.keep["conv_1"])
-    assert loaded.keep["conv_1"].dtype == bool
-    for field in ("classes", "parent", "method", "threshold", "fallbacks", "metrics"):
-        assert getattr(loaded, field) == getattr(module, field), field
-    manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format"] == "modjax.module" and manifest["format_version"] == 1
-    assert manifest["parent"]["model_kwargs"]["width"] == 0.5
-    entry = manifest["arrays"]["keep"][0]
-    assert entry["name"] == "conv_1" and entry["shape"] == [8] and len(entry["sha256"]) == 64
-    got = module_io.load_module_params(path)
-    jax.tree.map(np.testing.assert_array_equal, got, params)
-    with pytest.raises(FileExistsError, match="overwrite"):
-        module_io.save_module(module, path)
-    assert [p.name for p in tmp_path.iterdir()] == ["mod"]
-
-
-def test_load_rejects_truncated_altered_and_foreign_modules(tmp_path, lenet_mwt):
-    _, path = _saved(tmp_path, lenet_mwt)
-    manifest_path = path / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    with pytest.raises(ValueError, match=r"width.*0\.5.*0\.25"):
-        module_io.load_module(
-            path, expect_parent=mz.describe_parent(
-                "lenet5", num_classes=N, width=0.25, mask_generators=True
-            )
-        )
-    with pytest.raises(ValueError, match=r"model is 'lenet5'.*'mlp' expected"):
-        module_io.load_module(path, expect_parent={"model": "mlp"})
-    # Keep shapes that do not fit the parent (manifest edited to claim another width).
-    wrong = json.loads(json.dumps(manifest))
-    wrong["parent"]["model_kwargs"]["width"] = 1.0
-    manifest_path.write_text(json.dumps(wrong))
-    with pytest.raises(ValueError, match=r"keep\['conv_1'\] has shape \(8,\).* 16 channels"):
-        module_io.load_module(path)
-    wrong = {**manifest, "format_version": 2}
-    manifest_path.write_text(json.dumps(wrong))
-    with pytest.raises(module_io.ModuleFileError, match=r"format_version=2"):
-        module_io.load_module(path)
-    manifest_path.write_text(json.dumps(manifest))
-    array_file = path / manifest["arrays"]["keep"][0]["file"]
-    array_file.write_bytes(array_file.read_bytes()[:-3])
-    with pytest.raises(module_io.ModuleFileError, match=r"keep/00000\.npy is damaged"):
-        module_io.load_module(path)
-
-
-def test_interrupted_save_leaves_nothing(tmp_path, lenet_mwt, monkeypatch):
-    module, path = _saved(tmp_path, lenet_mwt)
-    before = (path / "manifest.json").read_bytes()
-    real_save, calls = np.save, []
-
-    def failing_save(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(module_io.np, "save", failing_save)
-    params = {"w": np.ones(3, np.float32)}
-    with pytest.raises(OSError, match="disk full"):
-        module_io.save_module(module, tmp_path / "new", params=params)
-    calls.clear()
-    with pytest.raises(OSError, match="disk full"):
-        module_io.save_module(module, path, params=params, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mod"]
-    assert (path / "manifest.json").read_bytes() == before
-    assert module_io.load_module(path).classes == (1,)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vgg16"])
