@@ -1,0 +1,155 @@
+"""`modjax arch`, `modjax shrink`, `modjax repair`: DeepArc on a training workdir (METHODS §8)."""
+
+import argparse
+import json
+import pathlib
+
+
+def _common(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--workdir", required=True, help="a `modjax train` workdir (latest checkpoint)")
+    p.add_argument("--out", help=f"output directory (default: <workdir>/{default_out})")
+    p.add_argument("--data-dir", help="dataset directory (default: the run's, $MODJAX_DATA_DIR)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of block indices") from None
+
+
+def add_commands(sub) -> None:
+    """Registers `arch`, `shrink` and `repair` on `sub` (argparse subparsers)."""
+    p = sub.add_parser(
+        "arch",
+        help="block-level CKA, modules at θ and modularity (DeepArc)",
+        description="Minibatch linear CKA (unbiased HSIC) between all block outputs of a CIFAR "
+        "ResNet-v1 over the test split, modules as runs of adjacent blocks with CKA > θ, and "
+        "modularity. Writes cka.csv/png, modules.json, modularity.csv/png.",
+    )
+    _common(p, "deeparc/arch")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.9, 0.95, 0.99])
+    p.add_argument("--examples", type=int, help="test images used (default: all)")
+    p.add_argument("--batch-size", type=int, default=256, help="CKA minibatch (>= 4)")
+    p.add_argument("--passes", type=int, default=10, help="passes over the images (DeepArc: 10)")
+    p.add_argument("--parity", action="store_true", help="reference code's last-interval rule")
+
+    p = sub.add_parser(
+        "shrink",
+        help="accuracy after removing residual blocks (DeepArc compression)",
+        description="Removes blocks (global forward indices from 0; not the first of a stage) as "
+        "a new, shallower model with the remaining parameters, without fine-tuning. --remove "
+        "applies a list cumulatively; --search N keeps the best of --subsets random i-subsets "
+        "for i = 1..N. Writes shrink.csv/png/json.",
+    )
+    _common(p, "deeparc/shrink")
+    p.add_argument("--remove", type=_ints, default=[], help='block indices, e.g. "5 6 7"')
+    p.add_argument("--search", type=int, default=0, metavar="N", help="remove up to N blocks")
+    p.add_argument("--candidates", type=_ints, help="blocks the search may remove (default: all)")
+    p.add_argument(
+        "--modules",
+        help="modules.json of `modjax arch`: candidates = redundant "
+        "blocks of its modules at --threshold",
+    )
+    p.add_argument("--threshold", type=float, default=0.99)
+    p.add_argument("--subsets", type=int, default=5, help="random subsets per size (DeepArc: 5)")
+    p.add_argument("--examples", type=int, help="test images used (default: all)")
+
+    p = sub.add_parser(
+        "repair",
+        help="retrain only the most deviating blocks on benign + adversarial images",
+        description="DeepArc repair with L-inf PGD adversarial examples as error images: "
+        "deviation scores from benign-vs-error linear CKA per block, the top-k blocks "
+        "fine-tuned (rest frozen) with 0.5 MSE to the original activation + 0.5 CE. Writes "
+        "repair.json/csv/png with the share of parameters trained.",
+    )
+    _common(p, "deeparc/repair")
+    p.add_argument("--examples", type=int, default=1000, help="benign training images")
+    p.add_argument("--test-examples", type=int, default=1000)
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--eps", type=float, default=8.0, help="PGD radius in pixels (8 = 8/255)")
+    p.add_argument("--steps", type=int, default=7, help="PGD steps")
+
+
+def _out(args, name: str) -> pathlib.Path:
+    return pathlib.Path(args.out) if args.out else pathlib.Path(args.workdir) / "deeparc" / name
+
+
+def arch(args) -> int:
+    from modjax.runs import deeparc
+
+    ctx = deeparc.load(args.workdir, args.data_dir)
+    result = deeparc.arch(
+        ctx,
+        _out(args, "arch"),
+        thresholds=args.thresholds,
+        examples=args.examples,
+        batch_size=args.batch_size,
+        passes=args.passes,
+        seed=args.seed,
+        parity=args.parity,
+    )
+    for row in result["sweep"]:
+        mods = " ".join(f"[{a}-{b}]" if b > a else f"[{a}]" for a, b in row["modules"])
+        print(f"theta={row['threshold']:.2f} modularity={row['modularity']:.3f} modules: {mods}")
+    print(f"wrote {_out(args, 'arch')}")
+    return 0
+
+
+def shrink(args) -> int:
+    from modjax.deeparc import architecture
+    from modjax.runs import deeparc
+
+    candidates = args.candidates
+    if args.modules:
+        rows = json.loads(pathlib.Path(args.modules).read_text())["sweep"]
+        row = next((r for r in rows if abs(r["threshold"] - args.threshold) < 1e-9), None)
+        if row is None:
+            raise ValueError(f"--threshold={args.threshold} is not in {args.modules}")
+        candidates = architecture.redundant([tuple(m) for m in row["modules"]])
+    ctx = deeparc.load(args.workdir, args.data_dir)
+    result = deeparc.shrink(
+        ctx,
+        _out(args, "shrink"),
+        remove=args.remove,
+        search=args.search,
+        candidates=candidates,
+        num_subsets=args.subsets,
+        examples=args.examples,
+        seed=args.seed,
+    )
+    print(f"baseline accuracy {result['baseline']:.4f}")
+    for r in result.get("cumulative", []) + result.get("search", []):
+        print(f"removed {r['removed']}: accuracy {r['accuracy']:.4f}")
+    return 0
+
+
+def repair(args) -> int:
+    from modjax.runs import deeparc
+
+    ctx = deeparc.load(args.workdir, args.data_dir)
+    result = deeparc.repair(
+        ctx,
+        _out(args, "repair"),
+        examples=args.examples,
+        test_examples=args.test_examples,
+        top_k=args.top_k,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        eps=args.eps,
+        steps=args.steps,
+        seed=args.seed,
+    )
+    print(f"selected blocks {result['selected']}, trained share {result['trained_share']:.3f}")
+    for k in result["before"]:
+        print(f"{k}: {result['before'][k]:.4f} -> {result['after'][k]:.4f}")
+    return 0
+
+
+HANDLERS = {"arch": arch, "shrink": shrink, "repair": repair}
+"""Command name → handler, for `modjax.cli.main`."""
+
+__all__ = ["HANDLERS", "add_commands", "arch", "repair", "shrink"]
