@@ -1,5 +1,6 @@
 """End-to-end tests of `modjax modularize` and `modjax compose` on the smoke MODA run."""
 
+import hashlib
 import json
 import shutil
 
@@ -28,7 +29,10 @@ def test_modularize_then_compose_two_classes(moda_run, tmp_path, capsys):
         assert (mods / f"class_{row['class']}" / "manifest.json").is_file()
         assert 0 < row["unit_retention"] <= 1 and 0 < row["weight_retention"] <= 1
     manifest = json.loads((mods / "class_3" / "manifest.json").read_text())
-    assert manifest["parent"]["checkpoint"] == str(moda_run.resolve())
+    assert manifest["parent"]["step"] == summary["step"] > 0
+    assert manifest["parent"]["hash"].startswith("sha256:")
+    assert manifest["info"]["preprocess"]["dataset"] == "digits"
+    assert (mods / "class_3" / "SHA256SUMS").is_file()
     assert "class" in capsys.readouterr().out
 
     out = tmp_path / "result.json"
@@ -50,14 +54,16 @@ def test_modularize_then_compose_two_classes(moda_run, tmp_path, capsys):
     assert main(["compose", "--modules", str(mods / "class_3"), "--relabel", "x", "--out",
                  str(bad)]) == 2
     assert "DATASET:CLASS=NEW" in capsys.readouterr().err and not bad.exists()
-    foreign = json.loads((mods / "class_1" / "manifest.json").read_text())
-    foreign["parent"]["checkpoint"] = str(tmp_path / "nowhere")
-    moved = tmp_path / "foreign"
+    edited = json.loads((mods / "class_1" / "manifest.json").read_text())
+    edited["classes"] = [4]
+    moved = tmp_path / "edited"
     shutil.copytree(mods / "class_1", moved)
-    (moved / "manifest.json").write_text(json.dumps(foreign))
+    (moved / "manifest.json").write_text(json.dumps(edited))
     assert main(["compose", "--modules", str(mods / "class_3"), str(moved), "--out",
                  str(bad)]) == 2
-    assert "unknown parent" in capsys.readouterr().err and not bad.exists()
+    err = capsys.readouterr().err
+    assert "modjax compose: error:" in err and "manifest.json was edited" in err
+    assert "Traceback" not in err and not bad.exists()
     # The output directory exists: refused before any work.
     assert main(["modularize", "--workdir", str(moda_run), "--out", str(mods)]) == 2
     assert "exists" in capsys.readouterr().err
@@ -180,3 +186,55 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
                  "--finetune-epochs", "2", "--out", str(bad)])
     assert code == 2
     assert "MwT" in capsys.readouterr().err and not bad.exists()
+
+
+def _reseal(path):
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                   if p.is_file() and p.name != "SHA256SUMS")
+    lines = [f"{hashlib.sha256((path / f).read_bytes()).hexdigest()}  {f}\n" for f in files]
+    (path / "SHA256SUMS").write_text("".join(lines))
+
+
+def test_modules_travel_without_the_parent_workdir(moda_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(moda_run, run)
+    mods = tmp_path / "mods"
+    assert main(["modularize", "--workdir", str(run), "--out", str(mods), "--no-progress"]) == 0
+    compose = ["compose", "--modules", str(mods / "class_3"), str(mods / "class_1"),
+               str(mods / "class_8"), "--calibrate"]
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    assert main([*compose, "--out", str(before)]) == 0
+    shutil.rmtree(run)  # the parent is gone: modules alone compose the same classifier
+    exported = tmp_path / "composed.zip"
+    assert main([*compose, "--out", str(after), "--export", str(exported)]) == 0, (
+        capsys.readouterr().err
+    )
+    a, b = (json.loads(p.read_text()) for p in (before, after))
+    assert a["accuracy"] == b["accuracy"] and a["per_class"] == b["per_class"]
+    assert b["classes"] == [1, 3, 8] and b["export"]["bytes"] == exported.stat().st_size > 0
+    assert "exported to" in capsys.readouterr().out
+
+    # An existing export is refused without --overwrite, replaced with it.
+    stamp = exported.read_bytes()
+    assert main([*compose, "--export", str(exported)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and exported.read_bytes() == stamp
+    assert main([*compose, "--no-eval", "--export", str(exported), "--overwrite"]) == 0
+    assert "not evaluated" in capsys.readouterr().out
+
+    # Corruptions are clear errors naming the file or field, never a traceback.
+    other = tmp_path / "other"
+    shutil.copytree(mods, other)
+    (other / "class_3" / "units" / "00000.npy").unlink()
+    (other / "class_1" / "stray.txt").write_text("x")
+    manifest = json.loads((other / "class_8" / "manifest.json").read_text())
+    manifest["parent"]["hash"] = "sha256:" + "1" * 64
+    (other / "class_8" / "manifest.json").write_text(json.dumps(manifest))
+    _reseal(other / "class_8")
+    for modules, message in (
+        ([other / "class_3"], "units/00000.npy is missing"),
+        ([other / "class_1"], "stray.txt is not listed"),
+        ([mods / "class_3", other / "class_8"], "field 'parent.hash'"),
+    ):
+        assert main(["compose", "--modules", *map(str, modules)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "modjax compose: error:" in err and "Traceback" not in err
