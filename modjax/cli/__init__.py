@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import sys
 
-from modjax.cli import modules_cmd
+from modjax.cli import modules_cmd, pipeline_cmd
 from modjax.runs.config import FIELDS, TrainConfig
 
 # Help text of every TrainConfig setting, shown by `modjax train --help`. `_add_config_flags`
@@ -156,20 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_bool_flag(q, "progress", default=True, help="show a progress bar (default: on)")
     modules_cmd.add_commands(sub)
+    pipeline_cmd.add_parser(sub, _add_config_flags)
     return parser
+
+
+def _load_train_config(args) -> TrainConfig:
+    """TrainConfig defaults, then the `--config` file's settings, then the flags given."""
+    from modjax.runs import config as config_lib
+
+    values = config_lib.load_config_file(args.config) if args.config else {}
+    values.update({k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
+    return config_lib.from_dict(values, source=args.config or "flags")
 
 
 def _train(args) -> int:
     import jax
 
-    from modjax.runs import config as config_lib
     from modjax.runs import report, training
 
     if args.distributed:
         jax.distributed.initialize()
-    values = config_lib.load_config_file(args.config) if args.config else {}
-    values.update({k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
-    config = config_lib.from_dict(values, source=args.config or "flags")
+    config = _load_train_config(args)
     summary = training.train_and_evaluate(config, args.workdir, progress=args.progress)
     if jax.process_index() == 0:
         print(
@@ -259,6 +266,7 @@ def main(argv=None) -> int:
             "modularize": modules_cmd.modularize,
             "compose": modules_cmd.compose,
             "replace": modules_cmd.replace,
+            "pipeline": lambda a: pipeline_cmd.pipeline(a, _load_train_config),
         }
         return {"train": _train, "eval": _eval, "data": _data, **handlers}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:

@@ -1,0 +1,191 @@
+"""The whole modular pipeline in one workdir: modular training → one module per class → a
+composed sub-task classifier (exported as one file), with one table of the results.
+
+Layout of the workdir::
+
+    config.json, metrics.jsonl, summary.json, checkpoints/   the parent's training run
+    modules/class_<c>/                                      one module per class (travels)
+    composed.jaxexport                                      the sub-task classifier, one file
+    pipeline.json                                           the table below, as JSON
+
+Every stage is resumable: training resumes from its checkpoint, and modules and the exported
+classifier that already exist for the same parent step are reused.
+"""
+
+import json
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modjax.runs import modules as run_modules
+from modjax.runs.config import TrainConfig
+
+
+def _parse_classes(classes: Sequence[int], num_classes: int) -> list[int]:
+    out = [int(c) for c in classes]
+    if len(out) < 2 or len(set(out)) != len(out) or min(out) < 0 or max(out) >= num_classes:
+        raise ValueError(
+            f"classes={list(classes)!r} must be at least 2 distinct class ids in [0, {num_classes})"
+        )
+    return sorted(out)
+
+
+def parent_restricted_accuracy(config, run, variables, classes: Sequence[int]) -> float:
+    """Accuracy of the parent on the test samples of `classes`, argmax over those logits only."""
+    import jax
+
+    from modjax import data
+    from modjax.runs import training
+
+    images, labels = run.test_data
+    sel = np.isin(labels, classes)
+    x, y = images[sel], labels[sel]
+    preprocess = training.make_preprocess(config, run.info, augment=False)
+    cls = np.asarray(classes)
+
+    @jax.jit
+    def predict(batch):
+        logits, _ = run.model.apply(variables, preprocess(batch["image"], None), train=False)
+        return jax.numpy.asarray(cls)[jax.numpy.argmax(logits[:, cls], axis=-1)]
+
+    correct = 0
+    for batch in data.eval_batches(x, y, global_batch_size=config.global_batch_size):
+        pred = np.asarray(predict({"image": batch["image"]}))
+        correct += int(np.sum((pred == batch["label"]) & batch["mask"]))
+    return correct / max(len(y), 1)
+
+
+def run_pipeline(
+    config: TrainConfig,
+    workdir: str | pathlib.Path,
+    *,
+    classes: Sequence[int],
+    threshold: float = 0.9,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Trains `config` (MwT or MODA), extracts every class's module and composes `classes`.
+
+    Args:
+        config: a modular training run (`method` "mwt" or "moda").
+        workdir: where everything is written (see the module docstring).
+        classes: the sub-task: at least two class ids of the dataset.
+        threshold: extraction τ (METHODS §4.5, §5.4).
+        progress: show progress bars.
+
+    Returns:
+        `{"parent", "modules", "composed", "restricted", "rows", "times_s", ...}`, also written
+        to `workdir/pipeline.json`.
+
+    Raises:
+        ValueError: a non-modular method or bad class ids, before any work.
+    """
+    from modjax import data
+    from modjax.modular import export
+    from modjax.modular import io as module_io
+    from modjax.runs import report, training
+    from modjax.runs.workdir import load_run, write_json_atomic
+
+    if config.method not in ("mwt", "moda"):
+        raise ValueError(
+            f"method={config.method!r}: the pipeline needs modular training (mwt or moda)"
+        )
+    info = data.get_info(config.dataset)
+    classes = _parse_classes(classes, info.num_classes)
+    workdir = pathlib.Path(workdir)
+    times = {}
+
+    t0 = time.perf_counter()
+    summary = training.train_and_evaluate(config, workdir, progress=progress)
+    times["train"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    module_root = workdir / "modules"
+    if module_root.exists():
+        mods = json.loads((module_root / "modules.json").read_text())
+        if mods.get("step") != summary["steps"]:
+            raise ValueError(
+                f"{module_root} holds modules of step {mods.get('step')} but the run is at "
+                f"step {summary['steps']}; remove {module_root} to extract them again"
+            )
+    else:
+        mods = run_modules.modularize_workdir(
+            workdir, out=module_root, threshold=threshold, progress=progress
+        )
+    times["modularize"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    composed = run_modules.compose_dirs(
+        [module_root / f"class_{c}" for c in classes], data_dir=config.data_dir
+    )
+    spec = composed["saved"][0].info["preprocess"]
+    exported = export.export_composed(
+        composed["composed"],
+        workdir / "composed.jaxexport",
+        input_shape=spec["image_shape"],
+        class_names=composed["names"],
+        overwrite=True,
+    )
+    times["compose"] = time.perf_counter() - t0
+
+    cfg, run, variables, step = load_run(workdir, config.data_dir)
+    restricted = parent_restricted_accuracy(cfg, run, variables, classes)
+    parent_params = composed["size"]["parent_params"] // max(len(composed["groups"]), 1)
+    names = info.class_names or [str(c) for c in range(info.num_classes)]
+    rows = [
+        {
+            "what": f"parent ({config.model}, {info.num_classes} classes)",
+            "classes": "all",
+            "accuracy": summary["test_accuracy"],
+            "params": parent_params,
+            "of_parent": 1.0,
+        }
+    ]
+    for row in mods["classes"]:
+        module = module_io.load_module(module_root / f"class_{row['class']}")
+        rows.append(
+            {
+                "what": f"module {row['class']}"
+                + ("" if names[row["class"]] == str(row["class"]) else f" ({names[row['class']]})"),
+                "classes": str(row["class"]),
+                "accuracy": None,
+                "params": module.metrics["module_params"],
+                "of_parent": module.metrics["weight_retention"],
+            }
+        )
+    label = ",".join(map(str, classes))
+    rows.append(
+        {
+            "what": "parent restricted to the sub-task",
+            "classes": label,
+            "accuracy": restricted,
+            "params": parent_params,
+            "of_parent": 1.0,
+        }
+    )
+    rows.append(
+        {
+            "what": "composed from modules",
+            "classes": label,
+            "accuracy": composed["accuracy"],
+            "params": composed["size"]["params"],
+            "of_parent": composed["size"]["relative_params"],
+        }
+    )
+    value = {
+        "workdir": str(workdir.resolve()),
+        "step": step,
+        "method": config.method,
+        "classes": classes,
+        "rows": rows,
+        "parent_accuracy": summary["test_accuracy"],
+        "restricted_accuracy": restricted,
+        "composed_accuracy": composed["accuracy"],
+        "composed_size": composed["size"],
+        "export": {"path": str(exported.resolve()), "bytes": exported.stat().st_size},
+        "times_s": times,
+    }
+    write_json_atomic(workdir / "pipeline.json", report.jsonable(value))
+    return value
