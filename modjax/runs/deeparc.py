@@ -111,12 +111,13 @@ def arch(
     """
     out.mkdir(parents=True, exist_ok=True)
     images, _ = _subset(*ctx.test_data, examples, seed)
+    batch_size = min(batch_size, len(images))
     names, sim = pipeline.block_cka(
         ctx.model,
         ctx.variables,
         images,
         preprocess=ctx.preprocess,
-        batch_size=min(batch_size, len(images)),
+        batch_size=batch_size,
         passes=passes,
         seed=seed,
     )
