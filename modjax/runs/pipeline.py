@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from modjax.runs import modularize as run_modularize
 from modjax.runs import modules as run_modules
 from modjax.runs.config import TrainConfig
 
@@ -111,7 +112,7 @@ def run_pipeline(
                 f"step {summary['steps']}; remove {module_root} to extract them again"
             )
     else:
-        mods = run_modules.modularize_workdir(
+        mods = run_modularize.modularize_workdir(
             workdir, out=module_root, threshold=threshold, progress=progress
         )
     times["modularize"] = time.perf_counter() - t0
