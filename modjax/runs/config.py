@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 import sys
+import typing
 from typing import Any
 
 from modjax.modular.module import METHODS as MODULAR_METHODS
@@ -56,7 +57,33 @@ class TrainConfig:
     compactness_weight: float | None = None
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _check_type(field, getattr(self, field.name))
         _check(self.method in METHODS, "method", self.method, f"one of {METHODS}")
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
+        _check(self.backend in BACKENDS, "backend", self.backend, f"one of {BACKENDS}")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _check(
+            self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+            "weight_decay",
+            self.weight_decay,
+            "a finite number >= 0",
+        )
+        _check(
+            self.mask_learning_rate is None
+            or (self.mask_learning_rate > 0 and math.isfinite(self.mask_learning_rate)),
+            "mask_learning_rate",
+            self.mask_learning_rate,
+            "a positive finite number or None",
+        )
+        _check(self.t_max is None or self.t_max >= 1, "t_max", self.t_max, ">= 1 epochs or None")
+        _check(
+            self.num_devices is None or self.num_devices >= 1,
+            "num_devices",
+            self.num_devices,
+            ">= 1 or None",
+        )
+        _check(math.isfinite(self.width), "width", self.width, "a finite number > 0")
         _check(self.width > 0, "width", self.width, "> 0")
         _check(self.num_epochs >= 1, "num_epochs", self.num_epochs, ">= 1")
         _check(self.global_batch_size >= 1, "global_batch_size", self.global_batch_size, ">= 1")
@@ -93,6 +120,32 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+SCHEDULES = ("cosine", "constant")
+BACKENDS = ("auto", "raw", "tfds")
+
+
+class ConfigTypeError(TypeError, ValueError):
+    """A setting of the wrong type (a `ValueError` too, so the CLI reports it in one line)."""
+
+
+def _type_ok(value: Any, allowed: tuple) -> bool:
+    if value is None or isinstance(value, bool | str):
+        return type(value) in allowed  # a bool is no int, a str no number
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    return isinstance(value, float) and float in allowed
+
+
+def _check_type(field: dataclasses.Field, value: Any) -> None:
+    """`value` must have the field's annotated type (`X | None` fields also take None)."""
+    allowed = typing.get_args(field.type) or (field.type,)
+    if not _type_ok(value, allowed):
+        names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+        raise ConfigTypeError(
+            f"{field.name}={value!r} has type {type(value).__name__}; expected {names}"
+        )
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
