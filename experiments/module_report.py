@@ -28,7 +28,7 @@ from modjax.modular import compose as cp
 from modjax.modular import io as module_io
 from modjax.modular import prune
 from modjax.runs import report, training
-from modjax.runs.modules import restore_parent
+from modjax.runs.modularize import restore_parent
 
 
 def id_keep_trees(modules, variables, model_name, model_kwargs, input_shape):

@@ -101,7 +101,7 @@ def _parse_relabel(items) -> dict[tuple[str, int], int]:
 
 def compose(args) -> int:
     from modjax.modular import export
-    from modjax.runs import modules, report
+    from modjax.runs import modules, report, task_module
 
     relabel = _parse_relabel(args.relabel)
     if args.batch_size < 1:
@@ -116,7 +116,7 @@ def compose(args) -> int:
     composed = value.pop("composed")
     saved = value.pop("saved")
     if args.finetune_epochs > 0:
-        value["finetune"] = modules.finetune_task(
+        value["finetune"] = task_module.finetune_task(
             {"composed": composed, "saved": saved}, epochs=args.finetune_epochs,
             t_max=args.finetune_t_max, learning_rate=args.finetune_lr,
             batch_size=args.finetune_batch_size, eval_batch_size=args.batch_size,

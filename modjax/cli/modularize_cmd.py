@@ -43,7 +43,7 @@ def modularize(args) -> int:
     import jax
 
     from modjax.runs import report
-    from modjax.runs.modules import modularize_workdir
+    from modjax.runs.modularize import modularize_workdir
 
     if not 0.0 < args.threshold <= 1.0:
         raise ValueError(f"--threshold={args.threshold} must be in (0, 1] (tau = 0.9 by default)")

@@ -86,6 +86,22 @@ def _column_ids(abstract: Mapping[str, Any]) -> dict[str, Any]:
     return {col: jax.tree.map(ids, abstract[col]) for col in UNIT_COLLECTIONS if col in abstract}
 
 
+def _forward_order(model_name, model_kwargs, keep, classes, method, input_shape):
+    """`leaf name -> position of its layer` in the forward order of `prune`'s plan."""
+    from modjax.modular.prune import _plan  # the plan's ops are in forward order
+
+    plan = _plan(
+        model_name, model_kwargs, keep, classes=classes, method=method, input_shape=input_shape
+    )[0]
+    paths = [tuple(op[0]) for op in plan.ops]
+
+    def position(name: str) -> int:
+        parts = tuple(name.split("/")[1:])
+        return next((i for i, p in enumerate(paths) if parts[: len(p)] == p), len(paths))
+
+    return position
+
+
 def kept_units(
     model_name: str,
     model_kwargs: Mapping[str, Any],
@@ -133,7 +149,9 @@ def kept_units(
                 sets[n].update(a.tolist())
     parent = _flat(variables)
     index, values = {}, {}
-    for name, s in sets.items():
+    order = _forward_order(model_name, model_kwargs, keep, classes, method, input_shape)
+    for name in sorted(sets, key=lambda n: (order(n), n)):
+        s = sets[name]
         idx = np.asarray(sorted(s), np.int64)
         index[name] = idx
         values[name] = np.take(parent[name], idx, axis=-1)

@@ -2,12 +2,34 @@
 
 Files: `config` (the frozen `TrainConfig`, config files, JSON round-trip), `training` (a run's
 data, model and optimizer from a config; train and evaluate in a workdir), `workdir` (restore
-a run's checkpoint, describe its parent, atomic JSON), `report` (metrics lines and tables),
+a run's checkpoint, atomic JSON), `report` (metrics lines and tables),
 `callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN stop, progress bar,
-checkpoints).
+checkpoints), `modularize` (cut module directories from a run; restore a module's parent by
+hash), `modules` (compose module directories without any workdir), `task_module` (MwT task-module
+fine-tuning), `replacement` (MODA module replacement).
 The library below (`modjax.loop`, `modjax.modular`, ...) never touches a workdir.
 """
 
-from modjax.runs import callbacks, config, report, training, workdir
+from modjax.runs import (
+    callbacks,
+    config,
+    modularize,
+    modules,
+    replacement,
+    report,
+    task_module,
+    training,
+    workdir,
+)
 
-__all__ = ["callbacks", "config", "report", "training", "workdir"]
+__all__ = [
+    "callbacks",
+    "config",
+    "modularize",
+    "modules",
+    "replacement",
+    "report",
+    "task_module",
+    "training",
+    "workdir",
+]

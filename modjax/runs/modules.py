@@ -1,22 +1,18 @@
-"""Module directories in the workdir layer: cut them from a run, compose them without one.
+"""Composing module directories without the parents' workdirs.
 
-    summary = modularize_workdir(workdir, out=workdir / "modules", threshold=0.9)
-    result = compose_dirs(["mods/class_3", "mods/class_1"], calibrate=True)  # no workdir needed
+    result = compose_dirs(["mods/class_3", "mods/class_1"], calibrate=True)
     result["accuracy"], result["composed"].apply_fn
 
-`modularize_workdir` pins the checkpoint step it cut from and writes every module in the
-travelling format (`modjax.modular.io`, format 2): keep-masks, the parent's kept-unit values
-(`modular.portable.kept_units`), the pruned architecture, the parent's identity (model, kwargs,
-dataset, step and content hash), the test transform and class names. `compose_dirs` rebuilds
-the composition from those directories alone; datasets are read (by name, from `data_dir`) only
-to calibrate, evaluate or fine-tune.
+`compose_dirs` rebuilds the composition from module directories alone (`modular.io` format 2,
+cut by `runs.modularize.modularize_workdir`): each parent's kept-unit values are assembled
+(`modular.portable.assemble`), checked to cover the fused network, and composed with the
+recorded input transforms. Datasets are read (by name, from `data_dir`) only to calibrate or
+evaluate. Modules claiming one parent with two content hashes are refused.
 """
 
 import functools
 import os
 import pathlib
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,204 +23,6 @@ from modjax.modular import io as module_io
 from modjax.modular import portable
 from modjax.modular.compose import parent_key
 from modjax.modular.io import ModuleFileError
-from modjax.runs.workdir import load_run, write_json_atomic
-
-
-def describe_run(config, run, step: int, variables) -> dict[str, Any]:
-    """The parent description of a run's checkpoint: zoo model, dataset, step and hash."""
-    from modjax import modular
-
-    kwargs = {} if config.depth is None else {"depth": config.depth}
-    parent = modular.describe_parent(
-        config.model,
-        dataset=config.dataset,
-        checkpoint=None,
-        input_shape=run.input_shape,
-        num_classes=run.info.num_classes,
-        width=config.width,
-        mask_generators=config.method == "mwt",
-        **kwargs,
-    )
-    return {**parent, "step": int(step), "hash": portable.parent_hash(variables)}
-
-
-def restore_parent(module, workdir: str | os.PathLike, data_dir: str | None = None):
-    """`(config, run, variables, step)` of `workdir` at the module's step, checked by hash.
-
-    Raises:
-        ModuleFileError: the run's weights at that step are not the module's parent (field
-            `parent.hash`), or another model/dataset (naming the field).
-    """
-    workdir = pathlib.Path(workdir)
-    step = module.parent.get("step")
-    config, run, variables, step = load_run(workdir, data_dir, step=step)
-    found = describe_run(config, run, step, variables)
-    for key in ("model", "model_kwargs", "dataset", "input_shape", "hash"):
-        if parent_key({"v": found.get(key)}) != parent_key({"v": module.parent.get(key)}):
-            raise ModuleFileError(
-                f"the module's field 'parent.{key}' is {module.parent.get(key)!r} but the run "
-                f"in {workdir} at step {step} has {found.get(key)!r}: not the module's parent"
-            )
-    return config, run, variables, step
-
-
-def _save_all(out: pathlib.Path, write) -> None:
-    """Writes a directory whole or not at all (stale temporaries of killed runs removed)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def modularize_workdir(
-    workdir: str | os.PathLike,
-    *,
-    out: str | os.PathLike,
-    threshold: float = 0.9,
-    fallback: bool = True,
-    data_dir: str | None = None,
-    step: int | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Extracts one module per class from a MwT/MODA run and saves them under `out`.
-
-    Writes `out/class_<c>/` (format `module_io.FORMAT_VERSION`) and `out/modules.json`; `out` is
-    written whole or not at all.
-
-    Args:
-        workdir: a training workdir; `step` (default: latest) is pinned in every module.
-        out: the output directory; it must not exist.
-        threshold, fallback: extraction τ and fallback rule (METHODS §4.5, §5.4).
-
-    Returns:
-        The summary written to `modules.json` (with `rows` per class).
-
-    Raises:
-        ValueError: `out` exists, or a run of another method.
-    """
-    from modjax import data, metrics, parallel
-    from modjax import modular as mz
-    from modjax.modular.prune import prune
-    from modjax.runs import report, training
-
-    workdir, out = pathlib.Path(workdir), pathlib.Path(out)
-    if out.exists():
-        raise ValueError(f"--out {out} exists; remove it or choose another directory")
-    config, run, variables, step = load_run(workdir, data_dir, step=step)
-    if config.method not in mz.METHODS:
-        raise ValueError(
-            f"{workdir} was trained with method={config.method!r}; modularize needs a run "
-            f"trained with one of {list(mz.METHODS)}"
-        )
-    parent = describe_run(config, run, step, variables)
-    images, labels = run.train_data
-    batch = config.global_batch_size
-    extraction = mz.extract_modules(
-        data.eval_batches(images, labels, global_batch_size=batch),
-        variables=parallel.replicate(variables, run.mesh),
-        parent=dict(parent),
-        preprocess=training.make_preprocess(config, run.info, augment=False),
-        method=config.method,
-        threshold=threshold,
-        fallback=fallback,
-        model=run.model,
-        mesh=run.mesh,
-        total=data.num_eval_batches(len(labels), batch),
-        disable=not progress,
-    )
-    shape = tuple(run.input_shape)
-    names = run.info.class_names
-    spec = portable.preprocess_spec(
-        run.info, normalize=config.normalize, image_size=config.image_size
-    )
-    rows, saved = [], []
-    for module in extraction.modules:
-        c = module.classes[0]
-        classes = [c] if config.method == "moda" else None
-        pruned, pv = prune(
-            parent["model"],
-            parent["model_kwargs"],
-            variables,
-            module.keep,
-            classes=classes,
-            method=config.method,
-            input_shape=shape,
-        )
-        units = portable.kept_units(
-            parent["model"],
-            parent["model_kwargs"],
-            variables,
-            module.keep,
-            classes=classes,
-            method=config.method,
-            input_shape=shape,
-        )
-        size = metrics.module_macs_and_params(
-            (pruned, pv["params"], shape), (run.model, variables["params"], shape)
-        )
-        module = module._replace(
-            parent=parent,
-            metrics={
-                **module.metrics,
-                "weight_retention": size.relative_params,
-                "relative_macs": size.relative_macs,
-                "module_params": size.params,
-                "module_macs": size.macs,
-            },
-        )
-        info = {
-            "pruned": {
-                "model": parent["model"],
-                "model_kwargs": portable.model_kwargs_of(pruned),
-                "outputs": list(range(run.info.num_classes)) if classes is None else classes,
-            },
-            "preprocess": spec,
-            "class_names": [names[c] if names else str(c)],
-            "source": {"workdir": str(workdir.resolve()), "step": step},
-        }
-        saved.append((module, {"units": units.values, "unit_index": units.index}, info))
-        rows.append(
-            {
-                "class": c,
-                "name": names[c] if names else str(c),
-                "samples": module.metrics.get("num_samples"),
-                "unit_retention": module.metrics["kernel_rate"],
-                "weight_retention": size.relative_params,
-                "relative_macs": size.relative_macs,
-                "fallbacks": len(module.fallbacks),
-                "layer_retention": {n: float(np.mean(k)) for n, k in module.keep.items()},
-            }
-        )
-    summary = {
-        "workdir": str(workdir.resolve()),
-        "step": step,
-        "method": config.method,
-        "threshold": threshold,
-        "fallback": fallback,
-        "parent": parent,
-        "extraction_time_s": extraction.timing,
-        "num_fallbacks": len(extraction.fallbacks),
-        "classes": rows,
-        "format_version": module_io.FORMAT_VERSION,
-    }
-
-    def write(tmp: pathlib.Path) -> None:
-        for module, arrays, info in saved:
-            module_io.save_module(
-                module, tmp / f"class_{module.classes[0]}", arrays=arrays, info=info
-            )
-        write_json_atomic(tmp / "modules.json", report.jsonable(summary))
-        os.chmod(tmp / "modules.json", 0o644)
-
-    _save_all(out, write)
-    return summary
 
 
 def units_of(saved: module_io.Saved) -> portable.Units:
@@ -315,7 +113,7 @@ def build_composition(
             what=f"modules {', '.join(names)}",
         )
         vbp[key] = variables
-        spec = _field(group[0], "preprocess")
+        spec = info_section(group[0], "preprocess")
         specs[key] = spec
         pre[key] = functools.partial(portable.input_transform(spec), rng=jax.random.PRNGKey(0))
     shapes = {tuple(s["image_shape"]) for s in specs.values()}
@@ -325,10 +123,20 @@ def build_composition(
             "composition feeds one input to every parent"
         )
     composed = cp.compose([s.module for s in saved], vbp, relabel=relabel, preprocess_by_parent=pre)
+    for g in composed.groups:
+        group = by_key[g.key]
+        if len(group) == 1 and "pruned" in group[0].info:  # its own pruned form, as recorded
+            recorded = group[0].info["pruned"].get("model_kwargs")
+            if parent_key(recorded) != parent_key(portable.model_kwargs_of(g.model)):
+                raise ModuleFileError(
+                    f"{group[0].path / module_io.MANIFEST} field 'info.pruned.model_kwargs' "
+                    f"does not match the network its keep-masks and units rebuild"
+                )
     return composed, specs
 
 
-def _field(s: module_io.Saved, key: str) -> Any:
+def info_section(s: module_io.Saved, key: str) -> Any:
+    """A method-specific manifest section (`info[key]`) of a loaded module directory."""
     if key not in s.info:
         raise ModuleFileError(f"{s.path / module_io.MANIFEST} field 'info' lacks {key!r}")
     return s.info[key]
@@ -338,13 +146,14 @@ def class_names(saved: Sequence[module_io.Saved]) -> dict[tuple[str, int], str]:
     """`{(dataset, class id): name}` from the modules' manifests."""
     out = {}
     for s in saved:
-        names = _field(s, "class_names")
+        names = info_section(s, "class_names")
         for c, n in zip(s.module.classes, names):
             out[(s.module.parent.get("dataset"), int(c))] = str(n)
     return out
 
 
-def _split(dataset: str, split: str, data_dir: str | None):
+def load_split(dataset: str, split: str, data_dir: str | None):
+    """One split of a dataset by name (modules record the name, not a workdir)."""
     from modjax import data
 
     return data.load(dataset, split, data_dir=data_dir)
@@ -389,7 +198,7 @@ def compose_dirs(
     if calibrate:
         cal = {}
         for g in composed.groups:
-            images, labels = _split(g.parent["dataset"], "train", data_dir)
+            images, labels = load_split(g.parent["dataset"], "train", data_dir)
             sel = np.isin(labels, g.classes)
             batches = data.eval_batches(images[sel], labels[sel], global_batch_size=batch_size)
             fn = portable.input_transform(specs[g.key])
@@ -432,7 +241,7 @@ def compose_dirs(
     out_id = dict(zip(composed.sources, composed.classes))
     test_x, test_y = [], []
     for dataset in dict.fromkeys(d for d, _ in composed.sources):
-        images, labels = _split(dataset, "test", data_dir)
+        images, labels = load_split(dataset, "test", data_dir)
         mapping = {c: i for (d, c), i in out_id.items() if d == dataset}
         sel = np.isin(labels, list(mapping))
         test_x.append(images[sel])
@@ -461,119 +270,13 @@ def compose_dirs(
     return value
 
 
-def finetune_task(
-    value: Mapping[str, Any],
-    *,
-    epochs: int,
-    t_max: int = 20,
-    learning_rate: float = 0.05,
-    batch_size: int = 128,
-    eval_batch_size: int = 256,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    data_dir: str | None = None,
-) -> dict[str, Any]:
-    """Fine-tunes the MwT task module of a one-parent `compose_dirs` result (METHODS §4.6).
-
-    Reads the parent dataset's training split (T's samples, stratified validation split) and
-    test split; returns the JSON summary (best-validation and last-epoch test accuracy).
-
-    Raises:
-        ValueError: modules that are not MwT or come from several parents, bad arguments.
-    """
-    from modjax import loop, train
-    from modjax.modular import finetune
-
-    saved = value["saved"]
-    other = [f"{s.path} ({s.module.method})" for s in saved if s.module.method != "mwt"]
-    if other:
-        raise ValueError(
-            f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
-            f"{', '.join(other)}"
-        )
-    groups = value["composed"].groups
-    if len(groups) > 1:
-        raise ValueError(
-            f"--finetune-epochs needs modules of one parent; --modules come from {len(groups)} "
-            "different parents"
-        )
-    group = groups[0]
-    spec = _field(saved[0], "preprocess")
-    classes = np.asarray(sorted(group.classes))  # T; labels become positions in sorted T
-
-    def of_t(images, labels):
-        sel = np.isin(labels, classes)
-        return images[sel], np.searchsorted(classes, labels[sel]).astype(np.int32)
-
-    tr_x, tr_y = of_t(*_split(spec["dataset"], "train", data_dir))
-    te_x, te_y = of_t(*_split(spec["dataset"], "test", data_dir))
-    train_idx, val_idx = finetune.stratified_split(tr_y, fraction=val_fraction, seed=seed)
-    if len(train_idx) < batch_size:
-        raise ValueError(
-            f"--finetune-batch-size={batch_size} exceeds the {len(train_idx)} fine-tuning "
-            f"samples of classes {classes.tolist()}; pass a smaller one"
-        )
-    model, variables = finetune.make_task_head(
-        group.model, group.variables, num_outputs=len(classes), seed=seed
-    )
-    eval_pre = portable.input_transform(spec)
-    t0 = time.perf_counter()
-    res = finetune.finetune_task_module(
-        model,
-        variables,
-        (tr_x[train_idx], tr_y[train_idx]),
-        (tr_x[val_idx], tr_y[val_idx]),
-        num_classes=len(classes),
-        train_preprocess=portable.input_transform(spec, augment=True),
-        eval_preprocess=eval_pre,
-        num_epochs=epochs,
-        t_max=t_max,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    train_s = time.perf_counter() - t0
-    evaluate = train.make_eval_step(model=model, preprocess=eval_pre, num_classes=len(classes))
-
-    def test_accuracy(v) -> float:
-        return loop.evaluate(
-            eval_step=evaluate,
-            variables=v,
-            images=te_x,
-            labels=te_y,
-            global_batch_size=eval_batch_size,
-        )["accuracy"]
-
-    return {
-        "classes": classes.tolist(),
-        "epochs": epochs,
-        "t_max": t_max,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "train_samples": len(train_idx),
-        "val_samples": len(val_idx),
-        "test_samples": len(te_y),
-        "best_epoch": res.best_epoch,
-        "best_val_accuracy": res.best_val_accuracy,
-        "best_accuracy": test_accuracy(res.best_variables),
-        "last_val_accuracy": res.last_val_accuracy,
-        "last_accuracy": test_accuracy(res.last_variables),
-        "history": res.history,
-        "train_time_s": train_s,
-    }
-
-
 __all__ = [
     "build_composition",
     "check_parents",
     "class_names",
     "compose_dirs",
-    "describe_run",
-    "finetune_task",
+    "info_section",
     "load_dirs",
-    "modularize_workdir",
-    "restore_parent",
+    "load_split",
     "units_of",
 ]

@@ -236,3 +236,17 @@ def test_method_arrays_travel_and_interrupted_saves_leave_nothing(tmp_path, mlp,
         module_io.save_module(module, path, arrays={"edge_masks": edges}, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     assert module_io.load(path).module.classes == (1,)
+
+
+def test_units_are_listed_in_forward_layer_order():
+    kw = {"num_classes": 10, "width": 0.125}
+    shape = (32, 32, 3)
+    model = models.get_model("vgg16", **kw)
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape))))
+    v = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
+    points = models.mask_points(model, input_shape=shape)
+    keep = {n: np.arange(c) % 2 == 0 for n, c in points.items()}
+    units = portable.kept_units("vgg16", kw, v, keep, classes=[1], method="moda",
+                                input_shape=shape)
+    layers = list(dict.fromkeys(n.split("/")[1] for n in units.index))
+    assert layers == [*points, "head"] and layers.index("conv_2") < layers.index("conv_10")

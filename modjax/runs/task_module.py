@@ -1,0 +1,121 @@
+"""The MwT task module of a composition, fine-tuned on its dataset (METHODS §4.6).
+
+value = compose_dirs(dirs)                       # runs.modules
+summary = finetune_task(value, epochs=10)        # best-validation and last-epoch accuracy
+"""
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from modjax.modular import portable
+from modjax.runs.modules import info_section, load_split
+
+
+def finetune_task(
+    value: Mapping[str, Any],
+    *,
+    epochs: int,
+    t_max: int = 20,
+    learning_rate: float = 0.05,
+    batch_size: int = 128,
+    eval_batch_size: int = 256,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tunes the MwT task module of a one-parent `compose_dirs` result (METHODS §4.6).
+
+    Reads the parent dataset's training split (T's samples, stratified validation split) and
+    test split; returns the JSON summary (best-validation and last-epoch test accuracy).
+
+    Raises:
+        ValueError: modules that are not MwT or come from several parents, bad arguments.
+    """
+    from modjax import loop, train
+    from modjax.modular import finetune
+
+    saved = value["saved"]
+    other = [f"{s.path} ({s.module.method})" for s in saved if s.module.method != "mwt"]
+    if other:
+        raise ValueError(
+            f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
+            f"{', '.join(other)}"
+        )
+    groups = value["composed"].groups
+    if len(groups) > 1:
+        raise ValueError(
+            f"--finetune-epochs needs modules of one parent; --modules come from {len(groups)} "
+            "different parents"
+        )
+    group = groups[0]
+    spec = info_section(saved[0], "preprocess")
+    classes = np.asarray(sorted(group.classes))  # T; labels become positions in sorted T
+
+    def of_t(images, labels):
+        sel = np.isin(labels, classes)
+        return images[sel], np.searchsorted(classes, labels[sel]).astype(np.int32)
+
+    tr_x, tr_y = of_t(*load_split(spec["dataset"], "train", data_dir))
+    te_x, te_y = of_t(*load_split(spec["dataset"], "test", data_dir))
+    train_idx, val_idx = finetune.stratified_split(tr_y, fraction=val_fraction, seed=seed)
+    if len(train_idx) < batch_size:
+        raise ValueError(
+            f"--finetune-batch-size={batch_size} exceeds the {len(train_idx)} fine-tuning "
+            f"samples of classes {classes.tolist()}; pass a smaller one"
+        )
+    model, variables = finetune.make_task_head(
+        group.model, group.variables, num_outputs=len(classes), seed=seed
+    )
+    eval_pre = portable.input_transform(spec)
+    t0 = time.perf_counter()
+    res = finetune.finetune_task_module(
+        model,
+        variables,
+        (tr_x[train_idx], tr_y[train_idx]),
+        (tr_x[val_idx], tr_y[val_idx]),
+        num_classes=len(classes),
+        train_preprocess=portable.input_transform(spec, augment=True),
+        eval_preprocess=eval_pre,
+        num_epochs=epochs,
+        t_max=t_max,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    train_s = time.perf_counter() - t0
+    evaluate = train.make_eval_step(model=model, preprocess=eval_pre, num_classes=len(classes))
+
+    def test_accuracy(v) -> float:
+        return loop.evaluate(
+            eval_step=evaluate,
+            variables=v,
+            images=te_x,
+            labels=te_y,
+            global_batch_size=eval_batch_size,
+        )["accuracy"]
+
+    return {
+        "classes": classes.tolist(),
+        "epochs": epochs,
+        "t_max": t_max,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "train_samples": len(train_idx),
+        "val_samples": len(val_idx),
+        "test_samples": len(te_y),
+        "best_epoch": res.best_epoch,
+        "best_val_accuracy": res.best_val_accuracy,
+        "best_accuracy": test_accuracy(res.best_variables),
+        "last_val_accuracy": res.last_val_accuracy,
+        "last_accuracy": test_accuracy(res.last_variables),
+        "history": res.history,
+        "train_time_s": train_s,
+    }
+
+
+__all__ = ["finetune_task"]
