@@ -44,11 +44,18 @@ def executed(tmp_path_factory):
     return nb, out
 
 
-def test_committed_notebook_is_clean():
+def test_committed_notebook_holds_the_outputs_of_a_normal_run():
     nb = nbformat.read(MODULAR, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), "clear the outputs"
+    # Committed executed (not in tiny mode), all cells in order, so its figures show on GitHub.
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "run all cells"
+    outputs = cell_outputs(nb)
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    assert "[TINY]" not in text and sorted(_results_table(text)) == sorted(METHODS), text
+    pngs = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(pngs) == len(FIGURES)
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and params[0] is code[0]
     for name in ("DATA_DIR", "DATASET", "MODEL", "WIDTH", "IMAGE_SIZE", "TRAIN_EXAMPLES",
