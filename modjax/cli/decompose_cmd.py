@@ -53,6 +53,12 @@ def add_parser(sub) -> None:
         default=0.9,
         help="a CI positive needs p_c > this (default: %(default)s); lower it for weak parents",
     )
+    p.add_argument(
+        "--allow-fewer",
+        action="store_true",
+        help="use the confident positives there are when a class has fewer than the variant's "
+        "count (the reference code's behaviour) instead of stopping with an error",
+    )
     p.add_argument("--positives", type=int, help="CI positives per class (default: the variant's)")
     p.add_argument(
         "--negatives", type=int, help="TI negatives per other class (default: the variant's)"

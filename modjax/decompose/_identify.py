@@ -41,7 +41,9 @@ def _last(cond: jax.Array, t: jax.Array) -> jax.Array:
     return jnp.max(jnp.where(cond, t.reshape((-1,) + (1,) * (cond.ndim - 1)), -1), axis=0)
 
 
-def first_flags(zero_out: jax.Array, col_nnz: jax.Array, *, guard: float) -> jax.Array:
+def first_flags(
+    zero_out: jax.Array, col_nnz: jax.Array, *, guard: float, valid: jax.Array | None = None
+) -> jax.Array:
     """Which positives are first passes (the first, and each one after a sparsity reset).
 
     Args:
@@ -49,6 +51,7 @@ def first_flags(zero_out: jax.Array, col_nnz: jax.Array, *, guard: float) -> jax
             all False otherwise).
         col_nnz: `[K]` non-zero weights per output column of W_L.
         guard: reset when the output layer keeps fewer than `guard` non-zero weights.
+        valid: `[P]` bool, False for padding rows (skipped: no state change, never first).
 
     Returns:
         `[P]` bool.
@@ -59,14 +62,18 @@ def first_flags(zero_out: jax.Array, col_nnz: jax.Array, *, guard: float) -> jax
         [True, True, True]
     """
 
-    def step(carry, zero):
+    def step(carry, row):
+        zero, ok = row
         first, alive = carry
-        alive = ~zero & (first | alive)
-        nnz = jnp.sum(jnp.where(alive, col_nnz, 0))
-        return (nnz < guard, alive), first
+        new_alive = ~zero & (first | alive)
+        nnz = jnp.sum(jnp.where(new_alive, col_nnz, 0))
+        carry = (jnp.where(ok, nnz < guard, first), jnp.where(ok, new_alive, alive))
+        return carry, first & ok
 
+    if valid is None:
+        valid = jnp.ones(zero_out.shape[0], bool)
     init = (jnp.array(True), jnp.zeros(zero_out.shape[1], bool))
-    return jax.lax.scan(step, init, zero_out)[1]
+    return jax.lax.scan(step, init, (zero_out, valid))[1]
 
 
 def identify(
@@ -79,6 +86,7 @@ def identify(
     negatives_first: bool = False,
     guard_fraction: float = 45 / 490,
     parity: bool = False,
+    valid: jax.Array | None = None,
 ) -> Masks:
     """CI on `positives` and TI on `negatives` for one module, as keep-masks.
 
@@ -93,6 +101,8 @@ def identify(
         guard_fraction: the sparsity reset fires when nnz(D_L) < fraction · size(W_L).
         parity: the code's in-sample order (a first-pass copy beats the row zeroing of an
             inactive source); default lets zeroing dominate (METHODS §7.2).
+        valid: `[P]` bool, False for padding positives (a class with fewer than P), which
+            are skipped; None means all valid.
 
     Returns:
         `Masks` of the module: D_l = W_l · kernels[l], d_l = b_l · biases[l].
@@ -107,7 +117,9 @@ def identify(
     if num_p == 0:
         raise ValueError("positives is empty; CI needs at least one sample of the class")
     offset_ci, offset_ti = (num_q, 0) if negatives_first else (0, num_p)
-    t_ci = offset_ci + jnp.arange(num_p)
+    if valid is None:
+        valid = jnp.ones(num_p, bool)
+    t_ci = jnp.where(valid, offset_ci + jnp.arange(num_p), -1)
     t_ti = offset_ti + jnp.arange(num_q)
     z_pos, p_pos = monitor(layers, positives)
     z_neg, p_neg = monitor(layers, negatives)
@@ -118,7 +130,7 @@ def identify(
     else:
         zero_out = p_pos <= ci_out_threshold
     col_nnz = jnp.sum(w_out != 0, axis=0)
-    firsts = first_flags(zero_out, col_nnz, guard=guard_fraction * w_out.size)
+    firsts = first_flags(zero_out, col_nnz, guard=guard_fraction * w_out.size, valid=valid)
     last_first = _last(firsts, t_ci)
     last_later = _last(~firsts, t_ci)
 

@@ -80,6 +80,7 @@ def decompose_class(
     cm: str = "rie",
     parity: bool = False,
     paper_constants: bool = False,
+    valid: jax.Array | None = None,
 ) -> dict[str, Any]:
     """The module of class `c` (library maths, not jitted; see `make_decompose`).
 
@@ -92,6 +93,7 @@ def decompose_class(
         cm: concern modularization: `rie` (default), `c`, or `none`.
         parity: the reference code's quirks (CI order, CM-RIE criterion/merge, bias mean).
         paper_constants: the paper's thresholds and counts instead of the code's.
+        valid: `[P]` bool marking real positives (False: padding), or None.
 
     Returns:
         The module's parameters, shaped like `params`.
@@ -109,6 +111,7 @@ def decompose_class(
         negatives_first=v.negatives_first,
         guard_fraction=v.guard_fraction,
         parity=parity,
+        valid=valid,
     )
     module = [
         (jnp.where(km, w, 0.0), jnp.where(bm, b, 0.0))
@@ -134,8 +137,9 @@ def make_decompose(
         ti, cm, parity, paper_constants: as in `decompose_class`.
 
     Returns:
-        `decompose(params, positives [C, P, ...], negatives [C, Q, ...])` → module params with a
-        leading class axis `[C, ...]` on every leaf (module c is class c).
+        `decompose(params, positives [C, P, ...], negatives [C, Q, ...], valid=None)` → module
+        params with a leading class axis `[C, ...]` on every leaf (module c is class c);
+        `valid [C, P]` marks real positives when a class has fewer than P (padding last).
 
     Example:
         >>> import numpy as np
@@ -150,17 +154,29 @@ def make_decompose(
     if cm not in CM_VARIANTS:
         raise ValueError(f"cm={cm!r} must be one of {list(CM_VARIANTS)}")
 
-    def one(params, pos, neg, c):
+    def one(params, pos, neg, c, ok):
         return decompose_class(
-            params, pos, neg, c, ti=ti, cm=cm, parity=parity, paper_constants=paper_constants
+            params,
+            pos,
+            neg,
+            c,
+            ti=ti,
+            cm=cm,
+            parity=parity,
+            paper_constants=paper_constants,
+            valid=ok,
         )
 
-    def decompose(params, positives, negatives):
+    def decompose(params, positives, negatives, valid=None):
         if positives.shape[0] != negatives.shape[0]:
             raise ValueError(
                 f"positives has {positives.shape[0]} classes and negatives {negatives.shape[0]}"
             )
+        if valid is None:
+            valid = jnp.ones(positives.shape[:2], bool)
         classes = jnp.arange(positives.shape[0])
-        return jax.vmap(one, in_axes=(None, 0, 0, 0))(params, positives, negatives, classes)
+        return jax.vmap(one, in_axes=(None, 0, 0, 0, 0))(
+            params, positives, negatives, classes, valid
+        )
 
     return jax.jit(decompose)

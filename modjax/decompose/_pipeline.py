@@ -32,6 +32,7 @@ def decompose_dense(
     parity: bool = False,
     paper_constants: bool = False,
     confidence: float = 0.9,
+    allow_fewer: bool = False,
     num_positives: int | None = None,
     negatives_per_class: int | None = None,
     parent: Mapping[str, Any] | None = None,
@@ -47,6 +48,8 @@ def decompose_dense(
         parity: the reference code's quirks (METHODS §12 rows 16–18).
         paper_constants: the paper's TI constants instead of the code's.
         confidence: a CI positive needs p_c > confidence (0.9).
+        allow_fewer: use the confident positives there are when a class has fewer than the
+            variant's count (the reference code's behaviour) instead of raising.
         num_positives: overrides the variant's positives per class.
         negatives_per_class: overrides the variant's negatives per class.
         parent: the parent description stored in every module.
@@ -81,9 +84,15 @@ def decompose_dense(
         num_positives=num_p,
         negatives_per_class=num_n,
         confidence=confidence,
+        allow_fewer=allow_fewer,
     )
     fn = make_decompose(ti=ti, cm=cm, parity=parity, paper_constants=paper_constants)
-    stacked = fn(params, jnp.asarray(samples.positives), jnp.asarray(samples.negatives))
+    stacked = fn(
+        params,
+        jnp.asarray(samples.positives),
+        jnp.asarray(samples.negatives),
+        jnp.asarray(samples.valid),
+    )
     settings = {
         "ti": ti,
         "cm": cm,

@@ -14,11 +14,13 @@ class Samples(NamedTuple):
         negatives: `[C, (C−1)·k, ...]`: the first k images of every other class, class by class
             (TI's result does not depend on their order, so the reference shuffle is dropped).
         num_confident: `[C]` how many confident positives each class had in all.
+        valid: `[C, P]` bool, False for padding rows (only with `allow_fewer`).
     """
 
     positives: np.ndarray
     negatives: np.ndarray
     num_confident: np.ndarray
+    valid: np.ndarray
 
 
 def select_samples(
@@ -29,6 +31,7 @@ def select_samples(
     num_positives: int,
     negatives_per_class: int,
     confidence: float = 0.9,
+    allow_fewer: bool = False,
 ) -> Samples:
     """Picks CI positives and TI negatives for every class.
 
@@ -39,13 +42,15 @@ def select_samples(
         num_positives: P, positives per class (1000 in the paper).
         negatives_per_class: k, negatives from each other class.
         confidence: a positive needs p_c > confidence (0.9 in the paper).
+        allow_fewer: take the confident positives there are when a class has fewer than P
+            (the reference code's `digit[0:1000]`), padding with rows marked invalid.
 
     Returns:
         `Samples`.
 
     Raises:
-        ValueError: a class with fewer than P confident positives or k images, naming the
-            class and the count found.
+        ValueError: a class with fewer than P confident positives (any, with `allow_fewer`)
+            or k images, naming the class and the count found.
 
     Example:
         >>> x = np.arange(6.0)[:, None]
@@ -61,17 +66,21 @@ def select_samples(
             f"num_positives={num_positives} must be >= 1 and negatives_per_class="
             f"{negatives_per_class} >= 0"
         )
-    pos, neg, found = [], [], []
+    pos, neg, found, valid = [], [], [], []
     for c in range(num_classes):
         ok = np.flatnonzero((labels == c) & (probs[:, c] > confidence))
         found.append(ok.size)
-        if ok.size < num_positives:
+        if ok.size < num_positives and not (allow_fewer and ok.size > 0):
             raise ValueError(
                 f"class {c} has {ok.size} training samples classified with p > {confidence}; "
                 f"the method needs {num_positives}. Lower the bar with confidence=... "
-                "(--confidence) or num_positives=... (--positives)"
+                "(--confidence), num_positives=... (--positives) or allow_fewer=True "
+                "(--allow-fewer, the reference code's behaviour)"
             )
-        pos.append(images[ok[:num_positives]])
+        take = images[ok[:num_positives]]
+        pad = num_positives - take.shape[0]
+        pos.append(np.concatenate([take, np.zeros((pad, *images.shape[1:]), images.dtype)]))
+        valid.append(np.arange(num_positives) < take.shape[0])
         rows = []
         for k in range(num_classes):
             if k == c:
@@ -83,4 +92,4 @@ def select_samples(
                 )
             rows.append(images[idx])
         neg.append(np.concatenate(rows) if rows else images[:0])
-    return Samples(np.stack(pos), np.stack(neg), np.asarray(found))
+    return Samples(np.stack(pos), np.stack(neg), np.asarray(found), np.stack(valid))

@@ -37,7 +37,6 @@ def _np_layers(params):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"ti_out_threshold": 0.5},
         {"ti_out_threshold": 1e-4},
         {"ti_out_threshold": 0.3, "negatives_first": True},
         {"ti_out_threshold": 0.5, "ci_out_threshold": 0.05},
@@ -154,3 +153,22 @@ def test_rie_merges_several_nodes(parity):
         want, _ = ref.remove_irrelevant([prev, out], [np.zeros(4), bias], c, parity=parity)
         for (w, _), wd in zip(got, want):
             np.testing.assert_allclose(np.asarray(w), wd, atol=1e-6, err_msg=f"class {c}")
+
+
+@pytest.mark.parametrize("parity", [False, True])
+def test_padding_positives_are_skipped(parity):
+    params = _parent(2, seed=5, scale=2.0)
+    pos, neg = _samples(5, 12), _samples(6, 6)
+    valid = np.arange(12) < 7
+    padded = np.where(valid[:, None], pos, 0.0).astype(np.float32)
+    ws, bs = _np_layers(params)
+    kw = {"ti_out_threshold": 0.5, "ci_out_threshold": 0.2}
+    want_D, want_d = _ref_with_guard(ws, bs, pos[:7], neg, parity, 0.6, **kw)
+    masks = jax.jit(
+        lambda p, x, y, v: identify(
+            dense_layers(p), x, y, parity=parity, guard_fraction=0.6, valid=v, **kw
+        )
+    )(params, padded, neg, valid)
+    for l, (km, bm) in enumerate(zip(masks.kernels, masks.biases)):
+        np.testing.assert_array_equal(np.asarray(km) & (ws[l] != 0), want_D[l] != 0)
+        np.testing.assert_array_equal(np.asarray(bm) & (bs[l] != 0), want_d[l] != 0)
