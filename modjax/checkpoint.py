@@ -1,4 +1,10 @@
-"""Checkpoints with Orbax: save every N steps, keep the last K, atomic writes, resume latest."""
+"""Checkpoints with Orbax: save every N steps, keep the last K, atomic writes, resume latest.
+
+Every checkpoint records a checksum of each leaf of the state in its JSON `meta` (two 32-bit
+sums over the leaf's bytes, computed on the devices, so multi-host states need no gather);
+`restore` recomputes them and refuses a checkpoint whose bytes changed, naming the step, the
+leaf and the earlier steps to fall back to.
+"""
 
 import contextlib
 import logging
@@ -6,6 +12,8 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 logger = logging.getLogger(__name__)
@@ -13,6 +21,45 @@ logger = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be restored (damaged, truncated, or another model's)."""
+
+
+CHECKSUMS = "checksums"
+"""Key of the per-leaf checksums in a checkpoint's `meta`."""
+
+
+def _words(x: jax.Array) -> jax.Array:
+    """A leaf's bytes as a flat uint32 vector (narrower dtypes widened, wider ones split)."""
+    x = jnp.ravel(x)
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    size = x.dtype.itemsize
+    if size < 4:
+        return jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * size}")).astype(jnp.uint32)
+    if size == 4:
+        return jax.lax.bitcast_convert_type(x, jnp.uint32)
+    return jnp.ravel(jax.lax.bitcast_convert_type(x, jnp.uint32))
+
+
+@jax.jit
+def _leaf_sums(tree: Any) -> list[jax.Array]:
+    out = []
+    for leaf in jax.tree.leaves(tree):
+        w = _words(jnp.asarray(leaf))
+        pos = jnp.arange(1, w.size + 1, dtype=jnp.uint32)
+        out.append(jnp.stack([jnp.sum(w, dtype=jnp.uint32), jnp.sum(w * pos, dtype=jnp.uint32)]))
+    return out
+
+
+def checksums(state: Any) -> dict[str, list[int]]:
+    """`{leaf path: [sum of words, position-weighted sum]}` mod 2³², computed on the devices.
+
+    Example:
+        >>> checksums({"w": jnp.ones(2, jnp.float32)})
+        {"['w']": [2130706432, 3196059648]}
+    """
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+    sums = jax.device_get(_leaf_sums(state))
+    return {p: [int(a), int(b)] for p, (a, b) in zip(paths, sums)}
 
 
 def make_manager(
@@ -76,13 +123,17 @@ def save(
 ) -> bool:
     """Saves `state` (a pytree) and JSON `meta` at `step` if the manager's interval says so.
 
+    The state's checksums (`checksums`) are added to `meta`; computing them waits for the
+    state, so this syncs with the device at checkpoint steps only.
+
     Returns:
         Whether a checkpoint was started (writes finish in the background; call
         `manager.wait_until_finished()` before exiting).
     """
-    args = ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {})
-    )
+    if not force and not manager.should_save(step):
+        return False
+    meta = {**(meta or {}), CHECKSUMS: checksums(state)}
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     return manager.save(step, args=args, force=force)
 
 
@@ -120,4 +171,27 @@ def restore(
             "damaged or was written by a different model/optimizer configuration; delete that "
             "step's directory to resume from the previous one, or start a new workdir."
         ) from err
-    return restored.state, dict(restored.meta or {})
+    meta = dict(restored.meta or {})
+    _verify(manager, step, restored.state, meta.get(CHECKSUMS))
+    return restored.state, meta
+
+
+def _verify(manager, step: int, state: Any, expected: dict[str, list[int]] | None) -> None:
+    if expected is None:  # written before checksums were recorded
+        logger.warning("checkpoint step %d in %s has no checksums", step, manager.directory)
+        return
+    found = checksums(state)
+    bad = [p for p, sums in expected.items() if found.get(p) != sums]
+    if bad or set(found) != set(expected):
+        earlier = [s for s in manager.all_steps() if s < step]
+        hint = (
+            f"the previous checkpoint is step {max(earlier)} (delete step {step}'s directory or "
+            "resume with --resume-from-valid)"
+            if earlier
+            else "there is no earlier checkpoint"
+        )
+        raise CheckpointError(
+            f"checkpoint step {step} in {manager.directory} is damaged: the bytes of "
+            f"{bad[:3] or sorted(set(found) ^ set(expected))[:3]} differ from the checksums "
+            f"recorded when it was saved; {hint}"
+        )
