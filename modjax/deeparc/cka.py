@@ -95,6 +95,23 @@ def _centring_terms(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mu - jnp.sum(mu) / (2 * (n - 1)), diag
 
 
+MAX_G_FLOATS = 2**26
+"""Default memory budget of the stacked G (256 MiB of float32): larger stacks are chunked."""
+
+
+def auto_row_chunk(n: int, num_layers: int, *, max_floats: int = MAX_G_FLOATS) -> int:
+    """The largest divisor of n such that G's chunk (`num_layers × chunk × n`) fits `max_floats`.
+
+    Example:
+        >>> auto_row_chunk(256, 54), auto_row_chunk(256, 5000)
+        (256, 32)
+    """
+    for chunk in range(n, 0, -1):
+        if n % chunk == 0 and num_layers * chunk * n <= max_floats:
+            return chunk
+    return 1
+
+
 def accumulate_hsic(
     h: jax.Array, features: Sequence[jax.Array], *, row_chunk: int | None = None
 ) -> jax.Array:
@@ -103,12 +120,14 @@ def accumulate_hsic(
     The 1/(n(n − 3)) factor is dropped (it cancels in CKA). With `row_chunk`, G is built and
     multiplied `row_chunk` Gram rows at a time (a `fori_loop`), so the memory is
     `L × row_chunk × n` floats rather than `L × n²`, whatever the number of layers L; the
-    centring only needs each layer's column sums. Pure: jit it (or the step that calls it).
+    centring only needs each layer's column sums. By default the chunk is chosen so that G stays
+    under `MAX_G_FLOATS`. Pure: jit it (or the step that calls it).
 
     Args:
         h: `[L, L]` float32 accumulator (zeros at the start).
         features: L arrays `[n, ...]`, one per layer, flattened per example.
-        row_chunk: Gram rows per chunk; must divide n. None = all n rows at once.
+        row_chunk: Gram rows per chunk; must divide n. None = `auto_row_chunk(n, L)`: all n
+            rows at once unless G would exceed `MAX_G_FLOATS`.
 
     Returns:
         The updated `[L, L]` float32 accumulator.
@@ -131,7 +150,7 @@ def accumulate_hsic(
         raise ValueError(f"every layer needs the same number of examples; got {sorted(sizes)}")
     n = sizes.pop()
     check_batch(n)
-    chunk = n if row_chunk is None else row_chunk
+    chunk = auto_row_chunk(n, num_layers) if row_chunk is None else row_chunk
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1 or n % chunk:
         raise ValueError(f"row_chunk={row_chunk!r} must be a positive divisor of n={n}")
     terms = [_centring_terms(x) for x in xs]

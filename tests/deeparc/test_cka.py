@@ -108,3 +108,11 @@ def test_bad_inputs_name_the_value():
     h = cka.accumulate_hsic(jnp.zeros((2, 2)), [np.ones((8, 3), np.float32), _feats(0, n=8)[0]])
     with pytest.raises(ValueError, match="index 0"):
         cka.cka_from_hsic(h)
+
+
+def test_auto_row_chunk_bounds_memory():
+    assert cka.auto_row_chunk(256, 54) == 256  # ResNet-110 blocks: G in one piece (14 MiB)
+    assert cka.auto_row_chunk(256, 385) == 256  # every layer: 100 MiB, still one piece
+    assert cka.auto_row_chunk(256, 2000) == 128
+    assert cka.auto_row_chunk(12, 3, max_floats=100) == 2
+    assert 3 * cka.auto_row_chunk(10, 3, max_floats=40) * 10 <= 40
