@@ -120,6 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="call jax.distributed.initialize() first, for multi-host clusters (default: off)",
     )
+    p.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="with --distributed: the coordinator (process 0) address "
+        "(default: $JAX_COORDINATOR_ADDRESS, else auto-detected on TPU/SLURM/MPI)",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="N",
+        help="with --distributed: number of processes (default: $JAX_NUM_PROCESSES, else "
+        "auto-detected)",
+    )
+    p.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        help="with --distributed: this process's id in [0, N) (default: $JAX_PROCESS_ID, "
+        "else auto-detected)",
+    )
     _add_bool_flag(p, "progress", default=True, help="show a progress bar (default: on)")
     _add_config_flags(p)
 
@@ -175,7 +195,13 @@ def _train(args) -> int:
     from modjax.runs import report, training
 
     if args.distributed:
-        jax.distributed.initialize()
+        from modjax.runs import cluster
+
+        cluster.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
     config = _load_train_config(args)
     summary = training.train_and_evaluate(config, args.workdir, progress=args.progress)
     if jax.process_index() == 0:
