@@ -109,6 +109,8 @@ def compose(args) -> int:
     _check_finetune_args(args)
     if args.export and pathlib.Path(args.export).exists() and not args.overwrite:
         raise ValueError(f"--export {args.export} exists; pass --overwrite to replace it")
+    if args.finetune_epochs > 0:  # refuse before any evaluation
+        task_module.check_task_modules(modules.load_dirs(args.modules))
     value = modules.compose_dirs(
         args.modules, relabel=relabel, calibrate=args.calibrate, data_dir=args.data_dir,
         batch_size=args.batch_size, evaluate=not args.no_eval,

@@ -11,7 +11,24 @@ from typing import Any
 import numpy as np
 
 from modjax.modular import portable
+from modjax.modular.compose import parent_key
 from modjax.runs.modules import info_section, load_split
+
+
+def check_task_modules(saved) -> None:
+    """Raises `ValueError` unless every loaded module is MwT and all share one parent."""
+    other = [f"{s.path} ({s.module.method})" for s in saved if s.module.method != "mwt"]
+    if other:
+        raise ValueError(
+            f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
+            f"{', '.join(other)}"
+        )
+    parents = {parent_key(s.module.parent) for s in saved}
+    if len(parents) > 1:
+        raise ValueError(
+            f"--finetune-epochs needs modules of one parent; --modules come from {len(parents)} "
+            "different parents"
+        )
 
 
 def finetune_task(
@@ -38,18 +55,8 @@ def finetune_task(
     from modjax.modular import finetune
 
     saved = value["saved"]
-    other = [f"{s.path} ({s.module.method})" for s in saved if s.module.method != "mwt"]
-    if other:
-        raise ValueError(
-            f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
-            f"{', '.join(other)}"
-        )
+    check_task_modules(saved)
     groups = value["composed"].groups
-    if len(groups) > 1:
-        raise ValueError(
-            f"--finetune-epochs needs modules of one parent; --modules come from {len(groups)} "
-            "different parents"
-        )
     group = groups[0]
     spec = info_section(saved[0], "preprocess")
     classes = np.asarray(sorted(group.classes))  # T; labels become positions in sorted T
@@ -118,4 +125,4 @@ def finetune_task(
     }
 
 
-__all__ = ["finetune_task"]
+__all__ = ["check_task_modules", "finetune_task"]
