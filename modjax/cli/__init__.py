@@ -1,11 +1,11 @@
-"""The `modjax` command: train, evaluate and manage data (`modjax --help`)."""
+"""The `modjax` command: train, modularize, decompose, compose and manage data (`modjax --help`)."""
 
 import argparse
 import dataclasses
 import logging
 import sys
 
-from modjax.cli import modules_cmd, pipeline_cmd
+from modjax.cli import decompose_cmd, deeparc_cmd, modules_cmd, pipeline_cmd
 from modjax.runs.config import FIELDS, TrainConfig
 
 # Help text of every TrainConfig setting, shown by `modjax train --help`. `_add_config_flags`
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modjax",
         description="Modular deep learning in JAX: train networks that split into per-class "
-        "modules (MwT, MODA), evaluate them, and manage datasets.",
+        "modules (MwT, MODA), cut modules out of trained networks (Pan & Rajan), find "
+        "layer-level modules (DeepArc), compose and replace modules, and manage datasets.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bool_flag(q, "progress", default=True, help="show a progress bar (default: on)")
     modules_cmd.add_commands(sub)
     pipeline_cmd.add_parser(sub, _add_config_flags)
+    decompose_cmd.add_parser(sub)
+    deeparc_cmd.add_commands(sub)
     return parser
 
 
@@ -293,6 +296,10 @@ def main(argv=None) -> int:
             "compose": modules_cmd.compose,
             "replace": modules_cmd.replace,
             "pipeline": lambda a: pipeline_cmd.pipeline(a, _load_train_config),
+            "decompose": decompose_cmd.decompose,
+            "arch": deeparc_cmd.arch,
+            "shrink": deeparc_cmd.shrink,
+            "repair": deeparc_cmd.repair,
         }
         return {"train": _train, "eval": _eval, "data": _data, **handlers}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
