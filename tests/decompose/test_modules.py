@@ -100,3 +100,25 @@ def test_bad_parents_are_named():
         dc.dense_layers({"conv_0": {"kernel": np.ones((3, 3, 1, 2)), "bias": np.ones(2)}})
     with pytest.raises(ValueError, match="ti='x'"):
         dc.make_decompose(ti="x")
+
+
+def test_directory_is_the_modular_io_format(parent, tmp_path, monkeypatch):
+    """`modular.io.load` reads a decomposed module once it knows the method name."""
+    from modjax import modular
+    from modjax.modular import io
+    from modjax.modular import module as module_lib
+
+    _, params, x, y = parent
+    desc = modular.describe_parent("mlp", depth=2, hidden=6, num_classes=3, input_shape=(5,))
+    m = dc.decompose_dense(
+        params, x, y, confidence=0.0, num_positives=4, negatives_per_class=2, parent=desc
+    )[1]
+    path = dc.save_dense_module(m, tmp_path / "class_1")
+    methods = (*module_lib.METHODS, dc.METHOD)
+    monkeypatch.setattr(io, "METHODS", methods)
+    monkeypatch.setattr(module_lib, "METHODS", methods)
+    saved = io.load(path)
+    assert saved.module.method == "panrajan" and saved.module.classes == (1,)
+    for name, mask in m.masks.items():
+        np.testing.assert_array_equal(saved.arrays["edge_masks"][name], mask)
+    assert saved.info["channels"] == dc.prune(m.params)[0]
