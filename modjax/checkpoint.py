@@ -105,8 +105,14 @@ def open_read_only(directory: str | pathlib.Path) -> Iterator[ocp.CheckpointMana
     directory = pathlib.Path(directory).absolute()
     if not directory.is_dir():
         raise FileNotFoundError(f"no checkpoint in {directory}: the directory does not exist")
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    absl = logging.getLogger("absl")  # Orbax warns that a read-only manager is read-only
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+        manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    finally:
+        absl.setLevel(level)
     try:
         yield manager
     finally:
