@@ -46,12 +46,21 @@ def restore_parent(module, workdir: str | os.PathLike, data_dir: str | None = No
     """`(config, run, variables, step)` of `workdir` at the module's step, checked by hash.
 
     Raises:
-        ModuleFileError: the run's weights at that step are not the module's parent (field
-            `parent.hash`), or another model/dataset (naming the field).
+        ModuleFileError: the run has no checkpoint at the module's step (field `parent.step`),
+            its weights there are not the module's parent (field `parent.hash`), or it is
+            another model/dataset (naming the field).
     """
+    from modjax.checkpoint import CheckpointError
+
     workdir = pathlib.Path(workdir)
     step = module.parent.get("step")
-    config, run, variables, step = load_run(workdir, data_dir, step=step)
+    try:
+        config, run, variables, step = load_run(workdir, data_dir, step=step)
+    except CheckpointError as e:
+        raise ModuleFileError(
+            f"the module's field 'parent.step' is {step!r} but the run in {workdir} has no "
+            f"restorable checkpoint of its parent at that step ({e})"
+        ) from e
     found = describe_run(config, run, step, variables)
     for key in ("model", "model_kwargs", "dataset", "input_shape", "hash"):
         if parent_key({"v": found.get(key)}) != parent_key({"v": module.parent.get(key)}):

@@ -238,3 +238,18 @@ def test_modules_travel_without_the_parent_workdir(moda_run, tmp_path, capsys):
         assert main(["compose", "--modules", *map(str, modules)]) == 2
         err = capsys.readouterr().err
         assert message in err and "modjax compose: error:" in err and "Traceback" not in err
+
+
+def test_restore_parent_checks_step_and_hash(moda_run, weak_run, tmp_path):
+    from modjax.modular import io as module_io
+    from modjax.runs.modularize import modularize_workdir, restore_parent
+
+    summary = modularize_workdir(moda_run, out=tmp_path / "mods")
+    module = module_io.load_module(tmp_path / "mods" / "class_2")
+    _, _, _, step = restore_parent(module, moda_run)
+    assert step == summary["step"] == module.parent["step"]
+    forged = module._replace(parent={**module.parent, "hash": "sha256:" + "2" * 64})
+    with pytest.raises(module_io.ModuleFileError, match=r"field 'parent\.hash'"):
+        restore_parent(forged, moda_run)
+    with pytest.raises(module_io.ModuleFileError, match=r"field 'parent\.\w+'"):
+        restore_parent(module, weak_run)
