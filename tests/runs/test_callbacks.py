@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from modjax import loop
+from modjax import checkpoint, loop
 from modjax.runs import callbacks, report
 
 
@@ -52,17 +52,13 @@ def test_write_metrics_reports_compile_time_first_then_throughput(tmp_path):
 
 class FakeManager:
     def __init__(self):
-        self.waited, self.saved = 0, []
+        self.waited = 0
 
     def wait_until_finished(self):
         self.waited += 1
 
     def should_save(self, step):
         return step % 5 == 0
-
-    def save(self, step, args, force=False):
-        self.saved.append((step, force))
-        return True
 
 
 def test_stop_on_nonfinite_names_the_step_and_waits_for_pending_saves(tmp_path):
@@ -76,12 +72,19 @@ def test_stop_on_nonfinite_names_the_step_and_waits_for_pending_saves(tmp_path):
     assert manager.waited == 1
 
 
-def test_save_checkpoints_offers_every_step_and_forces_the_last():
+def test_save_checkpoints_offers_every_step_and_forces_the_last(monkeypatch):
+    offered = []
+
+    def save(manager, step, state, *, meta=None, force=False):
+        offered.append((step, meta["epoch"], force))
+        return False
+
+    monkeypatch.setattr(checkpoint, "save", save)  # the manager decides; here, offers only
     manager = FakeManager()
     cb = callbacks.save_checkpoints(manager, steps_per_epoch=4, total_steps=6)
     for step in range(1, 7):
         cb.on_step(step, {"w": np.zeros(2, np.float32)})
-    assert manager.saved == [(s, s == 6) for s in range(1, 7)]
+    assert offered == [(s, (s - 1) // 4, s == 6) for s in range(1, 7)]
     assert [s for s in range(1, 11) if cb.log_at(s)] == [5, 10]
 
 
