@@ -4,13 +4,16 @@ Run: nice -n 10 python experiments/deeparc.py --config experiments/configs/deepa
          --data-dir ../shared/datasets --workdir runs/deeparc_cpu [--results FILE.md]
 Stages: `train` (a normal `modjax train` workdir under <workdir>/train, checkpointed and resumed
 by rerunning), `analyze` (block-level CKA, modules and modularity over θ, compression search,
-repair; <workdir>/analysis/results.json and the markdown table). Default: both.
+repair; <workdir>/analysis/results.json and the markdown table, with the CKA table and heatmap
+copied beside it as <stem>_cka.csv/png), `report` (rewrite the markdown from results.json, adding
+any <workdir>/analysis_*/repair.json of extra `modjax repair` runs). Default: train + analyze.
 """
 
 import argparse
 import json
 import logging
 import pathlib
+import shutil
 import time
 
 import jax
@@ -112,6 +115,7 @@ def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
         epochs=settings["repair_epochs"],
         learning_rate=settings["repair_lr"],
         steps=settings["pgd_steps"],
+        top_k=settings["repair_top_k"],
     )
     result = {
         "step": ctx.step,
@@ -153,8 +157,8 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
         "## Block-level CKA, modules, modularity",
         "",
         f"Minibatch linear CKA (unbiased HSIC), {result['arch']['examples']} test images, "
-        f"{result['arch']['passes']} passes of {result['arch']['batch_size']}-image minibatches. Heatmap: "
-        f"`{workdir}/analysis/cka.png`. Adjacent-block CKA: "
+        f"{result['arch']['passes']} passes of {result['arch']['batch_size']}-image minibatches. Heatmap: `{path.stem}_cka.png` beside this file (from "
+        f"`{workdir}/analysis/cka.png`). Adjacent-block CKA: "
         + ", ".join(f"{v:.3f}" for v in result["arch"]["adjacent_cka"])
         + ".",
         "",
@@ -208,8 +212,32 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
         "Published: mixed set 56.0% → 98.25%, adversarial-only 12.0% before repair.",
         "",
     ]
+    for extra in sorted(workdir.glob("analysis_*/repair.json")):  # e.g. `modjax repair --top-k 2`
+        r = json.loads(extra.read_text())
+        lines += [
+            f"### Repair variant `{extra.parent.name}`",
+            "",
+            (
+                f"{r['attack']} on {r['examples']} training images; top-{len(r['selected'])} "
+                f"blocks {r['selected']} (MSE target {r['target_layer']}); {r['epochs']} epochs, "
+                f"SGD lr {r['learning_rate']}. **Parameters trained: "
+                f"{100 * r['trained_share']:.1f}%**."
+            ),
+            "",
+            "| set | before (%) | after (%) |",
+            "|---|---|---|",
+            *[
+                f"| {k} | {100 * r['before'][k]:.2f} | {100 * r['after'][k]:.2f} |"
+                for k in r["before"]
+            ],
+            "",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+    for name in ("cka.csv", "cka.png"):  # the heatmap and its table beside the results file
+        src = workdir / "analysis" / name
+        if src.is_file():
+            shutil.copyfile(src, path.with_name(f"{path.stem}_{name}"))
 
 
 def main():
@@ -217,7 +245,7 @@ def main():
     parser.add_argument("--config", required=True, help="experiment config (get_config())")
     parser.add_argument("--workdir", required=True, help="output directory")
     parser.add_argument("--data-dir", help="dataset directory (default: $MODJAX_DATA_DIR)")
-    parser.add_argument("--stage", choices=("train", "analyze", "all"), default="all")
+    parser.add_argument("--stage", choices=("train", "analyze", "report", "all"), default="all")
     parser.add_argument("--results", help="markdown results file (default: <workdir>/results.md)")
     parser.add_argument("--analysis", choices=tuple(ANALYSIS), default="cpu")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -233,6 +261,11 @@ def main():
         training.train_and_evaluate(config, workdir / "train", progress=args.progress)
     if args.stage in ("analyze", "all"):
         result = analyze(workdir, args.data_dir, ANALYSIS[args.analysis])
+        results = pathlib.Path(args.results) if args.results else workdir / "results.md"
+        write_markdown(result, results, workdir)
+        print(f"wrote {results}")
+    if args.stage == "report":  # rewrite the markdown from analysis/results.json
+        result = json.loads((workdir / "analysis" / "results.json").read_text())
         results = pathlib.Path(args.results) if args.results else workdir / "results.md"
         write_markdown(result, results, workdir)
         print(f"wrote {results}")
