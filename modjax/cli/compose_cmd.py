@@ -19,16 +19,23 @@ def add_parser(sub) -> None:
         "refused.",
     )
     p.add_argument(
-        "--modules", nargs="+", required=True, metavar="DIR",
+        "--modules",
+        nargs="+",
+        required=True,
+        metavar="DIR",
         help="module directories written by `modjax modularize`, e.g. mods/class_3",
     )
     p.add_argument(
-        "--relabel", nargs="+", default=[], metavar="DATASET:CLASS=NEW",
+        "--relabel",
+        nargs="+",
+        default=[],
+        metavar="DATASET:CLASS=NEW",
         help="give class CLASS of DATASET the output id NEW; needed when modules of different "
         "datasets share class ids, e.g. kmnist:1=11",
     )
     p.add_argument(
-        "--calibrate", action="store_true",
+        "--calibrate",
+        action="store_true",
         help="min-max normalize each output by its range over its parent's training samples "
         "of the composed classes before the argmax (METHODS §5.7 step 5); default raw logits",
     )
@@ -39,43 +46,56 @@ def add_parser(sub) -> None:
         "--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)"
     )
     p.add_argument(
-        "--finetune-epochs", type=int, default=0, metavar="E",
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        metavar="E",
         help="MwT task module (METHODS §4.6): fine-tune the union module of one MwT parent, "
         "wrapped with a head ReLU -> Lin(N, |T|), for E epochs on the parent's training samples "
         "of T and report the test accuracy of the best-validation and last epochs; 0 (default) "
         "skips fine-tuning",
     )
     p.add_argument(
-        "--finetune-t-max", type=int, default=20,
+        "--finetune-t-max",
+        type=int,
+        default=20,
         help="per-epoch cosine schedule period of the fine-tune (default: %(default)s)",
     )
     p.add_argument(
-        "--finetune-lr", type=float, default=0.05,
+        "--finetune-lr",
+        type=float,
+        default=0.05,
         help="fine-tune peak SGD learning rate, Nesterov 0.9 (default: %(default)s)",
     )
     p.add_argument(
-        "--finetune-batch-size", type=int, default=128,
+        "--finetune-batch-size",
+        type=int,
+        default=128,
         help="fine-tune training batch size (default: %(default)s)",
     )
     p.add_argument(
-        "--val-fraction", type=float, default=0.1,
+        "--val-fraction",
+        type=float,
+        default=0.1,
         help="stratified fraction of T's training samples held out for fine-tune model "
         "selection (default: %(default)s)",
     )
     p.add_argument(
-        "--seed", type=int, default=0,
+        "--seed",
+        type=int,
+        default=0,
         help="fine-tune head init, validation split and data order seed (default: %(default)s)",
     )
     p.add_argument(
-        "--export", metavar="FILE",
+        "--export",
+        metavar="FILE",
         help="also write the composed classifier as one file (jax.export StableHLO + "
         "parameters + class ids/names in a zip) that runs with only jax and numpy installed",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --export FILE")
     p.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --export FILE"
-    )
-    p.add_argument(
-        "--no-eval", action="store_true",
+        "--no-eval",
+        action="store_true",
         help="skip the test-set evaluation (no dataset is read unless --calibrate or "
         "--finetune-epochs need the training split)",
     )
@@ -112,22 +132,34 @@ def compose(args) -> int:
     if args.finetune_epochs > 0:  # refuse before any evaluation
         task_module.check_task_modules(modules.load_dirs(args.modules))
     value = modules.compose_dirs(
-        args.modules, relabel=relabel, calibrate=args.calibrate, data_dir=args.data_dir,
-        batch_size=args.batch_size, evaluate=not args.no_eval,
+        args.modules,
+        relabel=relabel,
+        calibrate=args.calibrate,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        evaluate=not args.no_eval,
     )
     composed = value.pop("composed")
     saved = value.pop("saved")
     if args.finetune_epochs > 0:
         value["finetune"] = task_module.finetune_task(
-            {"composed": composed, "saved": saved}, epochs=args.finetune_epochs,
-            t_max=args.finetune_t_max, learning_rate=args.finetune_lr,
-            batch_size=args.finetune_batch_size, eval_batch_size=args.batch_size,
-            val_fraction=args.val_fraction, seed=args.seed, data_dir=args.data_dir,
+            {"composed": composed, "saved": saved},
+            epochs=args.finetune_epochs,
+            t_max=args.finetune_t_max,
+            learning_rate=args.finetune_lr,
+            batch_size=args.finetune_batch_size,
+            eval_batch_size=args.batch_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            data_dir=args.data_dir,
         )
     if args.export:
         spec = saved[0].info["preprocess"]
         path = export.export_composed(
-            composed, args.export, input_shape=spec["image_shape"], class_names=value["names"],
+            composed,
+            args.export,
+            input_shape=spec["image_shape"],
+            class_names=value["names"],
             overwrite=args.overwrite,
         )
         value["export"] = {"path": str(path.resolve()), "bytes": path.stat().st_size}
@@ -148,10 +180,12 @@ def _print(value: dict[str, Any], args) -> None:
     )
     n, g = len(value["classes"]), len(value["groups"])
     if "accuracy" in value:
-        print(report.format_table(
-            value["per_class"],
-            ["output_id", "dataset", "class", "name", "test_samples", "accuracy"],
-        ))
+        print(
+            report.format_table(
+                value["per_class"],
+                ["output_id", "dataset", "class", "name", "test_samples", "accuracy"],
+            )
+        )
         print(
             f"\ncomposed {n} classes from {g} parent(s): accuracy {value['accuracy']:.4f} on "
             f"{value['count']} test samples{cal}; {sizes}{where}"
@@ -160,8 +194,10 @@ def _print(value: dict[str, Any], args) -> None:
         print(f"composed {n} classes from {g} parent(s){cal}, not evaluated; {sizes}{where}")
     if "export" in value:
         e = value["export"]
-        print(f"exported to {e['path']} ({e['bytes']} bytes; load it with jax alone, see "
-              "modjax.modular.export.LOADER_SOURCE)")
+        print(
+            f"exported to {e['path']} ({e['bytes']} bytes; load it with jax alone, see "
+            "modjax.modular.export.LOADER_SOURCE)"
+        )
     ft = value.get("finetune")
     if ft is not None:
         base = f" (not fine-tuned {value['accuracy']:.4f})" if "accuracy" in value else ""

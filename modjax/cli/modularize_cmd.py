@@ -17,20 +17,23 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--workdir", required=True, help="a directory written by `modjax train`")
     p.add_argument(
-        "--threshold", type=float, default=0.9,
+        "--threshold",
+        type=float,
+        default=0.9,
         help="activity frequency tau in (0, 1] a unit needs to join a class module "
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--no-fallback", dest="fallback", action="store_false",
+        "--no-fallback",
+        dest="fallback",
+        action="store_false",
         help="disable the method's fallback for layers that keep too few units (MODA 2024 parity)",
     )
-    p.add_argument(
-        "--out", help="output directory; must not exist (default: WORKDIR/modules)"
-    )
+    p.add_argument("--out", help="output directory; must not exist (default: WORKDIR/modules)")
     p.add_argument("--data-dir", help="dataset directory (default: the run's, or $MODJAX_DATA_DIR)")
     p.add_argument(
-        "--step", type=int,
+        "--step",
+        type=int,
         help="checkpoint step to cut the modules from (default: the latest); every module "
         "records it with the parent's content hash, so it never goes stale",
     )
@@ -52,16 +55,30 @@ def modularize(args) -> int:
     if out.exists():
         raise ValueError(f"--out {out} exists; remove it or choose another directory")
     summary = modularize_workdir(
-        workdir, out=out, threshold=args.threshold, fallback=args.fallback,
-        data_dir=args.data_dir, step=args.step, progress=args.progress,
+        workdir,
+        out=out,
+        threshold=args.threshold,
+        fallback=args.fallback,
+        data_dir=args.data_dir,
+        step=args.step,
+        progress=args.progress,
     )
     if jax.process_index() == 0:
         rows = summary["classes"]
-        print(report.format_table(
-            rows,
-            ["class", "name", "samples", "unit_retention", "weight_retention", "relative_macs",
-             "fallbacks"],
-        ))
+        print(
+            report.format_table(
+                rows,
+                [
+                    "class",
+                    "name",
+                    "samples",
+                    "unit_retention",
+                    "weight_retention",
+                    "relative_macs",
+                    "fallbacks",
+                ],
+            )
+        )
         parent, timing = summary["parent"], summary["extraction_time_s"]
         print(
             f"\n{len(rows)} {summary['method']} modules of {parent['model']} on "

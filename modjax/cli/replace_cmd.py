@@ -19,28 +19,40 @@ def add_parser(sub) -> None:
         "the baseline and the adapter, and the 'TC | mean non-TC' accuracy changes.",
     )
     p.add_argument(
-        "--weak-workdir", required=True,
+        "--weak-workdir",
+        required=True,
         help="training workdir of the weak model (its dataset's train/test splits are used)",
     )
     p.add_argument(
-        "--module", required=True, metavar="DIR",
+        "--module",
+        required=True,
+        metavar="DIR",
         help="one module directory written by `modjax modularize` on the strong run, e.g. "
         "strong/modules/class_3; rebuilt from the directory alone (no strong workdir)",
     )
     p.add_argument(
-        "--target-class", type=int, required=True, metavar="K",
+        "--target-class",
+        type=int,
+        required=True,
+        metavar="K",
         help="the weak model's class id (output index) that the module replaces",
     )
     p.add_argument(
-        "--epochs", type=int, default=5,
+        "--epochs",
+        type=int,
+        default=5,
         help="adapter epochs; cosine T_max = epochs (default: %(default)s; MODA 2024: 20)",
     )
     p.add_argument(
-        "--learning-rate", type=float, default=0.05,
+        "--learning-rate",
+        type=float,
+        default=0.05,
         help="adapter peak SGD learning rate, Nesterov 0.9 (default: %(default)s)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=128,
+        "--batch-size",
+        type=int,
+        default=128,
         help="adapter training batch size (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="adapter init and data order seed")
@@ -55,16 +67,23 @@ def replace(args) -> int:
     from modjax.runs.replacement import replace_class
 
     value = replace_class(
-        args.weak_workdir, args.module, target_class=args.target_class, epochs=args.epochs,
-        learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
+        args.weak_workdir,
+        args.module,
+        target_class=args.target_class,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        seed=args.seed,
         data_dir=args.data_dir,
     )
     if args.out:
         write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
-    print(report.format_table(
-        value["per_class"], ["class", "name", "test_samples", "weak", "cnnsplitter",
-                             "moda_adapter"],
-    ))
+    print(
+        report.format_table(
+            value["per_class"],
+            ["class", "name", "test_samples", "weak", "cnnsplitter", "moda_adapter"],
+        )
+    )
     overall, k = value["accuracy"], value["target_class"]
     print(
         f"\nreplaced class {k} of the weak {value['weak_model']} ({value['weak_dataset']}) with "

@@ -135,18 +135,34 @@ def _build_group(key: str, module: Module, variables: Mapping[str, Any], classes
     shape = parent.get("input_shape")
     if method == "moda":
         model, pv = prune(
-            parent["model"], parent["model_kwargs"], variables, module.keep,
-            classes=list(classes), method=method, input_shape=shape,
+            parent["model"],
+            parent["model_kwargs"],
+            variables,
+            module.keep,
+            classes=list(classes),
+            method=method,
+            input_shape=shape,
         )
         columns = tuple(range(len(classes)))
     else:  # MwT keeps the whole N-way classifier (§4.6); take the group's columns
         model, pv = prune(
-            parent["model"], parent["model_kwargs"], variables, module.keep,
-            classes=None, method=method, input_shape=shape,
+            parent["model"],
+            parent["model_kwargs"],
+            variables,
+            module.keep,
+            classes=None,
+            method=method,
+            input_shape=shape,
         )
         columns = tuple(int(c) for c in classes)
     return Group(
-        key, dict(parent), method, tuple(int(c) for c in classes), model, pv, columns,
+        key,
+        dict(parent),
+        method,
+        tuple(int(c) for c in classes),
+        model,
+        pv,
+        columns,
         _size(parent, model, pv),
     )
 
@@ -360,8 +376,9 @@ def calibrate(composed: Composed, calibration: Mapping[str, tuple[Any, Any]] | N
         calibration: `{parent key: (min [k], max [k])}` over each parent's composed classes in
             sorted order, e.g. `fit_calibration(group, ...)` of each fused group.
     """
-    return _finish(list(composed.groups), _relabel_of(composed), calibration,
-                   composed.preprocess_by_parent)
+    return _finish(
+        list(composed.groups), _relabel_of(composed), calibration, composed.preprocess_by_parent
+    )
 
 
 def _relabel_of(composed: Composed) -> dict[tuple[str, int], int]:

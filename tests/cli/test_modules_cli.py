@@ -36,10 +36,17 @@ def test_modularize_then_compose_two_classes(moda_run, tmp_path, capsys):
     assert "class" in capsys.readouterr().out
 
     out = tmp_path / "result.json"
-    code = main([
-        "compose", "--modules", str(mods / "class_3"), str(mods / "class_1"),
-        "--calibrate", "--out", str(out),
-    ])
+    code = main(
+        [
+            "compose",
+            "--modules",
+            str(mods / "class_3"),
+            str(mods / "class_1"),
+            "--calibrate",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
     assert result["classes"] == [1, 3] and result["calibrated"]
@@ -51,16 +58,17 @@ def test_modularize_then_compose_two_classes(moda_run, tmp_path, capsys):
 
     # Errors: exit 2, a clear message, nothing written.
     bad = tmp_path / "bad.json"
-    assert main(["compose", "--modules", str(mods / "class_3"), "--relabel", "x", "--out",
-                 str(bad)]) == 2
+    assert (
+        main(["compose", "--modules", str(mods / "class_3"), "--relabel", "x", "--out", str(bad)])
+        == 2
+    )
     assert "DATASET:CLASS=NEW" in capsys.readouterr().err and not bad.exists()
     edited = json.loads((mods / "class_1" / "manifest.json").read_text())
     edited["classes"] = [4]
     moved = tmp_path / "edited"
     shutil.copytree(mods / "class_1", moved)
     (moved / "manifest.json").write_text(json.dumps(edited))
-    assert main(["compose", "--modules", str(mods / "class_3"), str(moved), "--out",
-                 str(bad)]) == 2
+    assert main(["compose", "--modules", str(mods / "class_3"), str(moved), "--out", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "modjax compose: error:" in err and "manifest.json was edited" in err
     assert "Traceback" not in err and not bad.exists()
@@ -72,8 +80,9 @@ def test_modularize_then_compose_two_classes(moda_run, tmp_path, capsys):
 @pytest.mark.parametrize("threshold", ["0", "1.5", "-0.1"])
 def test_bad_threshold_exits_2_and_writes_nothing(tmp_path, capsys, threshold):
     out = tmp_path / "mods"
-    code = main(["modularize", "--workdir", str(tmp_path), "--threshold", threshold,
-                 "--out", str(out)])
+    code = main(
+        ["modularize", "--workdir", str(tmp_path), "--threshold", threshold, "--out", str(out)]
+    )
     assert code == 2
     assert "threshold" in capsys.readouterr().err and not out.exists()
 
@@ -105,19 +114,46 @@ SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
 @pytest.fixture(scope="module")
 def weak_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("weak") / "run"
-    assert main(["train", "--config", SMOKE, "--workdir", str(workdir), "--no-progress",
-                 "--train-examples", "144"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                SMOKE,
+                "--workdir",
+                str(workdir),
+                "--no-progress",
+                "--train-examples",
+                "144",
+            ]
+        )
+        == 0
+    )
     return workdir
 
 
 def test_replace_end_to_end_and_bad_target(moda_run, weak_run, tmp_path, capsys):
     mods = tmp_path / "mods"
-    assert main(["modularize", "--workdir", str(moda_run), "--out", str(mods),
-                 "--no-progress"]) == 0
+    assert (
+        main(["modularize", "--workdir", str(moda_run), "--out", str(mods), "--no-progress"]) == 0
+    )
     capsys.readouterr()
     out = tmp_path / "replace.json"
-    code = main(["replace", "--weak-workdir", str(weak_run), "--module", str(mods / "class_3"),
-                 "--target-class", "3", "--epochs", "2", "--out", str(out)])
+    code = main(
+        [
+            "replace",
+            "--weak-workdir",
+            str(weak_run),
+            "--module",
+            str(mods / "class_3"),
+            "--target-class",
+            "3",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "moda_adapter" in text and "cnnsplitter" in text and "TC | mean non-TC" in text
@@ -134,12 +170,31 @@ def test_replace_end_to_end_and_bad_target(moda_run, weak_run, tmp_path, capsys)
         (["--target-class", "10"], "--target-class=10"),
         (["--target-class", "3", "--epochs", "0"], "--epochs"),
     ):
-        code = main(["replace", "--weak-workdir", str(weak_run), "--module",
-                     str(mods / "class_3"), "--out", str(bad), *args])
+        code = main(
+            [
+                "replace",
+                "--weak-workdir",
+                str(weak_run),
+                "--module",
+                str(mods / "class_3"),
+                "--out",
+                str(bad),
+                *args,
+            ]
+        )
         assert code == 2
         assert message in capsys.readouterr().err and not bad.exists()
-    code = main(["replace", "--weak-workdir", str(tmp_path / "none"), "--module",
-                 str(mods / "class_3"), "--target-class", "0"])
+    code = main(
+        [
+            "replace",
+            "--weak-workdir",
+            str(tmp_path / "none"),
+            "--module",
+            str(mods / "class_3"),
+            "--target-class",
+            "0",
+        ]
+    )
     assert code == 2 and "config.json" in capsys.readouterr().err
 
 
@@ -165,8 +220,20 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
     assert main(["modularize", "--workdir", str(run), "--out", str(mods), "--no-progress"]) == 0
     capsys.readouterr()
     out = tmp_path / "ft.json"
-    code = main(["compose", "--modules", str(mods / "class_0"), str(mods / "class_1"),
-                 "--finetune-epochs", "2", "--finetune-batch-size", "32", "--out", str(out)])
+    code = main(
+        [
+            "compose",
+            "--modules",
+            str(mods / "class_0"),
+            str(mods / "class_1"),
+            "--finetune-epochs",
+            "2",
+            "--finetune-batch-size",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "fine-tuned task module" in capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -178,19 +245,34 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
     assert 0.0 <= result["accuracy"] <= 1.0  # the not-fine-tuned composition, still reported
 
     moda_mods = tmp_path / "moda_mods"
-    assert main(["modularize", "--workdir", str(moda_run), "--out", str(moda_mods),
-                 "--no-progress"]) == 0
+    assert (
+        main(["modularize", "--workdir", str(moda_run), "--out", str(moda_mods), "--no-progress"])
+        == 0
+    )
     capsys.readouterr()
     bad = tmp_path / "bad.json"
-    code = main(["compose", "--modules", str(moda_mods / "class_0"), str(moda_mods / "class_1"),
-                 "--finetune-epochs", "2", "--out", str(bad)])
+    code = main(
+        [
+            "compose",
+            "--modules",
+            str(moda_mods / "class_0"),
+            str(moda_mods / "class_1"),
+            "--finetune-epochs",
+            "2",
+            "--out",
+            str(bad),
+        ]
+    )
     assert code == 2
     assert "MwT" in capsys.readouterr().err and not bad.exists()
 
 
 def _reseal(path):
-    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                   if p.is_file() and p.name != "SHA256SUMS")
+    files = sorted(
+        p.relative_to(path).as_posix()
+        for p in path.rglob("*")
+        if p.is_file() and p.name != "SHA256SUMS"
+    )
     lines = [f"{hashlib.sha256((path / f).read_bytes()).hexdigest()}  {f}\n" for f in files]
     (path / "SHA256SUMS").write_text("".join(lines))
 
@@ -200,8 +282,14 @@ def test_modules_travel_without_the_parent_workdir(moda_run, tmp_path, capsys):
     shutil.copytree(moda_run, run)
     mods = tmp_path / "mods"
     assert main(["modularize", "--workdir", str(run), "--out", str(mods), "--no-progress"]) == 0
-    compose = ["compose", "--modules", str(mods / "class_3"), str(mods / "class_1"),
-               str(mods / "class_8"), "--calibrate"]
+    compose = [
+        "compose",
+        "--modules",
+        str(mods / "class_3"),
+        str(mods / "class_1"),
+        str(mods / "class_8"),
+        "--calibrate",
+    ]
     before, after = tmp_path / "before.json", tmp_path / "after.json"
     assert main([*compose, "--out", str(before)]) == 0
     shutil.rmtree(run)  # the parent is gone: modules alone compose the same classifier

@@ -35,8 +35,9 @@ def composed():
     spec = portable.preprocess_spec(data.get_info("digits"), normalize=True, image_size=None)
     key = cp.parent_key(parent)
     pre = functools.partial(portable.input_transform(spec), rng=jax.random.PRNGKey(0))
-    out = cp.compose(modules, {key: v}, preprocess_by_parent={key: pre},
-                     relabel={("digits", 7): 17})
+    out = cp.compose(
+        modules, {key: v}, preprocess_by_parent={key: pre}, relabel={("digits", 7): 17}
+    )
     lo, hi = np.array([-1.0, -2.0], np.float32), np.array([1.0, 3.0], np.float32)
     return cp.calibrate(out, {key: (lo, hi)})
 
@@ -46,8 +47,9 @@ def _images(n, seed=0):
 
 
 def test_export_runs_without_modjax_in_a_subprocess(tmp_path, composed):
-    path = export.export_composed(composed, tmp_path / "c.zip", input_shape=SHAPE,
-                                  class_names=["two", "seven"])
+    path = export.export_composed(
+        composed, tmp_path / "c.zip", input_shape=SHAPE, class_names=["two", "seven"]
+    )
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == ["exported.bin", "meta.json", "params.npz"]
         meta = json.loads(z.read("meta.json"))
@@ -64,14 +66,19 @@ def test_export_runs_without_modjax_in_a_subprocess(tmp_path, composed):
         assert "modjax" not in sys.modules and "flax" not in sys.modules, "imported modjax/flax"
         print("ok", meta["classes"])
     """)
-    run = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
-                         text=True, cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert "ok [2, 17]" in run.stdout
     for n in (3, 5):
         expected = np.asarray(composed.apply_fn(jnp.asarray(_images(n, seed=n))))
-        np.testing.assert_allclose(np.load(tmp_path / f"y{n}.npy"), expected, rtol=1e-6,
-                                   atol=1e-6)
+        np.testing.assert_allclose(np.load(tmp_path / f"y{n}.npy"), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_in_process_loader_and_refusals(tmp_path, composed):
@@ -86,8 +93,7 @@ def test_in_process_loader_and_refusals(tmp_path, composed):
     assert path.read_bytes() == before
     export.export_composed(composed, path, input_shape=SHAPE, overwrite=True)
     with pytest.raises(ValueError, match="class_names has 1 entries"):
-        export.export_composed(composed, tmp_path / "d.zip", input_shape=SHAPE,
-                               class_names=["x"])
+        export.export_composed(composed, tmp_path / "d.zip", input_shape=SHAPE, class_names=["x"])
     with pytest.raises(ValueError, match=r"input_shape=\(8, 8\)"):
         export.export_composed(composed, tmp_path / "d.zip", input_shape=(8, 8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zip"]

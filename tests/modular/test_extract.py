@@ -50,8 +50,13 @@ def lenet_mwt():
     variables = _perturb_generators(_init(model, LENET_SHAPE))
     step = mz.make_count_step(model=model, preprocess=to_float, num_classes=N, method="mwt")
     parent = mz.describe_parent(
-        "lenet5", dataset="synthetic", checkpoint="test:0", input_shape=LENET_SHAPE,
-        num_classes=N, width=0.5, mask_generators=True,
+        "lenet5",
+        dataset="synthetic",
+        checkpoint="test:0",
+        input_shape=LENET_SHAPE,
+        num_classes=N,
+        width=0.5,
+        mask_generators=True,
     )
     return model, variables, step, parent
 
@@ -232,8 +237,13 @@ def test_bad_threshold_and_method_raise(threshold):
 
 def _module(parent, keep, classes=(0,), method="moda"):
     return mz.Module(
-        keep=keep, classes=classes, parent=parent, method=method, threshold=0.9,
-        fallbacks=(), metrics={"kernel_rate": mz.kernel_rate(keep)},
+        keep=keep,
+        classes=classes,
+        parent=parent,
+        method=method,
+        threshold=0.9,
+        fallbacks=(),
+        metrics={"kernel_rate": mz.kernel_rate(keep)},
     )
 
 
@@ -310,8 +320,12 @@ def test_extract_modules_end_to_end_without_implicit_transfers(lenet_mwt):
     images, labels = _data(20)
     with jax.transfer_guard("disallow"):
         result = mz.extract_modules(
-            eval_batches(images, labels, global_batch_size=8), variables=variables,
-            parent=parent, preprocess=to_float, method="mwt", disable=True,
+            eval_batches(images, labels, global_batch_size=8),
+            variables=variables,
+            parent=parent,
+            preprocess=to_float,
+            method="mwt",
+            disable=True,
         )
     assert len(result.modules) == N
     assert set(result.timing) == {"compile_s", "count_s", "extract_s", "total_s", "num_batches"}

@@ -56,22 +56,34 @@ def _save(tmp_path, parent_fixture, c, name=None):
     keep = _keeps(model, method, c, shape)
     module = mz.Module(keep, (c,), parent, method, 0.9, (), {"kernel_rate": 0.5})
     classes = [c] if method == "moda" else None
-    units = portable.kept_units(parent["model"], parent["model_kwargs"], v, keep,
-                                classes=classes, method=method, input_shape=shape)
+    units = portable.kept_units(
+        parent["model"],
+        parent["model_kwargs"],
+        v,
+        keep,
+        classes=classes,
+        method=method,
+        input_shape=shape,
+    )
     size = None if shape == SHAPE else shape[0]
     spec = portable.preprocess_spec(data.get_info("digits"), normalize=True, image_size=size)
     info = {"preprocess": spec, "class_names": [f"digit {c}"]}
     path = module_io.save_module(
-        module, tmp_path / (name or f"class_{c}"),
-        arrays={"units": units.values, "unit_index": units.index}, info=info,
+        module,
+        tmp_path / (name or f"class_{c}"),
+        arrays={"units": units.values, "unit_index": units.index},
+        info=info,
     )
     return module, path
 
 
 def _reseal(path):
     """Rewrites SHA256SUMS as a consistent forger would."""
-    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                   if p.is_file() and p.name != "SHA256SUMS")
+    files = sorted(
+        p.relative_to(path).as_posix()
+        for p in path.rglob("*")
+        if p.is_file() and p.name != "SHA256SUMS"
+    )
     lines = [f"{hashlib.sha256((path / f).read_bytes()).hexdigest()}  {f}\n" for f in files]
     (path / "SHA256SUMS").write_text("".join(lines))
 
@@ -102,10 +114,13 @@ def test_round_trip_forward_order_permissions(tmp_path, mlp):
         _save(tmp_path, mlp, 3)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("mlp", {"depth": 2}),
-    ("lenet5", {"width": 0.5, "mask_generators": True, "shape": (16, 16, 1)}),
-])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("mlp", {"depth": 2}),
+        ("lenet5", {"width": 0.5, "mask_generators": True, "shape": (16, 16, 1)}),
+    ],
+)
 def test_saved_modules_compose_like_the_parent(tmp_path, name, kw):
     fixture = _parent(name, **kw)
     _, v, parent, _ = fixture
@@ -122,14 +137,28 @@ def test_saved_modules_compose_like_the_parent(tmp_path, name, kw):
     m = one.module
     classes = list(m.classes) if m.method == "moda" else None
     shape = tuple(parent["input_shape"])
-    model, pv = portable.rebuild([run_modules.units_of(one)], parent["model"],
-                                 parent["model_kwargs"], m.keep, classes=classes,
-                                 method=m.method, input_shape=shape)
-    ref_model, ref_v = mz.prune.prune(parent["model"], parent["model_kwargs"], v, m.keep,
-                                      classes=classes, method=m.method, input_shape=shape)
+    model, pv = portable.rebuild(
+        [run_modules.units_of(one)],
+        parent["model"],
+        parent["model_kwargs"],
+        m.keep,
+        classes=classes,
+        method=m.method,
+        input_shape=shape,
+    )
+    ref_model, ref_v = mz.prune.prune(
+        parent["model"],
+        parent["model_kwargs"],
+        v,
+        m.keep,
+        classes=classes,
+        method=m.method,
+        input_shape=shape,
+    )
     x = pre(x)
-    np.testing.assert_array_equal(model.apply(pv, x, train=False)[0],
-                                  ref_model.apply(ref_v, x, train=False)[0])
+    np.testing.assert_array_equal(
+        model.apply(pv, x, train=False)[0], ref_model.apply(ref_v, x, train=False)[0]
+    )
 
 
 def _edit_json(path, fn):
@@ -172,10 +201,20 @@ def _corrupt(case, path):
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", [
-    "missing file", "extra file", "edited classes", "edited array", "other version",
-    "missing key", "missing parent key", "missing sums", "bad array entry",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing file",
+        "extra file",
+        "edited classes",
+        "edited array",
+        "other version",
+        "missing key",
+        "missing parent key",
+        "missing sums",
+        "bad array entry",
+    ],
+)
 def test_corruption_is_a_clear_error(tmp_path, mlp, case):
     _, path = _save(tmp_path, mlp, 2)
     message = _corrupt(case, path)
@@ -213,8 +252,9 @@ def test_method_arrays_travel_and_interrupted_saves_leave_nothing(tmp_path, mlp,
     model, _, parent, method = mlp
     module = mz.Module(_keeps(model, method, 1), (1,), parent, method, 0.9, (), {})
     edges = {"dense_0/kernel": np.ones((64, 49), bool), "head/kernel": np.zeros((49, N), bool)}
-    path = module_io.save_module(module, tmp_path / "m", arrays={"edge_masks": edges},
-                                 info={"decompose": {"rule": "tanh"}})
+    path = module_io.save_module(
+        module, tmp_path / "m", arrays={"edge_masks": edges}, info={"decompose": {"rule": "tanh"}}
+    )
     saved = module_io.load(path)
     assert list(saved.arrays["edge_masks"]) == list(edges)
     assert saved.info["decompose"] == {"rule": "tanh"}
@@ -246,7 +286,6 @@ def test_units_are_listed_in_forward_layer_order():
     v = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
     points = models.mask_points(model, input_shape=shape)
     keep = {n: np.arange(c) % 2 == 0 for n, c in points.items()}
-    units = portable.kept_units("vgg16", kw, v, keep, classes=[1], method="moda",
-                                input_shape=shape)
+    units = portable.kept_units("vgg16", kw, v, keep, classes=[1], method="moda", input_shape=shape)
     layers = list(dict.fromkeys(n.split("/")[1] for n in units.index))
     assert layers == [*points, "head"] and layers.index("conv_2") < layers.index("conv_10")
