@@ -148,6 +148,22 @@ def latest_step(manager: ocp.CheckpointManager) -> int | None:
     return manager.latest_step()
 
 
+def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+    """The JSON `meta` of checkpoint `step` alone (no state is read).
+
+    Raises:
+        CheckpointError: the meta item is missing or unreadable.
+    """
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except Exception as err:  # noqa: BLE001 - one clear error for any Orbax failure
+        raise CheckpointError(
+            f"checkpoint step {step} in {manager.directory}: its meta could not be read "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
+    return dict(restored.meta or {})
+
+
 def restore(
     manager: ocp.CheckpointManager, abstract_state: Any, *, step: int | None = None
 ) -> tuple[Any, dict]:

@@ -236,6 +236,34 @@ def check_finite(*, key: str = "finite") -> Callback:
     return Callback(on_log=on_log)
 
 
+def check_labels(*, key: str = "bad_labels", num_classes: int | None = None) -> Callback:
+    """A callback raising at the first log step whose window holds a batch with bad labels.
+
+    Labels cannot be checked by value inside `jit`; `train.make_train_step` counts those outside
+    `[0, num_classes)` in its `bad_labels` metric, and this reports the first step with any.
+
+    Example:
+        >>> event = LogEvent(2, [{"bad_labels": 0}, {"bad_labels": 3}], 0.1, False)
+        >>> check_labels(num_classes=10).on_log(event)
+        Traceback (most recent call last):
+        ...
+        ValueError: the batch of step 2 holds 3 labels outside [0, 10); the data has labels the model has no output for
+    """
+    bound = "[0, num_classes)" if num_classes is None else f"[0, {num_classes})"
+
+    def on_log(event: LogEvent) -> None:
+        for i, record in enumerate(event.records):
+            count = int(record.get(key, 0))
+            if count:
+                step = event.step - len(event.records) + i + 1
+                raise ValueError(
+                    f"the batch of step {step} holds {count} labels outside {bound}; the data "
+                    "has labels the model has no output for"
+                )
+
+    return Callback(on_log=on_log)
+
+
 def first_nonfinite_step(event: LogEvent, *, key: str = "finite") -> int | None:
     """The global step of the first record in `event` whose `key` flag is False, else None."""
     for i, record in enumerate(event.records):

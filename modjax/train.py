@@ -242,7 +242,8 @@ def make_train_step(
 
     Returns:
         A jitted function. `metrics` holds the scalars `loss`, `accuracy`, `grad_norm`, every
-        objective term, and `finite` (bool: loss and gradient norm are finite).
+        objective term, `finite` (bool: loss and gradient norm are finite) and `bad_labels`
+        (int: labels outside `[0, num_classes)` in the batch; `loop.check_labels` reports them).
     """
 
     def step(state: TrainState, batch: Batch):
@@ -274,6 +275,8 @@ def make_train_step(
             "accuracy": accuracy,
             "grad_norm": grad_norm,
             "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
+            # Label values cannot be checked inside jit: count them for the host to report.
+            "bad_labels": jnp.sum((labels < 0) | (labels >= logits.shape[-1])).astype(jnp.int32),
             **terms,
         }
         new_state = state._replace(

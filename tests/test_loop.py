@@ -75,7 +75,7 @@ def test_fit_trains_and_calls_every_hook_at_its_steps():
     ]
     records = [r for e in rec.logs for r in e.records]
     assert len(records) == 12
-    assert set(records[0]) == {"loss", "accuracy", "grad_norm", "finite", "ce"}
+    assert set(records[0]) == {"loss", "accuracy", "grad_norm", "finite", "bad_labels", "ce"}
     assert all(isinstance(r["loss"], np.ndarray | np.floating) for r in records)
     losses = np.array([r["loss"] for r in records])
     assert np.all(np.isfinite(losses)) and all(bool(r["finite"]) for r in records)

@@ -84,7 +84,7 @@ def test_training_reduces_loss_and_updates_batch_stats():
     assert int(state.step) == 12
     assert float(metrics["loss"]) < first
     assert bool(metrics["finite"])
-    assert set(metrics) == {"loss", "accuracy", "grad_norm", "finite", "ce"}
+    assert set(metrics) == {"loss", "accuracy", "grad_norm", "finite", "bad_labels", "ce"}
     assert tree_max_diff(bs0, state.batch_stats) > 0
 
 

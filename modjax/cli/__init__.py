@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "else auto-detected)",
     )
     _add_bool_flag(p, "progress", default=True, help="show a progress bar (default: on)")
+    _add_bool_flag(
+        p,
+        "resume_from_valid",
+        default=False,
+        help="if the latest checkpoint is damaged, resume from the newest one that restores "
+        "(default: off: stop with the error)",
+    )
     _add_config_flags(p)
 
     p = sub.add_parser(
@@ -206,7 +213,9 @@ def _train(args) -> int:
             process_id=args.process_id,
         )
     config = _load_train_config(args)
-    summary = training.train_and_evaluate(config, args.workdir, progress=args.progress)
+    summary = training.train_and_evaluate(
+        config, args.workdir, progress=args.progress, resume_from_valid=args.resume_from_valid
+    )
     if jax.process_index() == 0:
         print(
             report.format_table(

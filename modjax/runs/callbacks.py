@@ -55,15 +55,20 @@ def stop_on_nonfinite(manager, directory: pathlib.Path | str) -> loop.Callback:
     return loop.Callback(on_log=on_log)
 
 
-def save_checkpoints(manager, *, steps_per_epoch: int, total_steps: int) -> loop.Callback:
+def save_checkpoints(
+    manager, *, steps_per_epoch: int, total_steps: int, config: dict[str, Any] | None = None
+) -> loop.Callback:
     """Offers every step's state to the Orbax manager, which writes at its interval.
 
     The last step is always written. Checkpoint steps are log steps, so their metrics are checked
-    (and written) before the save.
+    (and written) before the save. `config` (JSON) is stored in every checkpoint's meta, written
+    atomically with the state, so a resume can be checked against it.
     """
 
     def on_step(step: int, state: Any) -> None:
         meta = {"epoch": (step - 1) // steps_per_epoch, "step": step}
+        if config is not None:
+            meta["config"] = config
         checkpoint.save(manager, step, state, meta=meta, force=step == total_steps)
 
     return loop.Callback(on_step=on_step, log_at=manager.should_save)

@@ -67,7 +67,7 @@ def window_means(records: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float
         return {}
     out = {}
     for key in records[0]:
-        if key.endswith("_defined") or key == "finite":
+        if key.endswith("_defined") or key in ("finite", "bad_labels"):
             continue
         values = np.asarray([np.asarray(r[key], np.float64) for r in records])
         if f"{key}_defined" in records[0]:

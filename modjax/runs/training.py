@@ -7,6 +7,7 @@ This is the side-effect layer: it owns the workdir, the progress bar and the che
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 from typing import Any
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from modjax import checkpoint, data, loop, models, objectives, parallel, train
 from modjax.runs import callbacks, report
-from modjax.runs.config import TrainConfig, load_json, save_json
+from modjax.runs.config import TrainConfig, load_json
+from modjax.runs.workdir import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -158,20 +160,57 @@ def build_run(config: TrainConfig) -> Run:
     )
 
 
-def _check_resume(config: TrainConfig, workdir: pathlib.Path) -> None:
+def _check_workdir(raw: str | os.PathLike) -> pathlib.Path:
+    """The workdir as a path; a one-line error, before any work, if it cannot hold a run."""
+    if not str(raw).strip():
+        raise ValueError(f"--workdir {str(raw)!r} is empty; give a directory for the run's outputs")
+    workdir = pathlib.Path(raw)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"--workdir {workdir} is a file, not a directory")
+    existing = workdir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--workdir {workdir}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--workdir {workdir}: {existing} is not writable")
+    return workdir
+
+
+def saved_config(workdir: pathlib.Path) -> tuple[dict[str, Any] | None, str]:
+    """The settings a workdir's run was trained with, and where they were read.
+
+    The latest checkpoint's meta comes first (it is written atomically with the state, so it
+    cannot be lost or disagree with the weights); `config.json` only for checkpoints written
+    before configs were stored in them, or a run that has none yet.
+    """
+    directory = workdir / "checkpoints"
+    if directory.is_dir():
+        with checkpoint.open_read_only(directory) as manager:
+            step = checkpoint.latest_step(manager)
+            if step is not None:
+                meta = checkpoint.read_meta(manager, step)
+                if "config" in meta:
+                    return meta["config"], f"checkpoint step {step}"
     path = workdir / "config.json"
-    if not path.exists():
+    if path.exists():
+        return load_json(path).to_json(), str(path)
+    return None, ""
+
+
+def _check_resume(config: TrainConfig, workdir: pathlib.Path) -> None:
+    old, where = saved_config(workdir)
+    if old is None:
         return
-    old = load_json(path).to_json()
-    diff = {
-        k: (old[k], v)
+    diff = [
+        f"{k}: {old.get(k)!r} -> {v!r}"
         for k, v in config.to_json().items()
         if k not in RESUMABLE and old.get(k) != v
-    }
+    ]
     if diff:
         raise ValueError(
-            f"workdir {workdir} holds a run with different settings {diff} (old, new); "
-            "use a new --workdir or the same settings to resume"
+            f"workdir {workdir} holds a run with other settings ({where}): {'; '.join(diff)}. "
+            "Use a new --workdir, or the same settings to resume"
         )
 
 
@@ -189,12 +228,25 @@ def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
     return {**result, "per_class_accuracy": result["per_class_accuracy"].tolist()}
 
 
-def restore_or_create(run: Run, manager) -> train.TrainState:
+def restore_or_create(run: Run, manager, *, from_valid: bool = False) -> train.TrainState:
+    """The latest checkpoint's state, or a fresh one; `from_valid` falls back past damaged steps.
+
+    Raises:
+        CheckpointError: the latest checkpoint is damaged (and `from_valid` is False), or every
+            checkpoint is.
+    """
     abstract = train.abstract_train_state(
         model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
     )
-    if checkpoint.latest_step(manager) is not None:
-        state, _ = checkpoint.restore(manager, abstract)
+    steps = sorted(manager.all_steps(), reverse=True)
+    for i, step in enumerate(steps):
+        try:
+            state, _ = checkpoint.restore(manager, abstract, step=step)
+        except checkpoint.CheckpointError as err:
+            if not from_valid or i == len(steps) - 1:
+                raise
+            logger.warning("skipping damaged checkpoint step %d: %s", step, err)
+            continue
         logger.info("resumed from step %d", int(state.step))
         return state
     return train.create_train_state(
@@ -207,24 +259,41 @@ def restore_or_create(run: Run, manager) -> train.TrainState:
 
 
 def train_and_evaluate(
-    config: TrainConfig, workdir: str | pathlib.Path, *, progress: bool = True
+    config: TrainConfig,
+    workdir: str | pathlib.Path,
+    *,
+    progress: bool = True,
+    resume_from_valid: bool = False,
 ) -> dict[str, Any]:
     """Trains `config` in `workdir`, resuming from its latest checkpoint; returns a summary.
 
     Writes `config.json`, `metrics.jsonl` (one line per log step and per epoch), checkpoints
     under `checkpoints/`, and `summary.json`.
 
+    The configuration is also stored in every checkpoint, and a resume whose settings differ
+    from the latest checkpoint's is refused, even when `config.json` was deleted.
+
+    Args:
+        config: the run's settings.
+        workdir: the run's directory; its latest checkpoint is resumed.
+        progress: show a progress bar (process 0).
+        resume_from_valid: if the latest checkpoint is damaged, resume from the newest one
+            that restores (default: stop with the error).
+
     Raises:
+        ValueError: bad settings or workdir, or settings that differ from the run in `workdir`
+            (each differing field named), all before anything is written.
+        CheckpointError: a damaged checkpoint (see `resume_from_valid`).
         FloatingPointError: the loss or gradient norm became NaN/Inf; names the step. The last
             checkpoint written before that step is kept.
     """
-    workdir = pathlib.Path(workdir)
+    workdir = _check_workdir(workdir)
     _check_resume(config, workdir)
     run = build_run(config)  # all input validation happens before anything is written
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main:
-        save_json(config, workdir / "config.json")
+        write_json_atomic(workdir / "config.json", config.to_json())
     logger.info(
         "JAX %s, %d devices (%s), %d processes",
         jax.__version__,
@@ -236,7 +305,7 @@ def train_and_evaluate(
     manager = checkpoint.make_manager(
         workdir / "checkpoints", save_every=config.checkpoint_every, keep=config.keep_checkpoints
     )
-    state = restore_or_create(run, manager)
+    state = restore_or_create(run, manager, from_valid=resume_from_valid)
     objective = make_objective(config, run.info.num_classes)
     augment = True if config.augment is None else config.augment  # dataset's crop/flip rules
     train_step = train.make_train_step(
@@ -284,11 +353,14 @@ def train_and_evaluate(
             mesh=run.mesh,
             log_every=config.log_every,
             callbacks=[
+                loop.check_labels(num_classes=run.info.num_classes),
                 callbacks.stop_on_nonfinite(manager, workdir / "checkpoints"),
                 loop.Callback(on_log=record_compile),
                 callbacks.write_metrics(writer, global_batch_size=config.global_batch_size),
                 bar,
-                callbacks.save_checkpoints(manager, steps_per_epoch=spe, total_steps=total),
+                callbacks.save_checkpoints(
+                    manager, steps_per_epoch=spe, total_steps=total, config=config.to_json()
+                ),
                 callbacks.epoch_summaries(
                     writer,
                     epochs,
