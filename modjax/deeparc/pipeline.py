@@ -128,9 +128,9 @@ def run_repair(
     """DeepArc repair (METHODS §8.5) with PGD error images; returns scores, share and accuracies.
 
     Error images are PGD adversarial examples of `images` (one set per entry of `attacks`,
-    `repair.make_pgd` keyword arguments), rounded to uint8. Deviation scores use the first
-    attack set against the benign images for each attack; the top-k blocks are fine-tuned on
-    benign + error images (benign labels), the rest frozen. Accuracies are reported on the
+    `repair.make_pgd` keyword arguments), rounded to uint8. Deviation scores sum, over the
+    attacks, the drops of benign-vs-error linear CKA across each block; the top-k blocks are
+    fine-tuned on benign + error images (benign labels), the rest frozen. Accuracies are reported on the
     mixed repair set, its error half, the clean test set and PGD images of the test set.
 
     Raises:
@@ -156,8 +156,20 @@ def run_repair(
     benign_target = np.asarray(apply(variables, images))
     targets = np.concatenate([benign_target] * (1 + len(advs)))
 
+    eval_step = train.make_eval_step(model=model, preprocess=preprocess, num_classes=num_classes)
+
     def evaluate(v):
-        acc = lambda x, y: accuracy(model, v, x, y, preprocess=preprocess, num_classes=num_classes)
+        def acc(x, y):  # one compiled eval step for every set (fixed padded batch shape)
+            result = loop.evaluate(
+                eval_step=eval_step,
+                variables=v,
+                images=x,
+                labels=y,
+                global_batch_size=256,
+                prefetch=0,
+            )
+            return float(result["accuracy"])
+
         return {
             "mixed": acc(mixed_x, mixed_y),
             "error_only": acc(np.concatenate(advs), np.concatenate([labels] * len(advs))),
