@@ -5,8 +5,8 @@ Run: nice -n 10 python experiments/panrajan_train_stage.py [WORKDIR]   (~1 h on 
 Writes `WORKDIR/models/<name>.npz` (flattened params) and `<name>.json` (accuracy, seconds) for:
 the 8 Table-1 parents (MNIST/FMNIST × 1–4 hidden layers, 50 epochs), the faulty MNIST-1 (500
 images of digit 5), the 45 two-class baselines per dataset (MLP-4×49, 20 epochs, vmapped) and
-the MNIST×FMNIST inter-dataset baselines of the 10 pairs (i, i). A file that exists is skipped;
-the baselines resume chunk by chunk.
+the MNIST×FMNIST inter-dataset baselines of the 10 pairs (i, i), then of all 100 pairs. A file
+that exists is skipped; the baselines resume chunk by chunk.
 """
 
 import json
@@ -120,6 +120,9 @@ def main(workdir: pathlib.Path) -> None:
     tasks = [pair_task(xm, ym, a, xf, yf, b) for a, b in INTER_TMA]
     tests = [pair_task(tm, tym, a, tf, tyf, b) for a, b in INTER_TMA]
     train_baselines(models_dir / "TMA-inter-MNIST-FMNIST", tasks, tests, chunk=10)
+    tasks = [pair_task(xm, ym, a, xf, yf, b) for a, b in INTER]
+    tests = [pair_task(tm, tym, a, tf, tyf, b) for a, b in INTER]
+    train_baselines(models_dir / "TMA-inter-MNIST-FMNIST-all", tasks, tests, chunk=10)
 
 
 if __name__ == "__main__":
