@@ -65,3 +65,33 @@ def test_layer_with_another_batch_size_is_named():
     masks = [jnp.ones((B, 5)), jnp.ones((B + 2, 5))]
     with pytest.raises(ValueError, match=r"masks\['1'\] has shape \(6, 5\)"):
         objectives.cohesion(masks, np.zeros(B, np.int32), num_classes=N)
+
+
+def test_out_of_range_labels_inside_jit_stop_the_loop_naming_the_step():
+    from modjax import loop, train
+    from tests.tiny import TinyNet, synthetic, to_float
+
+    model = TinyNet()
+    tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=3, num_epochs=1)
+    state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=(8, 8, 1))
+    step = train.make_train_step(
+        model=model, tx=tx, objective=objectives.standard, preprocess=to_float
+    )
+    images, labels = synthetic(num=48)
+    labels = labels.copy()
+    labels[40] = 99  # in the third batch of 16
+
+    def epoch_batches(epoch):
+        del epoch
+        return [{"image": images[i : i + 16], "label": labels[i : i + 16]} for i in (0, 16, 32)]
+
+    with pytest.raises(ValueError, match=r"the batch of step 3 holds 1 labels outside \[0, "):
+        loop.fit(
+            train_step=step,
+            state=state,
+            epoch_batches=epoch_batches,
+            steps_per_epoch=3,
+            num_epochs=1,
+            callbacks=[loop.check_labels()],
+            log_every=1,
+        )

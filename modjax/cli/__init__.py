@@ -311,7 +311,7 @@ def main(argv=None) -> int:
             "repair": deeparc_cmd.repair,
         }
         return {"train": _train, "eval": _eval, "data": _data, **handlers}[args.command](args)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as err:
         if args.verbose:
             raise
         print(f"modjax {args.command}: error: {err}", file=sys.stderr)

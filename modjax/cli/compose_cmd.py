@@ -115,6 +115,8 @@ def _parse_relabel(items) -> dict[tuple[str, int], int]:
             ) from None
         if key in out:
             raise ValueError(f"--relabel gives {dataset}:{cls} twice")
+        if value < 0 or key[1] < 0:
+            raise ValueError(f"--relabel {item!r}: class ids must be >= 0")
         out[key] = value
     return out
 
@@ -124,6 +126,8 @@ def compose(args) -> int:
     from modjax.runs import modules, report, task_module
 
     relabel = _parse_relabel(args.relabel)
+    if args.out and pathlib.Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give a file name for the JSON result")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size={args.batch_size} must be >= 1")
     _check_finetune_args(args)

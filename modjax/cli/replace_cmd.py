@@ -66,6 +66,8 @@ def replace(args) -> int:
     from modjax.runs import report
     from modjax.runs.replacement import replace_class
 
+    if args.out and pathlib.Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a directory; give a file name for the JSON result")
     value = replace_class(
         args.weak_workdir,
         args.module,

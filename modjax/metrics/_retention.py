@@ -141,7 +141,7 @@ def _retention(keep_tree, params, *, include_generators, linear_only) -> float:
     # A Linear (Dense) layer is a params dict whose "kernel" is 2-D; its bias counts with it.
     shapes = {path: tuple(getattr(leaf, "shape", np.shape(leaf))) for path, leaf in full}
     kept = total = 0
-    for (path, leaf), (_, ref) in zip(keep, full):
+    for (path, leaf), _ in zip(keep, full):
         arr = np.asarray(leaf)
         if arr.dtype != np.bool_:
             raise TypeError(f"keep_tree{path} must be boolean; got dtype {arr.dtype}")

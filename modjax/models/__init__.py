@@ -26,7 +26,7 @@ import numpy as np
 from flax.core import FrozenDict
 
 from modjax.models.cnn import LeNet5, ResCNN, SimCNN
-from modjax.models.layers import MASK_SUFFIX, ConvUnit, MaskGenerator, scaled
+from modjax.models.layers import MASK_SUFFIX, ConvUnit, MaskGenerator, check_width
 from modjax.models.mlp import MLP, check_mlp
 from modjax.models.mobilenet import MobileNet
 from modjax.models.resnet import ResNet18
@@ -126,7 +126,7 @@ def get_model(
         raise ValueError(f"unknown model name={name!r}; expected one of {list(MODEL_NAMES)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be an int >= 1")
-    scaled(1, width)  # validates width
+    check_width(width)
     if not isinstance(mask_generators, bool):
         raise TypeError(f"mask_generators={mask_generators!r} must be a bool")
     allowed = _extra_kwargs(name)
@@ -251,7 +251,11 @@ def masked_layers(
         [('conv_1', 16)]
     """
     acts = trace(_resolve(model, model_kwargs), input_shape).acts
-    return {n.removesuffix(MASK_SUFFIX): shape[-1] for n, shape in acts.items() if n.endswith(MASK_SUFFIX)}
+    return {
+        n.removesuffix(MASK_SUFFIX): shape[-1]
+        for n, shape in acts.items()
+        if n.endswith(MASK_SUFFIX)
+    }
 
 
 __all__ = [

@@ -138,15 +138,26 @@ def torch_default_bias(fan_in: int) -> Initializer:
     return init_fn
 
 
-def scaled(channels: int, width: float) -> int:
-    """Applies the width multiplier: `max(1, round(channels * width))`.
-
-    Raises:
-        ValueError: if `width` is not a positive number.
-    """
+def check_width(width: float) -> float:
+    """Returns `width` if it is a positive number, else raises `ValueError` naming it."""
     if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
         raise ValueError(f"width={width!r} must be a positive number (1.0 = paper architecture)")
-    return max(1, round(channels * width))
+    return width
+
+
+def scaled(channels: int, width: float) -> int:
+    """Applies the width multiplier: `round(channels * width)`.
+
+    Raises:
+        ValueError: if `width` is not a positive number, or leaves the layer with no units.
+    """
+    units = round(channels * check_width(width))
+    if units < 1:
+        raise ValueError(
+            f"width={width!r} leaves a layer of {channels} channels with no units "
+            f"(round({channels} * {width!r}) = 0); use width >= {0.5 / channels:.3g}"
+        )
+    return units
 
 
 def generator_hidden(channels: int) -> int:

@@ -192,7 +192,12 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     modules_before = set(sys.modules)
     sys.path.insert(0, str(directory))
     try:
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as err:
+            raise ValueError(
+                f"config file {err.filename or path}, line {err.lineno}: {err.msg}"
+            ) from None
         get_config = getattr(module, "get_config", None)
         if get_config is None:
             raise ValueError(f"config file {path} must define get_config() returning a dict")
@@ -213,4 +218,19 @@ def save_json(config: TrainConfig, path: pathlib.Path) -> None:
 
 
 def load_json(path: pathlib.Path) -> TrainConfig:
-    return from_dict(json.loads(path.read_text()), source=str(path))
+    """The `TrainConfig` of a workdir's `config.json`.
+
+    Raises:
+        ValueError: the file is not valid JSON (e.g. truncated) or holds bad settings; the
+            message names the file.
+    """
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+            "was it truncated? Restore it or delete it (the checkpoint holds the settings too)"
+        ) from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings")
+    return from_dict(values, source=str(path))

@@ -108,6 +108,7 @@ def build_run(config: TrainConfig) -> Run:
         mask_generators=config.method == "mwt",
         **model_kwargs,
     )
+    models.trace(model, input_shape(config, info))  # every layer builds (e.g. width)
     mesh = parallel.make_mesh(config.num_devices)
     parallel.check_batch_size(config.global_batch_size, mesh)
     train_images, train_labels = _subset(
