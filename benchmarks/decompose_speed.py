@@ -23,9 +23,9 @@ ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from modjax import decompose as dc
-from modjax import models
-from tests.decompose import _reference as ref
+from modjax import decompose as dc  # noqa: E402
+from modjax import models  # noqa: E402
+from tests.decompose import _reference as ref  # noqa: E402
 
 DEFAULT = pathlib.Path("/work/panrajan_work/models/MNIST-4")
 
