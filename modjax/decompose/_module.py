@@ -125,8 +125,10 @@ def prune(params: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Any]]:
     return channels, to_params(layers)
 
 
-def sizes(params: Mapping[str, Any], *, input_shape=(28, 28, 1)) -> dict[str, Any]:
+def sizes(params: Mapping[str, Any], *, input_shape=None) -> dict[str, Any]:
     """Edge and node retention and MACs of a module vs its parent (METHODS §10.2, §10.9).
+
+    `input_shape` defaults to the flat input the first kernel reads, `(n_in,)`.
 
     Returns:
         `edges` (non-zero kernel entries, the published "NonZero" fraction's numerator),
@@ -134,6 +136,8 @@ def sizes(params: Mapping[str, Any], *, input_shape=(28, 28, 1)) -> dict[str, An
         form) and `mac_rate`.
     """
     layers = dense_layers(params)
+    if input_shape is None:
+        input_shape = (int(layers[0][0].shape[0]),)
     total_edges = sum(int(np.size(w)) for w, _ in layers)
     edges = sum(int(np.count_nonzero(np.asarray(w))) for w, _ in layers)
     channels, _ = prune(params)
