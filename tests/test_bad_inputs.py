@@ -442,3 +442,33 @@ def test_metrics_hold_each_step_once_after_resume(trained, tmp_path):
         if json.loads(line)["kind"] == "train"
     ]
     assert len(steps) == len(set(steps))
+
+
+def test_read_only_workdir_is_refused_before_work(tmp_path, capsys, monkeypatch):
+    # Root writes anywhere, so the permission answer is simulated for the workdir's parent.
+    import os
+
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(parent) else real(p, m))
+    code = main(["train", "--workdir", str(parent / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{parent} is not writable" in err
+    assert not (parent / "run").exists()
+
+
+def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from modjax.runs import training
+
+    def full(path, value):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(training, "write_json_atomic", full)
+    code = main(["train", "--workdir", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "No space left on device" in err and "config.json" in err
