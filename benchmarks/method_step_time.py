@@ -24,8 +24,9 @@ METHODS = ("standard", "mwt", "moda")
 
 
 def build_step(method, *, model_name, width, num_classes, image_shape, info):
-    model = models.get_model(model_name, num_classes=num_classes, width=width,
-                             mask_generators=method == "mwt")
+    model = models.get_model(
+        model_name, num_classes=num_classes, width=width, mask_generators=method == "mwt"
+    )
     objective = {
         "standard": objectives.standard,
         "mwt": objectives.mwt_objective(num_classes=num_classes),
@@ -33,8 +34,9 @@ def build_step(method, *, model_name, width, num_classes, image_shape, info):
     }[method]
     tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=10**6, num_epochs=1)
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=image_shape)
-    step = train.make_train_step(model=model, tx=tx, objective=objective,
-                                 preprocess=data.make_preprocess(info, augment=True))
+    step = train.make_train_step(
+        model=model, tx=tx, objective=objective, preprocess=data.make_preprocess(info, augment=True)
+    )
     return state, step
 
 
@@ -49,15 +51,22 @@ def main():
 
     info = data.get_info("cifar10")
     rs = np.random.RandomState(0)
-    batch = jax.device_put({
-        "image": rs.randint(0, 256, (args.batch_size, *info.image_shape)).astype(np.uint8),
-        "label": rs.randint(0, 10, (args.batch_size,)).astype(np.int32),
-    })
+    batch = jax.device_put(
+        {
+            "image": rs.randint(0, 256, (args.batch_size, *info.image_shape)).astype(np.uint8),
+            "label": rs.randint(0, 10, (args.batch_size,)).astype(np.int32),
+        }
+    )
     states, steps, compile_s = {}, {}, {}
     for method in METHODS:
         states[method], steps[method] = build_step(
-            method, model_name=args.model, width=args.width, num_classes=10,
-            image_shape=info.image_shape, info=info)
+            method,
+            model_name=args.model,
+            width=args.width,
+            num_classes=10,
+            image_shape=info.image_shape,
+            info=info,
+        )
         t0 = time.perf_counter()
         states[method], metrics = steps[method](states[method], batch)
         jax.block_until_ready(metrics)
@@ -83,8 +92,11 @@ def main():
         "",
         "| method | step (ms) | images/s | × standard | compile (s) |",
         "|---|---|---|---|---|",
-        *[f"| {m} | {med[m] * 1e3:.1f} | {args.batch_size / med[m]:.0f} | "
-          f"{med[m] / med['standard']:.2f} | {compile_s[m]:.1f} |" for m in METHODS],
+        *[
+            f"| {m} | {med[m] * 1e3:.1f} | {args.batch_size / med[m]:.0f} | "
+            f"{med[m] / med['standard']:.2f} | {compile_s[m]:.1f} |"
+            for m in METHODS
+        ],
         "",
         f"MODA vs MwT: {abs(saving):.1f}% {'less' if saving >= 0 else 'more'} time per step.",
     ]

@@ -30,14 +30,18 @@ def time_modjax(width, batch_size, steps, warmup):
     tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=10**6, num_epochs=1)
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=(32, 32, 3))
     step = train.make_train_step(
-        model=model, tx=tx, objective=objectives.standard,
+        model=model,
+        tx=tx,
+        objective=objectives.standard,
         preprocess=data.make_preprocess(info, augment=True),
     )
     rs = np.random.RandomState(0)
-    batch = jax.device_put({
-        "image": rs.randint(0, 256, (batch_size, 32, 32, 3)).astype(np.uint8),
-        "label": rs.randint(0, 10, (batch_size,)).astype(np.int32),
-    })
+    batch = jax.device_put(
+        {
+            "image": rs.randint(0, 256, (batch_size, 32, 32, 3)).astype(np.uint8),
+            "label": rs.randint(0, 10, (batch_size,)).astype(np.int32),
+        }
+    )
     t0 = time.perf_counter()
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
@@ -60,16 +64,31 @@ def torch_simcnn(width, num_classes=10):
     def w(c):
         return max(1, round(c * width))
 
-    convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-             (256, 512)] + [(512, 512)] * 5
+    convs = [
+        (3, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 256),
+        (256, 512),
+    ] + [(512, 512)] * 5
     layers = []
     for i, (cin, cout) in enumerate(convs):
         layers += [tnn.Conv2d(w(cin) if i else 3, w(cout), 3, padding=1), tnn.ReLU()]
         if i in (1, 3, 6, 9, 12):
             layers.append(tnn.MaxPool2d(2))
-    layers += [tnn.Flatten(), tnn.Dropout(0.5), tnn.Linear(w(512), w(512)), tnn.ReLU(),
-               tnn.Dropout(0.5), tnn.Linear(w(512), w(512)), tnn.ReLU(),
-               tnn.Linear(w(512), num_classes)]
+    layers += [
+        tnn.Flatten(),
+        tnn.Dropout(0.5),
+        tnn.Linear(w(512), w(512)),
+        tnn.ReLU(),
+        tnn.Dropout(0.5),
+        tnn.Linear(w(512), w(512)),
+        tnn.ReLU(),
+        tnn.Linear(w(512), num_classes),
+    ]
     return tnn.Sequential(*layers)
 
 
@@ -106,18 +125,21 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per framework")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)"
+    )
     args = parser.parse_args()
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    compile_s, jax_step, jax_params = time_modjax(args.width, args.batch_size, args.steps,
-                                                  args.warmup)
-    torch_step, torch_params, torch_version = time_torch(args.width, args.batch_size, args.steps,
-                                                         args.warmup)
+    compile_s, jax_step, jax_params = time_modjax(
+        args.width, args.batch_size, args.steps, args.warmup
+    )
+    torch_step, torch_params, torch_version = time_torch(
+        args.width, args.batch_size, args.steps, args.warmup
+    )
     if jax_params != torch_params:
         raise SystemExit(f"parameter counts differ: modjax {jax_params}, torch {torch_params}")
     device = jax.devices()[0]
@@ -126,8 +148,7 @@ def main():
         ("PyTorch eager", torch_step, args.batch_size / torch_step),
     ]
     lines = [
-        f"# Training-step throughput: SimCNN width {args.width}, batch {args.batch_size}, "
-        "float32",
+        f"# Training-step throughput: SimCNN width {args.width}, batch {args.batch_size}, float32",
         "",
         f"Device: {device.platform} ({device.device_kind}), {platform.processor() or 'cpu'}, "
         f"{jax.device_count()} JAX device(s); JAX {jax.__version__}, PyTorch {torch_version} "

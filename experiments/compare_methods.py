@@ -44,36 +44,47 @@ def main():
         config = config_lib.from_dict({**base, "method": method}, source=args.config)
         summary = training.train_and_evaluate(config, workdir / method, progress=args.progress)
         last = summary["epochs_log"][-1]
-        rows.append({
-            "method": method,
-            "test_accuracy": summary["test_accuracy"],
-            "train_loss": last.get("train_loss"),
-            "kernel_rate": last.get("train_kernel_rate"),
-            "epoch_time_s": _epoch_time(summary),
-            "compile_time_s": summary["compile_time_s"],
-        })
+        rows.append(
+            {
+                "method": method,
+                "test_accuracy": summary["test_accuracy"],
+                "train_loss": last.get("train_loss"),
+                "kernel_rate": last.get("train_kernel_rate"),
+                "epoch_time_s": _epoch_time(summary),
+                "compile_time_s": summary["compile_time_s"],
+            }
+        )
     if "standard" in args.methods:
         ref = next(r["epoch_time_s"] for r in rows if r["method"] == "standard")
         for r in rows:
             r["time_vs_standard"] = r["epoch_time_s"] / ref
-    columns = ["method", "test_accuracy", "train_loss", "kernel_rate", "epoch_time_s",
-               "time_vs_standard", "compile_time_s"]
+    columns = [
+        "method",
+        "test_accuracy",
+        "train_loss",
+        "kernel_rate",
+        "epoch_time_s",
+        "time_vs_standard",
+        "compile_time_s",
+    ]
     cfg = dataclasses.asdict(config_lib.from_dict(base))
     device = jax.devices()[0]
-    text = "\n".join([
-        f"# {cfg['model']} (width {cfg['width']}) on {cfg['dataset']}: standard vs MwT vs MODA",
-        "",
-        f"{cfg['num_epochs']} epochs, {cfg['train_examples'] or 'all'} training examples, batch "
-        f"{cfg['global_batch_size']}, SGD {cfg['learning_rate']} Nesterov, per-epoch cosine. "
-        f"Device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s), "
-        f"JAX {jax.__version__}. kernel_rate = mean over layers of the fraction of batch masks "
-        "> 0 (MwT, last epoch). Epoch time is the median epoch wall time without the first "
-        "(compiling) epoch.",
-        "",
-        "```",
-        report.format_table(rows, columns),
-        "```",
-    ])
+    text = "\n".join(
+        [
+            f"# {cfg['model']} (width {cfg['width']}) on {cfg['dataset']}: standard vs MwT vs MODA",
+            "",
+            f"{cfg['num_epochs']} epochs, {cfg['train_examples'] or 'all'} training examples, batch "
+            f"{cfg['global_batch_size']}, SGD {cfg['learning_rate']} Nesterov, per-epoch cosine. "
+            f"Device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s), "
+            f"JAX {jax.__version__}. kernel_rate = mean over layers of the fraction of batch masks "
+            "> 0 (MwT, last epoch). Epoch time is the median epoch wall time without the first "
+            "(compiling) epoch.",
+            "",
+            "```",
+            report.format_table(rows, columns),
+            "```",
+        ]
+    )
     (workdir / "methods.md").write_text(text + "\n")
     (workdir / "methods.json").write_text(json.dumps(rows, indent=2))
     print(text)

@@ -27,7 +27,9 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     total = jax.device_count()
     num_devices = total if num_devices is None else num_devices
     if not 1 <= num_devices <= total:
-        raise ValueError(f"num_devices={num_devices} must be between 1 and the device count ({total})")
+        raise ValueError(
+            f"num_devices={num_devices} must be between 1 and the device count ({total})"
+        )
     if jax.process_count() > 1 and num_devices != total:
         raise ValueError(
             f"num_devices={num_devices}: a multi-process run must use every device ({total})"
@@ -83,4 +85,3 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
 def replicate(tree, mesh: Mesh):
     """Places a host pytree on every device of `mesh` (replicated)."""
     return jax.device_put(tree, replicated(mesh))
-

@@ -25,7 +25,7 @@ def _setup(mesh=None, objective=objectives.standard, donate=False):
 def _batches(n_steps, batch=16):
     images, labels = synthetic(num=n_steps * batch)
     return [
-        {"image": images[i * batch:(i + 1) * batch], "label": labels[i * batch:(i + 1) * batch]}
+        {"image": images[i * batch : (i + 1) * batch], "label": labels[i * batch : (i + 1) * batch]}
         for i in range(n_steps)
     ]
 
@@ -56,8 +56,13 @@ def test_optimizer_matches_pytorch_nesterov_sgd_by_hand():
 
 def test_generator_params_get_their_own_learning_rate():
     tx = train.make_optimizer(
-        learning_rate=0.1, mask_learning_rate=0.0 + 1e-9, steps_per_epoch=1, num_epochs=1,
-        schedule="constant", momentum=0.0, nesterov=False,
+        learning_rate=0.1,
+        mask_learning_rate=0.0 + 1e-9,
+        steps_per_epoch=1,
+        num_epochs=1,
+        schedule="constant",
+        momentum=0.0,
+        nesterov=False,
     )
     params = {"conv_1": {"kernel": jnp.ones(2)}, "conv_1_generator": {"kernel": jnp.ones(2)}}
     grads = jax.tree.map(jnp.ones_like, params)
@@ -178,14 +183,19 @@ def test_modular_objectives_compile_once_and_run_without_host_transfers(method):
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=shape)
     step = train.make_train_step(model=model, tx=tx, objective=counting, preprocess=to_float)
     images, labels = synthetic(num=64, shape=shape)
-    batches = [jax.device_put({"image": images[i:i + 16], "label": labels[i:i + 16]})
-               for i in range(0, 64, 16)]
+    batches = [
+        jax.device_put({"image": images[i : i + 16], "label": labels[i : i + 16]})
+        for i in range(0, 64, 16)
+    ]
     state, metrics = step(state, batches[0])
     with jax.transfer_guard("disallow"):
         for batch in batches[1:]:
             state, metrics = step(state, batch)
     assert len(traces) == 1 and step._cache_size() == 1
     assert int(state.step) == 4 and bool(metrics["finite"])
-    expected = {"cohesion", "coupling", "kernel_rate"} if method == "mwt" else {
-        "affinity", "dispersion", "compactness"}
+    expected = (
+        {"cohesion", "coupling", "kernel_rate"}
+        if method == "mwt"
+        else {"affinity", "dispersion", "compactness"}
+    )
     assert expected <= set(metrics)

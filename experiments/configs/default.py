@@ -10,6 +10,13 @@ parameters.
 
 def get_config():
     return dict(
-        model="mlp", depth=2, method="moda", dataset="digits", num_epochs=20,
-        global_batch_size=64, learning_rate=0.05, log_every=10, checkpoint_every=100,
+        model="mlp",
+        depth=2,
+        method="moda",
+        dataset="digits",
+        num_epochs=20,
+        global_batch_size=64,
+        learning_rate=0.05,
+        log_every=10,
+        checkpoint_every=100,
     )

@@ -8,6 +8,13 @@ The paper runs are width 1, 200 epochs, the full training set (METHODS §4.4, §
 
 def get_config():
     return dict(
-        model="vgg16", dataset="cifar10", width=0.25, num_epochs=4, train_examples=10000,
-        global_batch_size=128, learning_rate=0.05, log_every=20, checkpoint_every=200,
+        model="vgg16",
+        dataset="cifar10",
+        width=0.25,
+        num_epochs=4,
+        train_examples=10000,
+        global_batch_size=128,
+        learning_rate=0.05,
+        log_every=20,
+        checkpoint_every=200,
     )

@@ -7,7 +7,14 @@ Run: python experiments/compare_methods.py --config experiments/configs/methods_
 
 def get_config():
     return dict(
-        model="vgg16", dataset="fashion_mnist", image_size=32, width=0.125, num_epochs=5,
-        train_examples=20000, global_batch_size=128, learning_rate=0.05, log_every=50,
+        model="vgg16",
+        dataset="fashion_mnist",
+        image_size=32,
+        width=0.125,
+        num_epochs=5,
+        train_examples=20000,
+        global_batch_size=128,
+        learning_rate=0.05,
+        log_every=50,
         checkpoint_every=500,
     )

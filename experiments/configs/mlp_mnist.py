@@ -9,6 +9,12 @@ config uses the modjax SGD recipe for a few epochs.
 
 def get_config():
     return dict(
-        model="mlp", depth=4, dataset="mnist", num_epochs=5, global_batch_size=128,
-        learning_rate=0.05, log_every=100, checkpoint_every=1000,
+        model="mlp",
+        depth=4,
+        dataset="mnist",
+        num_epochs=5,
+        global_batch_size=128,
+        learning_rate=0.05,
+        log_every=100,
+        checkpoint_every=1000,
     )

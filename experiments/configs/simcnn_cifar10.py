@@ -8,6 +8,12 @@ Paper recipe (METHODS §4.4): --width 1 --num-epochs 200 --t-max 200.
 
 def get_config():
     return dict(
-        model="simcnn", width=0.25, dataset="cifar10", num_epochs=5, global_batch_size=128,
-        learning_rate=0.05, log_every=50, checkpoint_every=390,
+        model="simcnn",
+        width=0.25,
+        dataset="cifar10",
+        num_epochs=5,
+        global_batch_size=128,
+        learning_rate=0.05,
+        log_every=50,
+        checkpoint_every=390,
     )

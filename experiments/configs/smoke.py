@@ -6,6 +6,12 @@ Run: modjax train --config experiments/configs/smoke.py --workdir /tmp/smoke   (
 
 def get_config():
     return dict(
-        model="mlp", depth=2, dataset="digits", num_epochs=1, global_batch_size=64,
-        log_every=5, checkpoint_every=10, train_examples=512,
+        model="mlp",
+        depth=2,
+        dataset="digits",
+        num_epochs=1,
+        global_batch_size=64,
+        log_every=5,
+        checkpoint_every=10,
+        train_examples=512,
     )

@@ -38,9 +38,7 @@ def _indicators(
 ) -> dict[str, jax.Array]:
     """Binary indicators `{layer: bool [B, C]}` of one forward pass (forward order)."""
     if method == "mwt":
-        found = {
-            n.removesuffix(MASK_SUFFIX): a for n, a in acts.items() if n.endswith(MASK_SUFFIX)
-        }
+        found = {n.removesuffix(MASK_SUFFIX): a for n, a in acts.items() if n.endswith(MASK_SUFFIX)}
         if not found:
             raise ValueError(
                 "method='mwt' needs generator masks: the model's acts have no "

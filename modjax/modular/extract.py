@@ -194,8 +194,12 @@ def extract_modules(
         model = models.get_model(parent["model"], **parent["model_kwargs"])
     num_classes = int(parent["model_kwargs"]["num_classes"])
     step = make_count_step(
-        model=model, preprocess=preprocess, num_classes=num_classes, method=method,
-        layers=layers, mesh=mesh,
+        model=model,
+        preprocess=preprocess,
+        num_classes=num_classes,
+        method=method,
+        layers=layers,
+        mesh=mesh,
     )
     add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), donate_argnums=0)
 
@@ -242,7 +246,12 @@ def extract_modules(
         }
         modules.append(
             module_for_class(
-                keep, c, parent=parent, method=method, threshold=threshold, fallbacks=events,
+                keep,
+                c,
+                parent=parent,
+                method=method,
+                threshold=threshold,
+                fallbacks=events,
                 metrics=metrics,
             )
         )

@@ -48,7 +48,10 @@ def _x(num=6, seed=1, shape=SHAPE):
 
 def _masked_logits(parent, variables, keep, x, method="moda"):
     model, masks = masked_equivalent(
-        parent["model"], parent["model_kwargs"], keep, method=method,
+        parent["model"],
+        parent["model_kwargs"],
+        keep,
+        method=method,
         input_shape=parent["input_shape"],
     )
     return model.apply(variables, x, masks=masks, train=False)[0]
@@ -117,7 +120,9 @@ def test_fused_and_one_by_one_relation():
     # A single module: fused == one-by-one exactly.
     np.testing.assert_allclose(
         cp.compose([modules[1]], vbp).apply_fn(x),
-        cp.compose_one_by_one([modules[1]], vbp).apply_fn(x), rtol=1e-6, atol=1e-6,
+        cp.compose_one_by_one([modules[1]], vbp).apply_fn(x),
+        rtol=1e-6,
+        atol=1e-6,
     )
 
 
@@ -150,9 +155,11 @@ def test_calibration_maps_calibration_logits_into_unit_interval():
     _, variables, parent = _parent()
     composed = cp.compose(_modules(parent)[:3], {cp.parent_key(parent): variables})
     images = np.asarray(_x(num=20, seed=4))
-    batches = [{"image": images[:8]}, {"image": images[8:16]},
-               {"image": np.concatenate([images[16:], images[:4]]),
-                "mask": np.arange(8) < 4}]
+    batches = [
+        {"image": images[:8]},
+        {"image": images[8:16]},
+        {"image": np.concatenate([images[16:], images[:4]]), "mask": np.arange(8) < 4},
+    ]
     cal = cp.fit_calibration(composed, batches)
     lo, hi = cal[composed.groups[0].key]
     raw = np.asarray(composed.apply_fn(jnp.asarray(images)))

@@ -31,8 +31,9 @@ def _pruned_mlp():
     model = models.get_model("mlp", num_classes=10, depth=1)
     variables = model.init(jax.random.PRNGKey(0), np.zeros((1, 8, 8, 1), np.float32))
     keep = {"dense_0": np.arange(49) % 2 == 0}
-    return prune("mlp", {"depth": 1}, variables, keep, classes=None, method="mwt",
-                 input_shape=(8, 8, 1))
+    return prune(
+        "mlp", {"depth": 1}, variables, keep, classes=None, method="mwt", input_shape=(8, 8, 1)
+    )
 
 
 def test_task_head_shapes_and_init():
@@ -62,14 +63,23 @@ def test_finetune_improves_validation_and_selects_best_epoch():
     evaluate = train.make_eval_step(model=model, preprocess=pre, num_classes=3)
 
     def accuracy(v):
-        s = [evaluate(v, b) for b in data.eval_batches(images[va], labels[va],
-                                                       global_batch_size=64)]
+        s = [
+            evaluate(v, b) for b in data.eval_batches(images[va], labels[va], global_batch_size=64)
+        ]
         return sum(int(x["correct"]) for x in s) / sum(int(x["count"]) for x in s)
 
     before = accuracy(variables)
     result = finetune.finetune_task_module(
-        model, variables, (images[tr], labels[tr]), (images[va], labels[va]), num_classes=3,
-        train_preprocess=pre, eval_preprocess=pre, num_epochs=3, t_max=6, batch_size=32,
+        model,
+        variables,
+        (images[tr], labels[tr]),
+        (images[va], labels[va]),
+        num_classes=3,
+        train_preprocess=pre,
+        eval_preprocess=pre,
+        num_epochs=3,
+        t_max=6,
+        batch_size=32,
     )
     accs = [h["val_accuracy"] for h in result.history]
     assert [h["epoch"] for h in result.history] == [1, 2, 3]

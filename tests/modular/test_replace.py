@@ -58,7 +58,10 @@ def test_train_adapter_and_replaced_apply_use_frozen_networks():
     assert logits.shape == (256, 3)
     assert np.mean(np.argmax(logits, -1) == y) > 0.95
     acc = replace.per_class_accuracy(
-        replace.replaced_apply(weak, strong, params, target_index=2), images, y, num_classes=3,
+        replace.replaced_apply(weak, strong, params, target_index=2),
+        images,
+        y,
+        num_classes=3,
         batch_size=100,
     )
     assert acc.shape == (3,) and np.all(acc > 0.9)
