@@ -472,3 +472,14 @@ def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "No space left on device" in err and "config.json" in err
+
+
+def test_resume_from_valid_falls_back_past_a_damaged_checkpoint(trained, tmp_path, capsys):
+    run = _copy(trained, tmp_path)
+    _flip_checkpoint(run)  # the latest step (8) is damaged; step 1 is intact
+    argv = ["train", "--config", SMOKE, "--num-epochs", "2", "--workdir", str(run), "--no-progress"]
+    assert main(argv) == 2
+    assert "checkpoint step 8" in capsys.readouterr().err
+    assert main([*argv, "--resume-from-valid"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 16

@@ -132,7 +132,7 @@ def test_resume_with_different_settings_is_refused(tmp_path, capsys):
         )
         == 2
     )
-    assert "different settings" in capsys.readouterr().err
+    assert "other settings (checkpoint step 8): width: 1.0 -> 2.0" in capsys.readouterr().err
 
 
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
