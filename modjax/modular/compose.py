@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax import models
+from modjax import loop, models
 from modjax.modular.module import Module, union
 from modjax.modular.prune import prune
 from modjax.typing import Batch
@@ -481,25 +481,30 @@ def evaluate_composed(
     position = np.searchsorted(np.sort(ids), labels)
     position = np.argsort(ids)[position].astype(np.int32)
 
-    def step(x, y, mask):
-        pred = jnp.argmax(composed.apply_fn(preprocess(x, jax.random.PRNGKey(0))), axis=-1)
-        hit = (pred == y) & mask
-        return (
-            jax.ops.segment_sum(hit.astype(jnp.int32), y, num_segments=k),
-            jax.ops.segment_sum(mask.astype(jnp.int32), y, num_segments=k),
-        )
+    def eval_step(variables, batch):
+        del variables  # the composition closes over its parameters
+        y, mask = batch["label"], batch["mask"]
+        pred = jnp.argmax(composed.apply_fn(preprocess(batch["image"], jax.random.PRNGKey(0))), -1)
+        hit = ((pred == y) & mask).astype(jnp.int32)
+        return {
+            "correct": jnp.sum(hit),
+            "count": jnp.sum(mask.astype(jnp.int32)),
+            "loss_sum": jnp.zeros((), jnp.float32),  # no loss is defined across parents
+            "per_class_correct": jax.ops.segment_sum(hit, y, num_segments=k),
+            "per_class_count": jax.ops.segment_sum(mask.astype(jnp.int32), y, num_segments=k),
+        }
 
-    step = jax.jit(step)
-    correct, count = np.zeros(k, np.int64), np.zeros(k, np.int64)
-    n = len(labels)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
-        mask = idx < n
-        idx = np.where(mask, idx, 0)
-        c, m = jax.device_get(step(images[idx], position[idx], mask))
-        correct += c
-        count += m
-    per_class = np.where(count > 0, correct / np.maximum(count, 1), np.nan)
+    result = loop.evaluate(
+        eval_step=jax.jit(eval_step),
+        variables=None,
+        images=images,
+        labels=position,
+        global_batch_size=batch_size,
+        prefetch=0,
+    )
+    count = np.bincount(position, minlength=k)
+    correct = np.rint(np.nan_to_num(result["per_class_accuracy"]) * count).astype(np.int64)
+    per_class = result["per_class_accuracy"]
     return {
         "accuracy": float(correct.sum() / count.sum()),
         "correct": int(correct.sum()),

@@ -37,26 +37,40 @@ def _parse_classes(classes: Sequence[int], num_classes: int) -> list[int]:
 def parent_restricted_accuracy(config, run, variables, classes: Sequence[int]) -> float:
     """Accuracy of the parent on the test samples of `classes`, argmax over those logits only."""
     import jax
+    import jax.numpy as jnp
 
-    from modjax import data
+    from modjax import loop
     from modjax.runs import training
 
     images, labels = run.test_data
     sel = np.isin(labels, classes)
-    x, y = images[sel], labels[sel]
+    position = np.searchsorted(np.asarray(classes), labels[sel]).astype(np.int32)
     preprocess = training.make_preprocess(config, run.info, augment=False)
-    cls = np.asarray(classes)
+    cls = jnp.asarray(classes)
+    k = len(classes)
 
-    @jax.jit
-    def predict(batch):
+    def eval_step(variables, batch):
         logits, _ = run.model.apply(variables, preprocess(batch["image"], None), train=False)
-        return jax.numpy.asarray(cls)[jax.numpy.argmax(logits[:, cls], axis=-1)]
+        sub = logits[:, cls]
+        y, mask = batch["label"], batch["mask"]
+        hit = ((jnp.argmax(sub, -1) == y) & mask).astype(jnp.int32)
+        loss = -jnp.take_along_axis(jax.nn.log_softmax(sub), y[:, None], -1)[:, 0]
+        return {
+            "correct": jnp.sum(hit),
+            "count": jnp.sum(mask.astype(jnp.int32)),
+            "loss_sum": jnp.sum(jnp.where(mask, loss, 0.0)),
+            "per_class_correct": jax.ops.segment_sum(hit, y, num_segments=k),
+            "per_class_count": jax.ops.segment_sum(mask.astype(jnp.int32), y, num_segments=k),
+        }
 
-    correct = 0
-    for batch in data.eval_batches(x, y, global_batch_size=config.global_batch_size):
-        pred = np.asarray(predict({"image": batch["image"]}))
-        correct += int(np.sum((pred == batch["label"]) & batch["mask"]))
-    return correct / max(len(y), 1)
+    result = loop.evaluate(
+        eval_step=jax.jit(eval_step),
+        variables=variables,
+        images=images[sel],
+        labels=position,
+        global_batch_size=config.global_batch_size,
+    )
+    return result["accuracy"]
 
 
 def run_pipeline(
