@@ -9,13 +9,14 @@ wrapping around, for the number of steps of the largest run.
 """
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from modjax import models
+from modjax import loop, models
 
 KERAS_ADAM = {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-7}
 
@@ -55,8 +56,22 @@ def _epoch_fn(depth: int, num_classes: int, batch: int, steps: int):
     return model, tx, jax.jit(run)
 
 
+class _Runs(NamedTuple):
+    """State of `R` vmapped runs; one `loop.fit` step is one whole epoch of every run."""
+
+    step: jax.Array
+    params: dict
+    opt_state: Any
+    xs: jax.Array
+    ys: jax.Array
+    ns: jax.Array
+
+
 def train_many(xs, ys, ns, *, depth, num_classes, epochs, seeds, batch=32, log=None):
     """Trains one MLP per run (vmapped); `xs [R, N, D]` padded, `ns [R]` true sizes.
+
+    The epochs go through `modjax.loop.fit`, with one epoch (a `lax.scan` over its batches) as
+    the loop's step and the data carried in the state.
 
     Returns:
         Params with a leading run axis.
@@ -65,14 +80,44 @@ def train_many(xs, ys, ns, *, depth, num_classes, epochs, seeds, batch=32, log=N
     model, tx, run = _epoch_fn(depth, num_classes, batch, steps)
     init = jax.vmap(lambda k: model.init(k, jnp.ones((1, xs.shape[-1])))["params"])
     params = init(jnp.stack([jax.random.key(int(s)) for s in seeds]))
-    opt_state = jax.vmap(tx.init)(params)
-    xs, ys, ns = jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(ns)
-    for epoch in range(epochs):
-        keys = jnp.stack([jax.random.key(int(s) * 1000 + epoch + 1) for s in seeds])
-        params, opt_state = run(params, opt_state, xs, ys, ns, keys)
-        if log:
-            log(epoch)
-    return params
+    state = _Runs(
+        jnp.zeros((), jnp.int32),
+        params,
+        jax.vmap(tx.init)(params),
+        jnp.asarray(xs),
+        jnp.asarray(ys),
+        jnp.asarray(ns),
+    )
+
+    @jax.jit
+    def epoch_step(state, batch):
+        keys = jax.random.wrap_key_data(batch["key"])
+        params, opt_state = run(state.params, state.opt_state, state.xs, state.ys, state.ns, keys)
+        new = state._replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new, {
+            "finite": jnp.all(
+                jnp.isfinite(jnp.stack([jnp.max(jnp.abs(a)) for a in jax.tree.leaves(params)]))
+            )
+        }
+
+    def epoch_batches(epoch):
+        keys = [jax.random.key_data(jax.random.key(int(s) * 1000 + epoch + 1)) for s in seeds]
+        return [{"key": np.stack([np.asarray(k) for k in keys])}]
+
+    callbacks = [loop.check_finite()]
+    if log:
+        callbacks.append(loop.Callback(on_epoch_end=lambda event: log(event.epoch - 1)))
+    state = loop.fit(
+        train_step=epoch_step,
+        state=state,
+        epoch_batches=epoch_batches,
+        steps_per_epoch=1,
+        num_epochs=epochs,
+        callbacks=callbacks,
+        log_every=1,
+        prefetch=0,
+    )
+    return state.params
 
 
 def train(x, y, *, depth, num_classes=10, epochs=50, seed=0, log=None):
