@@ -6,6 +6,7 @@ import logging
 import sys
 
 from modjax.cli import decompose_cmd, deeparc_cmd, modules_cmd, pipeline_cmd
+from modjax.cli.flags import add_bool_flag
 from modjax.runs.config import FIELDS, TrainConfig
 
 # Help text of every TrainConfig setting, shown by `modjax train --help`. `_add_config_flags`
@@ -49,16 +50,7 @@ HELP = {
 }
 
 
-def _add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default, help: str) -> None:
-    """`--name/--no-name`; `help` is shown as given (some Pythons append the default otherwise)."""
-    action = parser.add_argument(
-        f"--{name.replace('_', '-')}",
-        dest=name,
-        action=argparse.BooleanOptionalAction,
-        default=default,
-        help=help,
-    )
-    action.help = help
+_add_bool_flag = add_bool_flag
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 import pathlib
 from typing import Any
 
+from modjax.cli.flags import add_bool_flag
 from modjax.runs.workdir import write_json_atomic
 
 
@@ -33,11 +34,13 @@ def add_parser(sub) -> None:
         help="give class CLASS of DATASET the output id NEW; needed when modules of different "
         "datasets share class ids, e.g. kmnist:1=11",
     )
-    p.add_argument(
-        "--calibrate",
-        action="store_true",
+    add_bool_flag(
+        p,
+        "calibrate",
+        default=False,
         help="min-max normalize each output by its range over its parent's training samples "
-        "of the composed classes before the argmax (METHODS §5.7 step 5); default raw logits",
+        "of the composed classes before the argmax (METHODS §5.7 step 5) (default: off: raw "
+        "logits)",
     )
     p.add_argument(
         "--data-dir", help="dataset directory (default: each run's, or $MODJAX_DATA_DIR)"
@@ -92,12 +95,15 @@ def add_parser(sub) -> None:
         help="also write the composed classifier as one file (jax.export StableHLO + "
         "parameters + class ids/names in a zip) that runs with only jax and numpy installed",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --export FILE")
-    p.add_argument(
-        "--no-eval",
-        action="store_true",
-        help="skip the test-set evaluation (no dataset is read unless --calibrate or "
-        "--finetune-epochs need the training split)",
+    add_bool_flag(
+        p, "overwrite", default=False, help="replace an existing --export FILE (default: off)"
+    )
+    add_bool_flag(
+        p,
+        "eval",
+        default=True,
+        help="evaluate on the test split(s); --no-eval reads no dataset unless --calibrate or "
+        "--finetune-epochs need the training split (default: on)",
     )
     p.add_argument("--out", help="write the result as JSON to this file")
 
@@ -141,7 +147,7 @@ def compose(args) -> int:
         calibrate=args.calibrate,
         data_dir=args.data_dir,
         batch_size=args.batch_size,
-        evaluate=not args.no_eval,
+        evaluate=args.eval,
     )
     composed = value.pop("composed")
     saved = value.pop("saved")

@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import time
 
+from modjax.cli.flags import add_bool_flag
 from modjax.runs.workdir import load_run, write_json_atomic
 
 METHODS = ("panrajan",)
@@ -36,16 +37,18 @@ def add_parser(sub) -> None:
         help="concern modularization: rie (remove irrelevant edges + channelling), c "
         "(channelling) or none (default: %(default)s)",
     )
-    p.add_argument(
-        "--parity",
-        action="store_true",
+    add_bool_flag(
+        p,
+        "parity",
+        default=False,
         help="the reference code's quirks (CI order, CM-RIE |w| < 0.05 criterion and merge "
-        "column, 0.9x negative bias) instead of the paper's rules",
+        "column, 0.9x negative bias) instead of the paper's rules (default: off)",
     )
-    p.add_argument(
-        "--paper-constants",
-        action="store_true",
-        help="the paper's TI thresholds and sample counts instead of the code's",
+    add_bool_flag(
+        p,
+        "paper_constants",
+        default=False,
+        help="the paper's TI thresholds and sample counts instead of the code's (default: off)",
     )
     p.add_argument(
         "--confidence",
@@ -53,11 +56,12 @@ def add_parser(sub) -> None:
         default=0.9,
         help="a CI positive needs p_c > this (default: %(default)s); lower it for weak parents",
     )
-    p.add_argument(
-        "--allow-fewer",
-        action="store_true",
+    add_bool_flag(
+        p,
+        "allow_fewer",
+        default=False,
         help="use the confident positives there are when a class has fewer than the variant's "
-        "count (the reference code's behaviour) instead of stopping with an error",
+        "count (the reference code's behaviour) instead of stopping with an error (default: off)",
     )
     p.add_argument("--positives", type=int, help="CI positives per class (default: the variant's)")
     p.add_argument(

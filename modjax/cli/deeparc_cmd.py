@@ -4,6 +4,8 @@ import argparse
 import json
 import pathlib
 
+from modjax.cli.flags import add_bool_flag
+
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--workdir", required=True, help="a `modjax train` workdir (latest checkpoint)")
@@ -33,7 +35,9 @@ def add_commands(sub) -> None:
     p.add_argument("--examples", type=int, help="test images used (default: all)")
     p.add_argument("--batch-size", type=int, default=256, help="CKA minibatch (>= 4)")
     p.add_argument("--passes", type=int, default=10, help="passes over the images (DeepArc: 10)")
-    p.add_argument("--parity", action="store_true", help="reference code's last-interval rule")
+    add_bool_flag(
+        p, "parity", default=False, help="reference code's last-interval rule (default: off)"
+    )
 
     p = sub.add_parser(
         "shrink",

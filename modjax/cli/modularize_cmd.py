@@ -2,6 +2,8 @@
 
 import pathlib
 
+from modjax.cli.flags import add_bool_flag
+
 
 def add_parser(sub) -> None:
     """Registers the `modularize` sub-command on `sub` (argparse subparsers)."""
@@ -23,11 +25,12 @@ def add_parser(sub) -> None:
         help="activity frequency tau in (0, 1] a unit needs to join a class module "
         "(default: %(default)s)",
     )
-    p.add_argument(
-        "--no-fallback",
-        dest="fallback",
-        action="store_false",
-        help="disable the method's fallback for layers that keep too few units (MODA 2024 parity)",
+    add_bool_flag(
+        p,
+        "fallback",
+        default=True,
+        help="the method's fallback for layers that keep too few units; --no-fallback is the "
+        "MODA 2024 parity setting (default: on)",
     )
     p.add_argument("--out", help="output directory; must not exist (default: WORKDIR/modules)")
     p.add_argument("--data-dir", help="dataset directory (default: the run's, or $MODJAX_DATA_DIR)")
@@ -37,9 +40,7 @@ def add_parser(sub) -> None:
         help="checkpoint step to cut the modules from (default: the latest); every module "
         "records it with the parent's content hash, so it never goes stale",
     )
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="disable the progress bar"
-    )
+    add_bool_flag(p, "progress", default=True, help="show a progress bar (default: on)")
 
 
 def modularize(args) -> int:

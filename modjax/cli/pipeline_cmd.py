@@ -3,6 +3,8 @@
 import argparse
 from collections.abc import Callable
 
+from modjax.cli.flags import add_bool_flag
+
 
 def _classes(text: str) -> list[int]:
     try:
@@ -41,12 +43,7 @@ def add_parser(sub, add_config_flags: Callable) -> None:
     p.add_argument(
         "--threshold", type=float, default=0.9, help="extraction tau (default: %(default)s)"
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show progress bars (default: on)",
-    )
+    add_bool_flag(p, "progress", default=True, help="show progress bars (default: on)")
     add_config_flags(p)
 
 
