@@ -1,0 +1,390 @@
+"""The bad-input catalogue's cases and helpers (data for `tests/test_bad_inputs.py`).
+
+Each case: `(id, build(trained, tmp) -> (argv, guarded path or None), message)`, where the guarded
+path must not appear (or, if it exists, must not change) and `message` must be in stderr.
+"""
+
+import hashlib
+import pathlib
+import shutil
+
+from tests.conftest import REPO
+
+SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
+SMOKE_MODA = str(REPO / "experiments" / "configs" / "smoke_moda.py")
+
+
+def _snapshot(path: pathlib.Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def _config_file(tmp, text):
+    path = tmp / "cfg.py"
+    path.write_text(text)
+    return str(path)
+
+
+def _copy(trained, tmp, key="std"):
+    dst = tmp / f"copy_{key}"
+    shutil.copytree(trained[key], dst)
+    return dst
+
+
+def _with_extra_file(trained, tmp) -> pathlib.Path:
+    module = pathlib.Path(shutil.copytree(trained["modules"] / "class_5", tmp / "class_5"))
+    (module / "notes.txt").write_text("x")
+    return module
+
+
+def _flip_checkpoint(run: pathlib.Path) -> None:
+    step = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    files = [p for p in (run / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()]
+    data = max(files, key=lambda p: p.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    for i in range(len(raw) // 4, len(raw) // 4 + 64):
+        raw[i] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+# Each case: (id, build(trained, tmp) -> (argv, path that must not change or appear), message).
+CASES = [
+    # --- settings: types and ranges (train refuses them before creating the workdir)
+    (
+        "epochs-float",
+        lambda t, d: (
+            [
+                "train",
+                "--config",
+                _config_file(d, "def get_config():\n    return {'num_epochs': 1.5}\n"),
+            ],
+            None,
+        ),
+        "num_epochs=1.5 has type float; expected int",
+    ),
+    (
+        "epochs-str",
+        lambda t, d: (
+            [
+                "train",
+                "--config",
+                _config_file(d, "def get_config():\n    return {'num_epochs': '3'}\n"),
+            ],
+            None,
+        ),
+        "num_epochs='3' has type str",
+    ),
+    (
+        "batch-float",
+        lambda t, d: (
+            [
+                "train",
+                "--config",
+                _config_file(d, "def get_config():\n    return {'global_batch_size': 32.0}\n"),
+            ],
+            None,
+        ),
+        "global_batch_size=32.0 has type float",
+    ),
+    (
+        "momentum-high",
+        lambda t, d: (["train", "--momentum", "1.5"], None),
+        r"momentum=1.5 is invalid: expected a number in [0, 1)",
+    ),
+    (
+        "momentum-negative",
+        lambda t, d: (["train", "--momentum", "-0.1"], None),
+        "momentum=-0.1 is invalid",
+    ),
+    (
+        "mask-lr-nan",
+        lambda t, d: (["train", "--mask-learning-rate", "nan"], None),
+        "mask_learning_rate=nan is invalid",
+    ),
+    (
+        "lr-zero",
+        lambda t, d: (["train", "--learning-rate", "0"], None),
+        "learning_rate=0.0 is invalid",
+    ),
+    ("t-max-zero", lambda t, d: (["train", "--t-max", "0"], None), "t_max=0 is invalid"),
+    ("depth-zero", lambda t, d: (["train", "--depth", "0"], None), "depth=0 must be an int >= 1"),
+    (
+        "depth-on-vgg",
+        lambda t, d: (["train", "--model", "vgg16", "--depth", "3"], None),
+        "unknown options ['depth'] for model 'vgg16'",
+    ),
+    (
+        "width-no-units",
+        lambda t, d: (
+            ["train", "--model", "lenet5", "--image-size", "32", "--width", "0.01"],
+            None,
+        ),
+        "width=0.01 leaves a layer of 6 channels with no units",
+    ),
+    ("width-zero", lambda t, d: (["train", "--width", "0"], None), "width=0.0 is invalid"),
+    (
+        "image-size-zero",
+        lambda t, d: (["train", "--image-size", "0"], None),
+        "image_size=0 is invalid",
+    ),
+    (
+        "train-examples-zero",
+        lambda t, d: (["train", "--train-examples", "0"], None),
+        "train_examples=0 is invalid",
+    ),
+    (
+        "schedule",
+        lambda t, d: (["train", "--schedule", "linear"], None),
+        "schedule='linear' is invalid",
+    ),
+    ("backend", lambda t, d: (["train", "--backend", "gcs"], None), "backend='gcs' is invalid"),
+    (
+        "model",
+        lambda t, d: (["train", "--model", "resnet1000"], None),
+        "unknown model name='resnet1000'",
+    ),
+    ("dataset", lambda t, d: (["train", "--dataset", "imagenet9"], None), "imagenet9"),
+    (
+        "batch-vs-devices",
+        lambda t, d: (["train", "--global-batch-size", "12"], None),
+        "global_batch_size=12 must be a positive multiple of the device count (8)",
+    ),
+    (
+        "batch-vs-data",
+        lambda t, d: (["train", "--global-batch-size", "4096"], None),
+        "smaller than global_batch_size=4096; expected at least one full batch",
+    ),
+    (
+        "process-id",
+        lambda t, d: (
+            ["train", "--distributed", "--num-processes", "2", "--process-id", "5"],
+            None,
+        ),
+        r"process_id=5 must be in [0, num_processes=2)",
+    ),
+    # --- config files and workdirs
+    (
+        "config-syntax",
+        lambda t, d: (
+            ["train", "--config", _config_file(d, "def get_config(:\n    return {}\n")],
+            None,
+        ),
+        "cfg.py, line 1:",
+    ),
+    (
+        "config-missing",
+        lambda t, d: (["train", "--config", str(d / "nope.py")], None),
+        "nope.py not found",
+    ),
+    (
+        "config-no-get-config",
+        lambda t, d: (["train", "--config", _config_file(d, "X = 1\n")], None),
+        "must define get_config()",
+    ),
+    (
+        "config-unknown-key",
+        lambda t, d: (
+            ["train", "--config", _config_file(d, "def get_config():\n    return {'epochs': 3}\n")],
+            None,
+        ),
+        "unknown setting(s) ['epochs']",
+    ),
+    ("workdir-empty", lambda t, d: (["train", "--workdir", ""], None), "--workdir '' is empty"),
+    (
+        "workdir-is-file",
+        lambda t, d: (
+            ["train", "--workdir", str(d / "file")],
+            (d / "file").write_text("x") and d / "file",
+        ),
+        "is a file, not a directory",
+    ),
+    # --- resuming
+    (
+        "resume-other-settings",
+        lambda t, d: (
+            [
+                "train",
+                "--config",
+                SMOKE,
+                "--learning-rate",
+                "0.9",
+                "--seed",
+                "5",
+                "--workdir",
+                str(_copy(t, d)),
+            ],
+            d / "copy_std",
+        ),
+        "learning_rate: 0.05 -> 0.9; seed: 0 -> 5",
+    ),
+    (
+        "resume-config-json-deleted",
+        lambda t, d: (
+            [
+                "train",
+                "--config",
+                SMOKE,
+                "--learning-rate",
+                "0.9",
+                "--workdir",
+                str((lambda p: ((p / "config.json").unlink(), p)[1])(_copy(t, d))),
+            ],
+            d / "copy_std",
+        ),
+        "(checkpoint step 8): learning_rate: 0.05 -> 0.9",
+    ),
+    (
+        "resume-config-json-truncated",
+        lambda t, d: (
+            [
+                "eval",
+                "--workdir",
+                str(
+                    (lambda p: ((p / "config.json").write_text('{"model": "ml'), p)[1])(_copy(t, d))
+                ),
+            ],
+            d / "copy_std",
+        ),
+        "config.json is not valid JSON",
+    ),
+    (
+        "resume-damaged-checkpoint",
+        lambda t, d: (
+            [
+                "train",
+                "--config",
+                SMOKE,
+                "--num-epochs",
+                "2",
+                "--workdir",
+                str((lambda p: (_flip_checkpoint(p), p)[1])(_copy(t, d))),
+            ],
+            None,
+        ),
+        "checkpoint step 8 in",
+    ),
+    (
+        "eval-no-run",
+        lambda t, d: (["eval", "--workdir", str(d / "none")], None),
+        "config.json not found",
+    ),
+    # --- modules
+    (
+        "modularize-standard-run",
+        lambda t, d: (["modularize", "--workdir", str(t["std"]), "--out", str(d / "m")], d / "m"),
+        "modularize needs a run trained with one of",
+    ),
+    (
+        "modularize-out-exists",
+        lambda t, d: (
+            ["modularize", "--workdir", str(t["moda"]), "--out", str(t["modules"])],
+            t["modules"],
+        ),
+        "exists; remove it or choose another directory",
+    ),
+    (
+        "modularize-threshold",
+        lambda t, d: (
+            [
+                "modularize",
+                "--workdir",
+                str(t["moda"]),
+                "--threshold",
+                "1.5",
+                "--out",
+                str(d / "m"),
+            ],
+            d / "m",
+        ),
+        "--threshold=1.5 must be in (0, 1]",
+    ),
+    (
+        "compose-missing-dir",
+        lambda t, d: (["compose", "--modules", str(d / "class_3")], None),
+        "class_3",
+    ),
+    (
+        "compose-edited-manifest",
+        lambda t, d: (
+            [
+                "compose",
+                "--modules",
+                str(
+                    (
+                        lambda m: (
+                            (m / "manifest.json").write_text(
+                                (m / "manifest.json")
+                                .read_text()
+                                .replace('"classes": [', '"classes": [9, ')
+                            ),
+                            m,
+                        )[1]
+                    )(pathlib.Path(shutil.copytree(t["modules"] / "class_3", d / "class_3")))
+                ),
+            ],
+            None,
+        ),
+        "manifest.json",
+    ),
+    (
+        "compose-extra-file",
+        lambda t, d: (["compose", "--modules", str(_with_extra_file(t, d))], None),
+        "notes.txt",
+    ),
+    (
+        "compose-relabel-negative",
+        lambda t, d: (
+            ["compose", "--modules", str(t["modules"] / "class_3"), "--relabel", "digits:3=-1"],
+            None,
+        ),
+        "class ids must be >= 0",
+    ),
+    (
+        "compose-relabel-malformed",
+        lambda t, d: (
+            ["compose", "--modules", str(t["modules"] / "class_3"), "--relabel", "3to5"],
+            None,
+        ),
+        "must look like DATASET:CLASS=NEW",
+    ),
+    (
+        "compose-out-is-dir",
+        lambda t, d: (
+            ["compose", "--modules", str(t["modules"] / "class_3"), "--out", str(d)],
+            None,
+        ),
+        "is a directory",
+    ),
+    (
+        "compose-export-exists",
+        lambda t, d: (
+            [
+                "compose",
+                "--modules",
+                str(t["modules"] / "class_3"),
+                str(t["modules"] / "class_5"),
+                "--export",
+                str((d / "c.zip").write_bytes(b"old") and d / "c.zip"),
+            ],
+            d / "c.zip",
+        ),
+        "exists; pass --overwrite",
+    ),
+    (
+        "pipeline-one-class",
+        lambda t, d: (
+            ["pipeline", "--config", SMOKE_MODA, "--classes", "3", "--workdir", str(d / "p")],
+            d / "p",
+        ),
+        "at least 2 distinct class ids",
+    ),
+    (
+        "data-unknown",
+        lambda t, d: (["data", "download", "imagenet9", "--data-dir", str(d / "data")], d / "data"),
+        "imagenet9",
+    ),
+]
