@@ -12,7 +12,16 @@ more epochs than a CPU run allows.
 
 def get_config():
     return dict(
-        model="resnet20", width=0.5, dataset="cifar10", num_epochs=2, train_examples=15_000,
-        global_batch_size=128, learning_rate=0.05, weight_decay=5e-4, log_every=25,
-        eval_every=4, checkpoint_every=40, keep_checkpoints=2,
+        model="resnet20",
+        width=0.5,
+        dataset="cifar10",
+        num_epochs=2,
+        train_examples=15_000,
+        global_batch_size=128,
+        learning_rate=0.05,
+        weight_decay=5e-4,
+        log_every=25,
+        eval_every=4,
+        checkpoint_every=40,
+        keep_checkpoints=2,
     )

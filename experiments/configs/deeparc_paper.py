@@ -12,7 +12,17 @@ CIFAR-10 when that is the only one on disk.
 
 def get_config():
     return dict(
-        model="resnet110", width=1.0, dataset="cifar10", num_epochs=300, global_batch_size=128,
-        learning_rate=0.01, nesterov=False, weight_decay=0.01, normalize=False, log_every=100,
-        eval_every=10, checkpoint_every=390, keep_checkpoints=3,
+        model="resnet110",
+        width=1.0,
+        dataset="cifar10",
+        num_epochs=300,
+        global_batch_size=128,
+        learning_rate=0.01,
+        nesterov=False,
+        weight_decay=0.01,
+        normalize=False,
+        log_every=100,
+        eval_every=10,
+        checkpoint_every=390,
+        keep_checkpoints=3,
     )

@@ -7,6 +7,13 @@ Run: python experiments/deeparc.py --config experiments/configs/deeparc_smoke.py
 
 def get_config():
     return dict(
-        model="resnet14", width=0.125, dataset="digits", num_epochs=1, global_batch_size=64,
-        train_examples=256, num_devices=1, log_every=10, checkpoint_every=10,
+        model="resnet14",
+        width=0.125,
+        dataset="digits",
+        num_epochs=1,
+        global_batch_size=64,
+        train_examples=256,
+        num_devices=1,
+        log_every=10,
+        checkpoint_every=10,
     )

@@ -29,7 +29,7 @@ def _by_hand(depth: int, batch_norm: bool, num_classes: int = 10) -> tuple[int, 
     conv(3, 3, 16, batch_norm)
     cin = 16
     for c in (16, 32, 64):
-        for b in range(n):
+        for _b in range(n):
             conv(3, cin, c, batch_norm)
             conv(3, c, c, batch_norm)
             if cin != c:
