@@ -10,49 +10,47 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+
+from modjax.models import layers
+
+PAD = ((1, 1), (1, 1))
+SHAPES = [(1, 512), (2, 512), (2, 256), (4, 256), (4, 512), (8, 128), (8, 256), (16, 64)]
 
 
-def conv_ref(x, w, pad):
-    return lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def xla_conv(x, w):
+    dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(x, w, (1, 1), PAD, dimension_numbers=dn)
 
 
-def conv_im2col(x, w, pad):
-    kh, kw, ci, co = w.shape
-    (pt, pb), (pl, pr) = pad
-    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    H = xp.shape[1] - kh + 1
-    W = xp.shape[2] - kw + 1
-    cols = [xp[:, i : i + H, j : j + W, :] for i in range(kh) for j in range(kw)]
-    patches = jnp.concatenate(cols, axis=-1)  # [B,H,W,kh*kw*ci]
-    return jnp.einsum("bhwk,ko->bhwo", patches, w.reshape(kh * kw * ci, co))
+def im2col_conv(x, w):
+    return layers._im2col_conv(x, w, PAD, None)
 
 
-def bench(f, *a, n=5):
-    f(*a)
-    jax.block_until_ready(f(*a))
-    ts = []
-    for _ in range(n):
+def median_ms(fn, *args, rounds=5):
+    jax.block_until_ready(fn(*args))  # compile
+    times = []
+    for _ in range(rounds):
         t = time.perf_counter()
-        jax.block_until_ready(f(*a))
-        ts.append(time.perf_counter() - t)
-    return np.median(ts) * 1e3
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
 
 
-for hw, c in [(1, 512), (2, 512), (2, 256), (4, 256), (4, 512), (8, 128), (8, 256), (16, 64)]:
-    x = jax.random.normal(jax.random.PRNGKey(0), (128, hw, hw, c))
-    w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, c, c)) * 0.01
-    pad = ((1, 1), (1, 1))
-    res = {}
-    for name, fn in [("ref", conv_ref), ("i2c", conv_im2col)]:
-        loss = lambda x, w: jnp.sum(fn(x, w, pad) ** 2)
-        g = jax.jit(jax.grad(loss, argnums=(0, 1)))
-        fw = jax.jit(lambda x, w: fn(x, w, pad))
-        res[name] = (bench(fw, x, w), bench(g, x, w))
-    print(
-        hw,
-        c,
-        "fwd ref %.1f i2c %.1f | grad ref %.1f i2c %.1f"
-        % (res["ref"][0], res["i2c"][0], res["ref"][1], res["i2c"][1]),
-        flush=True,
-    )
+def main():
+    for hw, c in SHAPES:
+        x = jax.random.normal(jax.random.PRNGKey(0), (128, hw, hw, c))
+        w = 0.01 * jax.random.normal(jax.random.PRNGKey(1), (3, 3, c, c))
+        row = [f"{hw}x{hw} C={c}"]
+        for conv in (xla_conv, im2col_conv):
+            grad = jax.jit(jax.grad(lambda x, w, f=conv: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
+            row += [f"{median_ms(jax.jit(conv), x, w):.1f}", f"{median_ms(grad, x, w):.1f}"]
+        print(
+            "{}: forward xla {} ms, grad xla {} ms | forward im2col {} ms, grad im2col {} ms".format(
+                *row
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
