@@ -2,7 +2,7 @@
 
 Run: python benchmarks/conv_lowering.py   (a few minutes on a 2-core CPU)
 Prints median ms per call for 3x3 stride-1 convs, batch 128, over map sizes and channel counts;
-`modjax.models.layers.conv_lowering` uses im2col only where it wins (maps of <= 4 pixels).
+`modjax.models.conv.conv_lowering` uses im2col only where it wins (maps of <= 4 pixels).
 """
 
 import time
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.models import layers
+from modjax.models import conv
 
 PAD = ((1, 1), (1, 1))
 SHAPES = [(1, 512), (2, 512), (2, 256), (4, 256), (4, 512), (8, 128), (8, 256), (16, 64)]
@@ -23,7 +23,7 @@ def xla_conv(x, w):
 
 
 def im2col_conv(x, w):
-    return layers._im2col_conv(x, w, PAD, None)
+    return conv._im2col_conv(x, w, PAD, None)
 
 
 def median_ms(fn, *args, rounds=5):
@@ -41,9 +41,9 @@ def main():
         x = jax.random.normal(jax.random.PRNGKey(0), (128, hw, hw, c))
         w = 0.01 * jax.random.normal(jax.random.PRNGKey(1), (3, 3, c, c))
         row = [f"{hw}x{hw} C={c}"]
-        for conv in (xla_conv, im2col_conv):
-            grad = jax.jit(jax.grad(lambda x, w, f=conv: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
-            row += [f"{median_ms(jax.jit(conv), x, w):.1f}", f"{median_ms(grad, x, w):.1f}"]
+        for conv_fn in (xla_conv, im2col_conv):
+            grad = jax.jit(jax.grad(lambda x, w, f=conv_fn: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
+            row += [f"{median_ms(jax.jit(conv_fn), x, w):.1f}", f"{median_ms(grad, x, w):.1f}"]
         print(
             "{}: forward xla {} ms, grad xla {} ms | forward im2col {} ms, grad im2col {} ms".format(
                 *row

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from modjax._objective_inputs import check_batch, check_label_values, check_labels
 from modjax._pairs import (  # noqa: F401 (API)
     PairStats,
     _valid_mean,
@@ -47,7 +48,7 @@ def cross_entropy(
         ValueError: labels or `where` of the wrong shape, or (outside `jit`) labels outside
             `[0, num_classes)` in valid rows.
     """
-    _check_labels(logits, labels, logits.shape[-1], where)
+    check_labels(logits, labels, logits.shape[-1], where)
     logits = logits.astype(compute_dtype(logits.dtype))
     if where is None:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -94,7 +95,7 @@ def _as_list(layers: Layers, what: str, batch: int | None = None) -> list[jax.Ar
     if not arrays:
         raise ValueError(f"{what} must hold at least one layer; got none")
     if batch is not None:
-        _check_batch(arrays, names, batch, what)
+        check_batch(arrays, names, batch, what)
     return arrays
 
 
@@ -108,7 +109,7 @@ def _masks_2d(masks: Layers, batch: int | None = None) -> list[jax.Array]:
 
 def _pair_terms(vs, labels, num_classes, where) -> tuple[jax.Array, jax.Array]:
     """(1 − mean_l same_l if any same-class pair else 0, mean_l diff_l) over `vs`."""
-    _check_label_values(labels, num_classes, where)
+    check_label_values(labels, num_classes, where)
     same, diff, same_count, _ = layer_pair_means(vs, labels, num_classes=num_classes, where=where)
     return jnp.where(same_count > 0, 1 - same, 0), diff
 
@@ -249,72 +250,6 @@ def _select(acts: Acts, layers: tuple[str, ...] | None, *, masks: bool) -> list[
     return [acts[n] for n in layers]
 
 
-def _concrete(x) -> np.ndarray | None:
-    """`x` as a host array when its values are known at trace time (not a jit tracer)."""
-    if isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
-
-
-def _check_where(where, batch: int) -> None:
-    if where is None:
-        return
-    shape = tuple(np.shape(where))
-    if shape != (batch,):
-        raise ValueError(f"where must be a [batch]=({batch},) bool mask; got shape {shape}")
-    if not (jnp.issubdtype(where.dtype, jnp.bool_) or jnp.issubdtype(where.dtype, jnp.integer)):
-        raise TypeError(f"where must be bool; got dtype {where.dtype}")
-
-
-def _check_labels(logits, labels, num_classes: int | None, where=None) -> None:
-    """Shape, dtype and (outside `jit`) value checks of `labels` and `where`.
-
-    Values are checked only when they are known at trace time (NumPy or concrete JAX arrays);
-    inside `jit` the train step counts out-of-range labels instead (`train.make_train_step`).
-    """
-    labels_shape = tuple(np.shape(labels))
-    if len(labels_shape) != 1 or tuple(logits.shape[:1]) != labels_shape:
-        raise ValueError(f"labels must be [batch]={logits.shape[:1]}; got shape {labels_shape}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integer class ids; got dtype {labels.dtype}")
-    _check_where(where, labels_shape[0])
-    if num_classes is None:
-        return
-    if logits.shape[-1] != num_classes:
-        raise ValueError(f"logits must be [batch, num_classes={num_classes}]; got {logits.shape}")
-    _check_label_values(labels, num_classes, where)
-
-
-def _check_label_values(labels, num_classes: int, where=None) -> None:
-    """Outside `jit`: labels of valid rows must lie in `[0, num_classes)` (ValueError)."""
-    if len(np.shape(labels)) != 1:
-        raise ValueError(f"labels must be [batch]; got shape {tuple(np.shape(labels))}")
-    _check_where(where, np.shape(labels)[0])
-    host = _concrete(labels)
-    if host is None:
-        return
-    if where is not None:
-        host_where = _concrete(where)
-        if host_where is None:
-            return
-        host = host[host_where.astype(bool)]
-    bad = host[(host < 0) | (host >= num_classes)]
-    if bad.size:
-        raise ValueError(
-            f"labels must lie in [0, num_classes={num_classes}); got {bad.size} out-of-range "
-            f"value(s), e.g. {sorted(set(bad.tolist()))[:5]}"
-        )
-
-
-def _check_batch(arrays: Sequence[jax.Array], names: Sequence[str], batch: int, what: str):
-    for name, a in zip(names, arrays):
-        if a.shape[:1] != (batch,):
-            raise ValueError(
-                f"{what}[{name!r}] has shape {tuple(a.shape)} but the batch has {batch} rows "
-                f"(labels shape ({batch},))"
-            )
-
-
 def _check_num_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
         raise TypeError(f"num_classes must be an int; got {num_classes!r}")
@@ -333,7 +268,7 @@ def ce_term(*, num_classes: int | None = None) -> TermFn:
 
     def term_fn(logits, acts, labels, where):
         del acts
-        _check_labels(logits, labels, num_classes, where)
+        check_labels(logits, labels, num_classes, where)
         return _valid_mean(cross_entropy(logits, labels, where=where), where), {}
 
     return term_fn
@@ -343,7 +278,7 @@ def _pair_term(name, fn, *, num_classes, layers, masks, same) -> TermFn:
     num_classes, layers = _check_num_classes(num_classes), _check_layers(layers)
 
     def term_fn(logits, acts, labels, where):
-        _check_labels(logits, labels, num_classes, where)
+        check_labels(logits, labels, num_classes, where)
         value = fn(_select(acts, layers, masks=masks), labels, num_classes=num_classes, where=where)
         counts = pair_counts(labels, num_classes=num_classes, where=where)  # label-only
         return value, {f"{name}_defined": (counts[0 if same else 1] > 0).astype(jnp.float32)}

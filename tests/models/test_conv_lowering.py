@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modjax import models, objectives, train
-from modjax.models import layers
+from modjax.models import conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -35,7 +35,7 @@ def test_forward_and_gradients_equal_xla(hw, k, padding, strides):
     x = jax.random.normal(kx, (3, *hw, 5))
     w = jax.random.normal(kw, (k, k, 5, 7))
     ref = _conv(jax.lax.conv_general_dilated, x, w, padding, strides)
-    out = _conv(layers.conv_general_dilated, x, w, padding, strides)
+    out = _conv(conv.conv_general_dilated, x, w, padding, strides)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     probe = jax.random.normal(kg, ref.shape)
 
@@ -46,7 +46,7 @@ def test_forward_and_gradients_equal_xla(hw, k, padding, strides):
 
     (gx_ref, gw_ref), (gx, gw) = (
         grads(jax.lax.conv_general_dilated),
-        grads(layers.conv_general_dilated),
+        grads(conv.conv_general_dilated),
     )
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(gw, gw_ref, rtol=1e-5, atol=1e-4)
@@ -54,7 +54,7 @@ def test_forward_and_gradients_equal_xla(hw, k, padding, strides):
 
 def test_lowering_choice():
     kw = {"dilated": False, "groups": 1}
-    pick = layers.conv_lowering
+    pick = conv.conv_lowering
     assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "im2col"
     assert pick((8, 1, 1, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "im2col"
     assert pick((8, 4, 4, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "xla"
@@ -69,7 +69,7 @@ def test_lowering_choice():
 
 def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32):
     if plain:
-        monkeypatch.setattr(layers, "IM2COL_MAX_PIXELS", 0)
+        monkeypatch.setattr(conv, "IM2COL_MAX_PIXELS", 0)
     model = models.get_model(name, num_classes=10, width=0.0625)
     tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=1, num_epochs=1)
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=(32, 32, 3))
