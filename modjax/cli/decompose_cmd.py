@@ -23,7 +23,12 @@ def add_parser(sub) -> None:
         "table (positives found, edge/node/MAC retention) and the voting-composed test accuracy.",
     )
     p.add_argument("--workdir", required=True, help="a directory written by `modjax train`")
-    p.add_argument("--method", choices=METHODS, default="panrajan", help="decomposition method")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="panrajan",
+        help="decomposition method (default: %(default)s)",
+    )
     p.add_argument(
         "--ti",
         choices=("sne", "i", "pn", "hp"),

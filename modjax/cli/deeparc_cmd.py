@@ -31,10 +31,23 @@ def add_commands(sub) -> None:
         "modularity. Writes cka.csv/png, modules.json, modularity.csv/png.",
     )
     _common(p, "deeparc/arch")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.9, 0.95, 0.99])
+    p.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=[0.9, 0.95, 0.99],
+        help="CKA thresholds θ whose modules are listed (default: 0.9 0.95 0.99)",
+    )
     p.add_argument("--examples", type=int, help="test images used (default: all)")
-    p.add_argument("--batch-size", type=int, default=256, help="CKA minibatch (>= 4)")
-    p.add_argument("--passes", type=int, default=10, help="passes over the images (DeepArc: 10)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="CKA minibatch (>= 4) (default: %(default)s)"
+    )
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=10,
+        help="passes over the images (default: %(default)s, as DeepArc)",
+    )
     add_bool_flag(
         p, "parity", default=False, help="reference code's last-interval rule (default: off)"
     )
@@ -48,16 +61,37 @@ def add_commands(sub) -> None:
         "for i = 1..N. Writes shrink.csv/png/json.",
     )
     _common(p, "deeparc/shrink")
-    p.add_argument("--remove", type=_ints, default=[], help='block indices, e.g. "5 6 7"')
-    p.add_argument("--search", type=int, default=0, metavar="N", help="remove up to N blocks")
+    p.add_argument(
+        "--remove",
+        type=_ints,
+        default=[],
+        help='block indices to remove, e.g. "5 6 7" (default: none)',
+    )
+    p.add_argument(
+        "--search",
+        type=int,
+        default=0,
+        metavar="N",
+        help="remove up to N blocks (default: 0: no search)",
+    )
     p.add_argument("--candidates", type=_ints, help="blocks the search may remove (default: all)")
     p.add_argument(
         "--modules",
         help="modules.json of `modjax arch`: candidates = redundant "
         "blocks of its modules at --threshold",
     )
-    p.add_argument("--threshold", type=float, default=0.99)
-    p.add_argument("--subsets", type=int, default=5, help="random subsets per size (DeepArc: 5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.99,
+        help="θ whose redundant blocks the search may remove (default: %(default)s)",
+    )
+    p.add_argument(
+        "--subsets",
+        type=int,
+        default=5,
+        help="random subsets per size (default: %(default)s, as DeepArc)",
+    )
     p.add_argument("--examples", type=int, help="test images used (default: all)")
 
     p = sub.add_parser(
@@ -69,13 +103,32 @@ def add_commands(sub) -> None:
         "repair.json/csv/png with the share of parameters trained.",
     )
     _common(p, "deeparc/repair")
-    p.add_argument("--examples", type=int, default=1000, help="benign training images")
-    p.add_argument("--test-examples", type=int, default=1000)
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--eps", type=float, default=8.0, help="PGD radius in pixels (8 = 8/255)")
-    p.add_argument("--steps", type=int, default=7, help="PGD steps")
+    p.add_argument(
+        "--examples", type=int, default=1000, help="benign training images (default: %(default)s)"
+    )
+    p.add_argument(
+        "--test-examples",
+        type=int,
+        default=1000,
+        help="test images for the before/after accuracy (default: %(default)s)",
+    )
+    p.add_argument("--top-k", type=int, default=5, help="blocks retrained (default: %(default)s)")
+    p.add_argument(
+        "--epochs", type=int, default=10, help="fine-tuning epochs (default: %(default)s)"
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-4,
+        help="fine-tuning learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=8.0,
+        help="PGD radius in pixels, 8 = 8/255 (default: %(default)s)",
+    )
+    p.add_argument("--steps", type=int, default=7, help="PGD steps (default: %(default)s)")
 
 
 def _out(args, name: str) -> pathlib.Path:

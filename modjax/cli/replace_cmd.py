@@ -55,7 +55,9 @@ def add_parser(sub) -> None:
         default=128,
         help="adapter training batch size (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="adapter init and data order seed")
+    p.add_argument(
+        "--seed", type=int, default=0, help="adapter init and data order seed (default: 0)"
+    )
     p.add_argument(
         "--data-dir", help="dataset directory (default: each run's, or $MODJAX_DATA_DIR)"
     )
