@@ -35,6 +35,16 @@ def _copy(trained, tmp, key="std"):
     return dst
 
 
+def _train_config(text):
+    """A case that runs `modjax train --config FILE` with FILE holding `text`."""
+    return lambda trained, tmp: (["train", "--config", _config_file(tmp, text)], None)
+
+
+def _train(*flags):
+    """A case that runs `modjax train FLAGS` (the test adds a fresh --workdir)."""
+    return lambda trained, tmp: (["train", *flags], None)
+
+
 def _with_extra_file(trained, tmp) -> pathlib.Path:
     module = pathlib.Path(shutil.copytree(trained["modules"] / "class_5", tmp / "class_5"))
     (module / "notes.txt").write_text("x")
@@ -56,123 +66,65 @@ CASES = [
     # --- settings: types and ranges (train refuses them before creating the workdir)
     (
         "epochs-float",
-        lambda t, d: (
-            [
-                "train",
-                "--config",
-                _config_file(d, "def get_config():\n    return {'num_epochs': 1.5}\n"),
-            ],
-            None,
-        ),
+        _train_config("def get_config():\n    return {'num_epochs': 1.5}\n"),
         "num_epochs=1.5 has type float; expected int",
     ),
     (
         "epochs-str",
-        lambda t, d: (
-            [
-                "train",
-                "--config",
-                _config_file(d, "def get_config():\n    return {'num_epochs': '3'}\n"),
-            ],
-            None,
-        ),
+        _train_config("def get_config():\n    return {'num_epochs': '3'}\n"),
         "num_epochs='3' has type str",
     ),
     (
         "batch-float",
-        lambda t, d: (
-            [
-                "train",
-                "--config",
-                _config_file(d, "def get_config():\n    return {'global_batch_size': 32.0}\n"),
-            ],
-            None,
-        ),
+        _train_config("def get_config():\n    return {'global_batch_size': 32.0}\n"),
         "global_batch_size=32.0 has type float",
     ),
     (
         "momentum-high",
-        lambda t, d: (["train", "--momentum", "1.5"], None),
+        _train("--momentum", "1.5"),
         r"momentum=1.5 is invalid: expected a number in [0, 1)",
     ),
-    (
-        "momentum-negative",
-        lambda t, d: (["train", "--momentum", "-0.1"], None),
-        "momentum=-0.1 is invalid",
-    ),
-    (
-        "mask-lr-nan",
-        lambda t, d: (["train", "--mask-learning-rate", "nan"], None),
-        "mask_learning_rate=nan is invalid",
-    ),
-    (
-        "lr-zero",
-        lambda t, d: (["train", "--learning-rate", "0"], None),
-        "learning_rate=0.0 is invalid",
-    ),
-    ("t-max-zero", lambda t, d: (["train", "--t-max", "0"], None), "t_max=0 is invalid"),
-    ("depth-zero", lambda t, d: (["train", "--depth", "0"], None), "depth=0 must be an int >= 1"),
+    ("momentum-negative", _train("--momentum", "-0.1"), "momentum=-0.1 is invalid"),
+    ("mask-lr-nan", _train("--mask-learning-rate", "nan"), "mask_learning_rate=nan is invalid"),
+    ("lr-zero", _train("--learning-rate", "0"), "learning_rate=0.0 is invalid"),
+    ("t-max-zero", _train("--t-max", "0"), "t_max=0 is invalid"),
+    ("depth-zero", _train("--depth", "0"), "depth=0 must be an int >= 1"),
     (
         "depth-on-vgg",
-        lambda t, d: (["train", "--model", "vgg16", "--depth", "3"], None),
+        _train("--model", "vgg16", "--depth", "3"),
         "unknown options ['depth'] for model 'vgg16'",
     ),
     (
         "width-no-units",
-        lambda t, d: (
-            ["train", "--model", "lenet5", "--image-size", "32", "--width", "0.01"],
-            None,
-        ),
+        _train("--model", "lenet5", "--image-size", "32", "--width", "0.01"),
         "width=0.01 leaves a layer of 6 channels with no units",
     ),
-    ("width-zero", lambda t, d: (["train", "--width", "0"], None), "width=0.0 is invalid"),
-    (
-        "image-size-zero",
-        lambda t, d: (["train", "--image-size", "0"], None),
-        "image_size=0 is invalid",
-    ),
-    (
-        "train-examples-zero",
-        lambda t, d: (["train", "--train-examples", "0"], None),
-        "train_examples=0 is invalid",
-    ),
-    (
-        "schedule",
-        lambda t, d: (["train", "--schedule", "linear"], None),
-        "schedule='linear' is invalid",
-    ),
-    ("backend", lambda t, d: (["train", "--backend", "gcs"], None), "backend='gcs' is invalid"),
-    (
-        "model",
-        lambda t, d: (["train", "--model", "resnet1000"], None),
-        "unknown model name='resnet1000'",
-    ),
-    ("dataset", lambda t, d: (["train", "--dataset", "imagenet9"], None), "imagenet9"),
+    ("width-zero", _train("--width", "0"), "width=0.0 is invalid"),
+    ("image-size-zero", _train("--image-size", "0"), "image_size=0 is invalid"),
+    ("train-examples-zero", _train("--train-examples", "0"), "train_examples=0 is invalid"),
+    ("schedule", _train("--schedule", "linear"), "schedule='linear' is invalid"),
+    ("backend", _train("--backend", "gcs"), "backend='gcs' is invalid"),
+    ("model", _train("--model", "resnet1000"), "unknown model name='resnet1000'"),
+    ("dataset", _train("--dataset", "imagenet9"), "imagenet9"),
     (
         "batch-vs-devices",
-        lambda t, d: (["train", "--global-batch-size", "12"], None),
+        _train("--global-batch-size", "12"),
         "global_batch_size=12 must be a positive multiple of the device count (8)",
     ),
     (
         "batch-vs-data",
-        lambda t, d: (["train", "--global-batch-size", "4096"], None),
+        _train("--global-batch-size", "4096"),
         "smaller than global_batch_size=4096; expected at least one full batch",
     ),
     (
         "process-id",
-        lambda t, d: (
-            ["train", "--distributed", "--num-processes", "2", "--process-id", "5"],
-            None,
-        ),
+        _train("--distributed", "--num-processes", "2", "--process-id", "5"),
         r"process_id=5 must be in [0, num_processes=2)",
     ),
     # --- config files and workdirs
     (
         "config-syntax",
-        lambda t, d: (
-            ["train", "--config", _config_file(d, "def get_config(:\n    return {}\n")],
-            None,
-        ),
+        _train_config("def get_config(:\n    return {}\n"),
         "cfg.py, line 1:",
     ),
     (
@@ -180,20 +132,13 @@ CASES = [
         lambda t, d: (["train", "--config", str(d / "nope.py")], None),
         "nope.py not found",
     ),
-    (
-        "config-no-get-config",
-        lambda t, d: (["train", "--config", _config_file(d, "X = 1\n")], None),
-        "must define get_config()",
-    ),
+    ("config-no-get-config", _train_config("X = 1\n"), "must define get_config()"),
     (
         "config-unknown-key",
-        lambda t, d: (
-            ["train", "--config", _config_file(d, "def get_config():\n    return {'epochs': 3}\n")],
-            None,
-        ),
+        _train_config("def get_config():\n    return {'epochs': 3}\n"),
         "unknown setting(s) ['epochs']",
     ),
-    ("workdir-empty", lambda t, d: (["train", "--workdir", ""], None), "--workdir '' is empty"),
+    ("workdir-empty", _train("--workdir", ""), "--workdir '' is empty"),
     (
         "workdir-is-file",
         lambda t, d: (
