@@ -1,4 +1,9 @@
-"""Voting composition of decomposed modules (METHODS §7.5)."""
+"""Voting composition of decomposed modules (METHODS §7.5), dense (FSE'20) and CNN (ICSE'22).
+
+`compose` stacks modules of one architecture, `predict` is the vote (top-1) and `predict_topk`
+its top-k extension (ICSE'22 reports top-5): classes are ranked voters first, each group by
+the module's own-class probability, so `predict_topk(..., k=1)` equals `predict` [assumed: the
+paper does not spell out its top-5 rule]."""
 
 import json
 from collections.abc import Mapping, Sequence
@@ -8,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from modjax.decompose._cnn_net import run
 from modjax.decompose._dense import dense_layers, forward
 
 
@@ -43,8 +49,31 @@ def vote(logits: jax.Array, own: jax.Array) -> jax.Array:
     return jnp.argmax(score, axis=0)
 
 
+def vote_scores(logits: jax.Array, own: jax.Array) -> jax.Array:
+    """`[M, B]` ranking scores: 2 + p_own for a voting module, p_own otherwise.
+
+    `argmax` over modules is `vote`; `top_k` ranks voters first (see the module docstring).
+
+    Example:
+        >>> logits = jnp.array([[[2.0, 0.0]], [[0.0, 3.0]], [[1.0, 0.0]]])
+        >>> (vote_scores(logits, jnp.array([0, 1, 1])) > 2).tolist()
+        [[True], [True], [False]]
+    """
+    if logits.ndim != 3 or own.shape != logits.shape[:1]:
+        raise ValueError(
+            f"logits has shape {logits.shape} and own {own.shape}; expected [M, B, K] and [M]"
+        )
+    probs = jax.nn.softmax(logits, axis=-1)
+    own_b = jnp.broadcast_to(own[:, None, None], probs.shape[:2] + (1,))
+    p_own = jnp.take_along_axis(probs, own_b, axis=-1)[..., 0]
+    votes = jnp.argmax(logits, axis=-1) == own[:, None]
+    return p_own + 2.0 * votes
+
+
 def module_logits(stacked: Any, x: jax.Array) -> jax.Array:
-    """`[M, B, K]` logits of M modules (params with a leading module axis) on `x [B, ...]`."""
+    """`[M, B, K]` logits of M modules (`compose`'s stack) on `x [B, ...]`."""
+    if "cnn_keep" in stacked:
+        return jax.vmap(lambda p, k: run(p, x, keep=k)[0])(stacked["params"], stacked["cnn_keep"])
     return jax.vmap(lambda p: forward(dense_layers(p), x))(stacked)
 
 
@@ -63,6 +92,19 @@ def predict(stacked: Any, own: jax.Array, labels: jax.Array, x: jax.Array) -> ja
     return labels[vote(module_logits(stacked, x), own)]
 
 
+def predict_topk(
+    stacked: Any, own: jax.Array, labels: jax.Array, x: jax.Array, *, k: int
+) -> jax.Array:
+    """`[B, k]` task labels ranked by the vote (voters first, then by own-class probability).
+
+    `predict_topk(..., k=1)[:, 0]` equals `predict`; jit-able with a static `k` <= M.
+    """
+    if not 1 <= k <= own.shape[0]:
+        raise ValueError(f"k={k} must be in [1, {own.shape[0]}] (the number of modules)")
+    scores = vote_scores(module_logits(stacked, x), own)
+    return labels[jax.lax.top_k(scores.T, k)[1]]
+
+
 def _parent_key(parent: Mapping[str, Any]) -> str:
     keys = ("model", "model_kwargs", "dataset", "checkpoint", "step")
     return json.dumps({k: parent.get(k) for k in keys}, sort_keys=True, default=str)
@@ -76,7 +118,7 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
     Fashion-MNIST-class task): their class ids live in different label spaces.
 
     Args:
-        modules: `DenseModule`s of one architecture.
+        modules: `DenseModule`s or `CnnModule`s of one architecture.
         labels: the task label of each module, or None for their class ids.
 
     Returns:
@@ -105,9 +147,15 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
         raise ValueError(f"labels has {len(labels)} entries for {len(modules)} modules")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels={labels} repeats a label; each module needs its own")
+    kinds = {hasattr(m, "keep") for m in modules}
+    if len(kinds) > 1:
+        raise ValueError("modules mix dense (FSE'20) and CNN (ICSE'22) modules; compose one kind")
     shapes = {str(jax.tree.map(np.shape, m.params)) for m in modules}
     if len(shapes) > 1:
         raise ValueError(f"modules have different shapes ({len(shapes)} kinds); stack one parent")
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *[m.params for m in modules])
+    if kinds == {True}:  # CNN modules: parent params with their heads, and position keep-maps
+        keep = jax.tree.map(lambda *a: jnp.stack(a), *[m.keep for m in modules])
+        stacked = {"params": stacked, "cnn_keep": keep}
     own = jnp.asarray([m.class_id for m in modules])
     return stacked, own, jnp.asarray(labels)

@@ -62,6 +62,11 @@ _CONSTRUCTORS = {
         f"resnet{d}": functools.partial(ResNetCIFAR, depth=d)
         for d in sorted({20, 32, 56, *DEEPARC_DEPTHS})
     },
+    # Pan & Rajan ICSE'22 parents: the same ResNets without BatchNorm (METHODS §3.8).
+    **{
+        f"resnet{d}_nobn": functools.partial(ResNetCIFAR, depth=d, batch_norm=False)
+        for d in (20, 32, 56)
+    },
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
 """Names accepted by `get_model`."""
@@ -92,7 +97,8 @@ def get_model(
         name: one of `MODEL_NAMES`: `mlp`, `lenet5`, `simcnn`, `rescnn`, `vgg16` (MwT variant (a)),
             `vgg16_moda` (variant (b)), `resnet18`, `mobilenet`, and the CIFAR ResNet-v1
             `resnet_cifar` (option `depth`) with its fixed depths `resnet14`, `resnet20`,
-            `resnet32`, `resnet44`, `resnet56`, `resnet86`, `resnet110`, `resnet152`.
+            `resnet32`, `resnet44`, `resnet56`, `resnet86`, `resnet110`, `resnet152`,
+            and without BatchNorm `resnet20_nobn`, `resnet32_nobn`, `resnet56_nobn`.
         num_classes: output units N.
         width: channel/unit multiplier: every conv width and hidden FC width c becomes
             `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
@@ -161,9 +167,10 @@ def _index_tuple(key: str, site: str, value) -> tuple[int, ...]:
         out = tuple(int(v) for v in value)
     except (TypeError, ValueError):
         out = None
-    if out is None or any(v < -1 for v in out) or not out:
+    if out is None or any(v < -1 for v in out):
         raise ValueError(
-            f"{key}[{site!r}]={value!r} must be a non-empty sequence of channel indices (-1 = zero)"
+            f"{key}[{site!r}]={value!r} must be a sequence of channel indices (-1 = zero; "
+            "empty for a zero-width layer)"
         )
     return out
 
@@ -175,8 +182,10 @@ def _freeze_pruned_option(key: str, value) -> FrozenDict:
     out = {}
     for site, v in value.items():
         if key == "channels":
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"channels[{site!r}]={v!r} must be an int >= 1")
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+                raise ValueError(
+                    f"channels[{site!r}]={v!r} must be an int >= 0 (0: a zero-width layer)"
+                )
             out[site] = int(v)
         elif key == "residual":
             if not isinstance(v, Sequence) or len(v) != 2:
