@@ -65,7 +65,7 @@ def modularize(args) -> int:
         progress=args.progress,
     )
     if jax.process_index() == 0:
-        rows = summary["classes"]
+        rows = [{**r, "empty_layers": len(r["empty_layers"])} for r in summary["classes"]]
         print(
             report.format_table(
                 rows,
@@ -77,6 +77,7 @@ def modularize(args) -> int:
                     "weight_retention",
                     "relative_macs",
                     "fallbacks",
+                    "empty_layers",
                 ],
             )
         )
@@ -86,4 +87,15 @@ def modularize(args) -> int:
             f"{parent['dataset']} (step {summary['step']}, tau={args.threshold}) in {out}; "
             f"extraction {timing['total_s']:.2f} s (compile {timing['compile_s']:.2f} s)"
         )
+        if "cohesion" in summary:
+            print(
+                f"Jaccard cohesion {summary['cohesion']:.4f} (higher is better), coupling "
+                f"{summary['coupling']:.4f} (lower is better) over the training samples (§10.4)"
+            )
+        empty = sorted({n for r in summary["classes"] for n in r["empty_layers"]})
+        if empty:
+            print(
+                f"zero-width layers (no kept unit) in some modules: {empty}; such a module's "
+                "logits past that layer come from biases alone"
+            )
     return 0

@@ -18,13 +18,30 @@ Initializer = Callable[..., jax.Array]
 # PyTorch `kaiming_normal_` is an untruncated normal (METHODS §2.4); Flax's `kaiming_normal` is
 # truncated, so spell out the variance scaling. Flax fans match PyTorch's for conv kernels
 # `[kh, kw, in / groups, out]` and dense kernels `[in, out]`.
-kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-kaiming_normal_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+def empty_safe(init: Initializer) -> Initializer:
+    """`init`, except that a shape with a zero dimension gives an empty array.
+
+    Pruned modules may keep zero channels in a layer (parity extraction, METHODS §4.5); Flax
+    checks parameter shapes through the initializer, and fan-based initializers divide by 0.
+    """
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        if 0 in tuple(shape):
+            return jnp.zeros(shape, dtype)
+        return init(key, shape, dtype)
+
+    return init_fn
+
+
+kaiming_normal_fan_out = empty_safe(nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+kaiming_normal_fan_in = empty_safe(nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
 # PyTorch's default Linear/Conv weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)):
 # a uniform of variance scale/fan_in has limit sqrt(3 * scale / fan_in), so scale = 1/3.
-torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+torch_default_kernel = empty_safe(nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"))
 normal_001 = nn.initializers.normal(stddev=0.01)
-glorot_uniform = nn.initializers.glorot_uniform()
+glorot_uniform = empty_safe(nn.initializers.glorot_uniform())
 zeros = nn.initializers.zeros
 
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
@@ -32,8 +49,11 @@ BN_EPSILON = 1e-5
 
 
 def torch_default_bias(fan_in: int) -> Initializer:
-    """PyTorch's default bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for a known fan_in."""
-    bound = 1.0 / math.sqrt(fan_in)
+    """PyTorch's default bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), for a known fan_in.
+
+    A zero fan_in (a layer after a zero-width one) uses bound 1: the values are never used.
+    """
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
 
     def init_fn(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -168,7 +188,7 @@ class ConvUnit(nn.Module):
             (k, k),
             strides=(self.strides, self.strides),
             padding=((p, p), (p, p)),
-            feature_group_count=self.groups,
+            feature_group_count=max(self.groups, 1),  # a zero-width depthwise layer: 0 → 1
             use_bias=self.use_bias,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,

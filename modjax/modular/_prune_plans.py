@@ -52,12 +52,6 @@ class _Plan:
     ) -> np.ndarray:
         """Adds a conv/dense op for layer `name` keeping `out` (default: its kept set)."""
         out = self.kept(name) if out is None else out
-        if out.size == 0:
-            raise ValueError(
-                f"no channel of {self.model_name} layer {name!r} survives the pruning rules "
-                "(its kept set is disjoint from the residual add it feeds); keep at least one of "
-                "its channels inside that add's kept set"
-            )
         if sized and len(out) != self.points[name]:
             self.channels[name] = len(out)
         self.ops.append((path, kind, in_idx, out))
@@ -129,11 +123,6 @@ def _plan_resnet18(plan: _Plan, shapes: Mapping, classes: np.ndarray) -> None:
             r_c2 = plan.kept(f"{prefix}.conv2")
             r_s = plan.kept(f"{prefix}.shortcut") if down else x
             out = np.intersect1d(np.union1d(r_c2, r_s), plan.kept(prefix))
-            if out.size == 0:
-                raise ValueError(
-                    f"resnet18 block {prefix!r} keeps no output channel: (conv2 ∪ shortcut) ∩ "
-                    f"block mask is empty"
-                )
             o = plan.layer(f"{prefix}.conv2", (path, "conv2"), h, np.intersect1d(r_c2, out))
             if down:
                 r_s = plan.layer(

@@ -73,7 +73,8 @@ def make_count_step(
     method: str,
     layers: Sequence[str] | None = None,
     mesh: Mesh | None = None,
-) -> Callable[[dict[str, Any], Batch], Counts]:
+    sample_masks: bool = False,
+) -> Callable[[dict[str, Any], Batch], Any]:
     """Builds the jitted `(variables, batch) -> Counts` pass of module extraction.
 
     Runs the model in eval mode (BN running statistics) and counts, for every layer and every
@@ -97,10 +98,12 @@ def make_count_step(
         method: `"mwt"` or `"moda"`.
         layers: the layers to count (MwT: masked conv names without `"/mask"`); default all.
         mesh: device mesh for data parallelism, or None.
+        sample_masks: also return each sample's binary indicators, concatenated over the
+            layers in sorted name order (bool `[B, K]`; MwT's b_i of the Jaccard cohesion, §10.4).
 
     Returns:
         A jitted function `(variables, batch) -> Counts` with int32 `per_class_active
-        {layer: [N, C]}` and `per_class_count [N]`. `batch` holds `"image"`, `"label"` and
+        {layer: [N, C]}` and `per_class_count [N]`; with `sample_masks`, `(Counts, bool [B, K])`. `batch` holds `"image"`, `"label"` and
         optionally `"mask"` (bool `[B]`).
 
     Raises:
@@ -122,16 +125,18 @@ def make_count_step(
             x = x * valid.reshape(valid.shape + (1,) * (x.ndim - 1)).astype(jnp.int32)
             return jax.ops.segment_sum(x, labels, num_segments=num_classes)
 
-        active = {
-            name: per_class(b.astype(jnp.int32))
-            for name, b in _indicators(acts, method, selected).items()
-        }
-        return Counts(active, per_class(jnp.ones(labels.shape, jnp.int32)))
+        indicators = _indicators(acts, method, selected)
+        active = {name: per_class(b.astype(jnp.int32)) for name, b in indicators.items()}
+        counts = Counts(active, per_class(jnp.ones(labels.shape, jnp.int32)))
+        if not sample_masks:
+            return counts
+        return counts, jnp.concatenate([indicators[n] for n in sorted(indicators)], axis=1)
 
     kwargs = {}
     if mesh is not None:
         rep = parallel.replicated(mesh)
-        kwargs.update(in_shardings=(rep, parallel.batch_sharding(mesh)), out_shardings=rep)
+        out = (rep, parallel.batch_sharding(mesh)) if sample_masks else rep
+        kwargs.update(in_shardings=(rep, parallel.batch_sharding(mesh)), out_shardings=out)
     return jax.jit(count_fn, **kwargs)
 
 

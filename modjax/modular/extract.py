@@ -59,12 +59,35 @@ class Extraction(NamedTuple):
         fallbacks: every fallback event.
         timing: seconds: `compile_s`, `count_s` (the pass, compile excluded), `extract_s`,
             `total_s`; and `num_batches`.
+        jaccard: with `jaccard=True`, `{"cohesion": JaccardCohesion, "coupling":
+            JaccardCoupling}` of the modules on the extraction samples (METHODS §10.4); else None.
     """
 
     modules: tuple[Module, ...]
     counts: Counts
     fallbacks: tuple[FallbackEvent, ...]
     timing: dict[str, float]
+    jaccard: dict[str, Any] | None = None
+
+
+def _host_rows(x: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded array, on the host."""
+    if x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+def _module_jaccard(keep, packed, labels, num_kernels):
+    """Cohesion and coupling of class modules `keep` over packed per-sample masks (§10.4)."""
+    from modjax import metrics
+
+    U = np.concatenate([np.asarray(keep[n], bool) for n in sorted(keep)], axis=1)
+    masks = np.unpackbits(np.concatenate(packed), axis=1, count=num_kernels).astype(bool)
+    return {
+        "cohesion": metrics.jaccard_cohesion(masks, np.concatenate(labels), U),
+        "coupling": metrics.jaccard_coupling(U),
+    }
 
 
 def _mwt_fallback(f: np.ndarray, threshold: float, layer: str, c: int) -> tuple[np.ndarray, float]:
@@ -164,6 +187,7 @@ def extract_modules(
     mesh: Mesh | None = None,
     total: int | None = None,
     disable: bool = False,
+    jaccard: bool = False,
 ) -> Extraction:
     """Extracts every class module in one pass over `batches` (METHODS §4.5, §5.4).
 
@@ -181,6 +205,8 @@ def extract_modules(
         mesh: data-parallel mesh; batches are then sharded with `parallel.shard_batch`.
         total: number of batches, for the progress bar.
         disable: hide the progress bar (e.g. `jax.process_index() != 0`).
+        jaccard: MwT only: keep every sample's binary masks (bit-packed on the host, n·K/8
+            bytes) and compute the modules' Jaccard cohesion and coupling (METHODS §10.4).
 
     Returns:
         An `Extraction` with N modules (`metrics`: `kernel_rate`, `num_samples`), the counts,
@@ -188,6 +214,8 @@ def extract_modules(
     """
     check_method(method)
     check_threshold(threshold)
+    if jaccard and method != "mwt":
+        raise ValueError(f"jaccard=True is MwT's modularization metric; method={method!r}")
     start = time.perf_counter()
     parent = dict(parent)
     if model is None:
@@ -200,7 +228,9 @@ def extract_modules(
         method=method,
         layers=layers,
         mesh=mesh,
+        sample_masks=jaccard,
     )
+    packed, sample_labels, num_kernels = [], [], 0
     add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), donate_argnums=0)
 
     def put(batch):
@@ -210,6 +240,7 @@ def extract_modules(
 
     totals, compiled, compile_s, num_batches = None, None, 0.0, 0
     for batch in tqdm(batches, total=total, disable=disable, desc=f"{method} extraction"):
+        host = batch
         batch = put(batch)
         if compiled is None:
             t0 = time.perf_counter()
@@ -218,6 +249,13 @@ def extract_modules(
             if parent.get("input_shape") is None:
                 parent["input_shape"] = [int(d) for d in batch["image"].shape[1:]]
         counts = compiled(variables, batch)
+        if jaccard:
+            counts, masks = counts
+            masks = _host_rows(masks)
+            valid = np.asarray(host.get("mask", np.ones(len(masks), bool)), bool)
+            num_kernels = masks.shape[1]
+            packed.append(np.packbits(masks[valid], axis=1))
+            sample_labels.append(np.asarray(host["label"])[valid])
         totals = counts if totals is None else add(totals, counts)
         num_batches += 1
     if totals is None:
@@ -256,6 +294,11 @@ def extract_modules(
             )
         )
     extract_s = time.perf_counter() - t0
+    scores = None
+    if jaccard:
+        t1 = time.perf_counter()
+        scores = _module_jaccard(keep, packed, sample_labels, num_kernels)
+        extract_s_jaccard = time.perf_counter() - t1
     timing = {
         "compile_s": compile_s,
         "count_s": count_s,
@@ -263,8 +306,10 @@ def extract_modules(
         "total_s": time.perf_counter() - start,
         "num_batches": num_batches,
     }
+    if jaccard:
+        timing["jaccard_s"] = extract_s_jaccard
     logger.info("extracted %d %s modules: %s", num_classes, method, timing)
-    return Extraction(tuple(modules), totals, tuple(events), timing)
+    return Extraction(tuple(modules), totals, tuple(events), timing, scores)
 
 
 __all__ = ["MODA_MIN_FRACTION", "MWT_STEP", "Extraction", "extract", "extract_modules"]

@@ -29,6 +29,7 @@ import numpy as np
 from flax import traverse_util
 
 from modjax import models
+from modjax.modular.masked import GENERATOR
 from modjax.modular.prune import prune
 
 UNIT_COLLECTIONS = ("params", "batch_stats")
@@ -75,17 +76,6 @@ def _abstract(model_name: str, model_kwargs: Mapping[str, Any], input_shape) -> 
     return found.variables
 
 
-def _column_ids(abstract: Mapping[str, Any]) -> dict[str, Any]:
-    """Parent-shaped int32 arrays whose every entry holds its own output-axis (last) index."""
-
-    def ids(x):
-        if not x.shape:
-            return np.zeros((), np.int32)
-        return np.broadcast_to(np.arange(x.shape[-1], dtype=np.int32), x.shape).copy()
-
-    return {col: jax.tree.map(ids, abstract[col]) for col in UNIT_COLLECTIONS if col in abstract}
-
-
 def _forward_order(model_name, model_kwargs, keep, classes, method, input_shape):
     """`leaf name -> position of its layer` in the forward order of `prune`'s plan."""
     from modjax.modular.prune import _plan  # the plan's ops are in forward order
@@ -124,21 +114,25 @@ def kept_units(
     Raises:
         ValueError: whatever `prune` rejects.
     """
+    from modjax.modular.prune import _plan
+
     abstract = _abstract(model_name, model_kwargs, input_shape)
-    ids = _column_ids(abstract)
     full = {k: v.shape[-1] for k, v in _flat(abstract, abstract=True).items() if v.shape}
 
     def read(k: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        _, out = prune(
-            model_name,
-            model_kwargs,
-            ids,
-            k,
-            classes=classes,
-            method=method,
-            input_shape=input_shape,
-        )
-        return {n: np.asarray(a).reshape(-1, a.shape[-1])[0] for n, a in _flat(out).items()}
+        """`{leaf: kept output indices}` of the pruned form: each op's `out_idx` (every leaf of
+        a layer has its output channels last), so zero-width layers read as empty sets."""
+        plan = _plan(
+            model_name, model_kwargs, k, classes=classes, method=method, input_shape=input_shape
+        )[0]
+        out = {}
+        for path, _, _, out_idx in plan.ops:
+            prefix = "/".join(path) + "/"
+            for name in full:
+                rest = name.split("/", 1)[1]
+                if rest.startswith(prefix) and f"/{GENERATOR}/" not in f"/{rest}":
+                    out[name] = np.asarray(out_idx)
+        return out
 
     sets = {n: set(a.tolist()) for n, a in read(keep).items()}
     # Relax one layer at a time: an output set cut down by another layer's mask (a residual add,

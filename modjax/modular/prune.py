@@ -79,10 +79,6 @@ def _check_keep(
                 values = np.unique(k)[:6]
                 raise ValueError(f"keep[{name!r}] must be boolean (or 0/1); got values {values}")
             k = k.astype(bool)
-        if not k.any():
-            raise ValueError(
-                f"keep[{name!r}] keeps no channels; every layer must keep at least one"
-            )
         out[name] = k
     return out
 
@@ -186,6 +182,8 @@ def _slice(plan: _Plan, variables: Mapping[str, Any]) -> dict[str, Any]:
         kernel = _take(p["conv"]["kernel"], out_idx, 3)
         if kind == "conv":
             kernel = _take(kernel, in_idx, 2)
+        elif out_idx.size == 0:  # a zero-width depthwise layer is an empty 0 → 0 conv
+            kernel = kernel[:, :, :0, :]
         unit = {"conv": {"kernel": kernel}}
         if "bias" in p["conv"]:
             unit["conv"]["bias"] = _take(p["conv"]["bias"], out_idx, 0)

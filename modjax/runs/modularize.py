@@ -86,6 +86,19 @@ def _save_all(out: pathlib.Path, write) -> None:
         raise
 
 
+def _jaccard_summary(scores) -> dict[str, Any]:
+    """MwT's modularization-time cohesion and coupling (METHODS §10.4), when computed."""
+    if scores is None:
+        return {}
+    cohesion, coupling = scores["cohesion"], scores["coupling"]
+    return {
+        "cohesion": cohesion.mean,
+        "coupling": coupling.mean,
+        "cohesion_per_class": cohesion.per_class.tolist(),
+        "cohesion_empty_union_pairs": int(cohesion.empty_union_pairs.sum()),
+    }
+
+
 def modularize_workdir(
     workdir: str | os.PathLike,
     *,
@@ -141,6 +154,7 @@ def modularize_workdir(
         mesh=run.mesh,
         total=data.num_eval_batches(len(labels), batch),
         disable=not progress,
+        jaccard=config.method == "mwt",
     )
     shape = tuple(run.input_shape)
     names = run.info.class_names
@@ -202,6 +216,9 @@ def modularize_workdir(
                 "weight_retention": size.relative_params,
                 "relative_macs": size.relative_macs,
                 "fallbacks": len(module.fallbacks),
+                # Zero-width layers (possible without the fallback): the module still works,
+                # its logits past such a layer come from biases alone.
+                "empty_layers": [n for n, k in module.keep.items() if not np.any(k)],
                 "layer_retention": {n: float(np.mean(k)) for n, k in module.keep.items()},
             }
         )
@@ -214,6 +231,7 @@ def modularize_workdir(
         "parent": parent,
         "extraction_time_s": extraction.timing,
         "num_fallbacks": len(extraction.fallbacks),
+        **_jaccard_summary(extraction.jaccard),
         "classes": rows,
         "format_version": module_io.FORMAT_VERSION,
     }

@@ -92,8 +92,8 @@ def test_channel_overrides():
         models.mask_points("vgg16", width=W, channels={"conv_99": 3})
     with pytest.raises(ValueError, match="no layer of mobilenet with a settable width"):
         models.mask_points("mobilenet", width=W, channels={"block0.dw": 2})
-    with pytest.raises(ValueError, match=r"channels\['conv_1'\]=0 must be an int >= 1"):
-        models.get_model("vgg16", channels={"conv_1": 0})
+    with pytest.raises(ValueError, match=r"channels\['conv_1'\]=-1 must be an int >= 0"):
+        models.get_model("vgg16", channels={"conv_1": -1})
     with pytest.raises(ValueError, match=r"unknown options \['residual'\] for model 'vgg16'"):
         models.get_model("vgg16", residual={})
 
@@ -114,7 +114,7 @@ def test_residual_and_depthwise_wiring():
         models.get_model("rescnn", residual={"conv_3": ((0, 1), (0,))})
     with pytest.raises(ValueError, match=r"index wiring has keys \['conv_4'\]"):
         models.mask_points("rescnn", width=W, residual={"conv_4": ((0,), (0,))})
-    with pytest.raises(ValueError, match=r"dw_inputs\['block0.dw'\]=\(\) must be a non-empty"):
-        models.get_model("mobilenet", dw_inputs={"block0.dw": ()})
+    with pytest.raises(ValueError, match=r"dw_inputs\['block0.dw'\]=\(-2,\) must be a sequence"):
+        models.get_model("mobilenet", dw_inputs={"block0.dw": (-2,)})
     mob = models.mask_points("mobilenet", width=W, dw_inputs={"block1.dw": (7, -1, 0)})
     assert (mob["block0.pw"], mob["block1.dw"], mob["block1.pw"]) == (c(64), 3, c(128))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax import models, parallel
+from modjax import metrics, models, parallel
 from modjax import modular as mz
 from modjax.data import eval_batches
 
@@ -356,3 +356,43 @@ def test_method_layers_are_mask_points_of_the_masked_form(name):
         if name == "resnet18":  # MODA: block outputs; MwT: conv1/conv2/shortcut
             assert ("layer1.0" in layers) == (method == "moda")
             assert ("layer2.0.shortcut" in layers) == (method == "mwt")
+
+
+def test_extract_modules_jaccard_equals_the_per_sample_definition(lenet_mwt):
+    model, variables, _, parent = lenet_mwt
+
+    def noisy(path, leaf):  # input-dependent generator masks: samples differ
+        if "generator" in [getattr(k, "key", None) for k in path]:
+            return leaf + 3.0 * jax.random.normal(jax.random.key(leaf.size), leaf.shape)
+        return leaf
+
+    variables = jax.tree_util.tree_map_with_path(noisy, variables)
+    images, labels = _data(20)
+    images = (images * np.linspace(0.0, 1.0, 20)[:, None, None, None]).astype(np.uint8)
+    with jax.transfer_guard("disallow"):
+        result = mz.extract_modules(
+            eval_batches(images, labels, global_batch_size=8),  # 20 rows: padding in batch 3
+            variables=variables,
+            parent=parent,
+            preprocess=to_float,
+            method="mwt",
+            threshold=0.05,  # kernels active on few samples join u_c: cohesion < 1
+            disable=True,
+            jaccard=True,
+        )
+    _, acts = model.apply(variables, to_float(jnp.asarray(images), None), train=False)
+    names = sorted(k for k in acts if k.endswith("/mask"))
+    masks = np.concatenate([np.asarray(acts[k]) > 0 for k in names], axis=1)
+    U = np.stack(
+        [np.concatenate([m.keep[k.removesuffix("/mask")] for k in names]) for m in result.modules]
+    )
+    want = metrics.jaccard_cohesion(masks, labels, U)
+    got = result.jaccard["cohesion"]
+    assert 0.0 < got.mean < 1.0  # masks differ between samples: a non-trivial value
+    np.testing.assert_allclose(got.per_class, want.per_class, rtol=1e-12)
+    assert result.jaccard["coupling"].mean == metrics.jaccard_coupling(U).mean
+    assert "jaccard_s" in result.timing
+    with pytest.raises(ValueError, match="jaccard=True is MwT's"):
+        mz.extract_modules(
+            [], variables=variables, parent=parent, preprocess=to_float, method="moda", jaccard=True
+        )

@@ -373,8 +373,6 @@ def test_bad_inputs_raise():
         run({"conv_1": np.ones(9, bool)})
     with pytest.raises(ValueError, match=r"keep\['conv_1'\] has shape \(2, 8\)"):
         run({"conv_1": np.ones((2, 8), bool)})
-    with pytest.raises(ValueError, match=r"keep\['conv_1'\] keeps no channels"):
-        run({"conv_0": ok, "conv_1": np.zeros(8, bool)})
     with pytest.raises(ValueError, match=r"keep\['conv_1'\] must be boolean"):
         run({"conv_1": np.full(8, 0.5)})
     with pytest.raises(ValueError, match=r"classes=\[3, 3\] must be distinct ints in \[0, 7\)"):
@@ -389,15 +387,3 @@ def test_bad_inputs_raise():
         prune("vgg16", {**kw, "channels": {"conv_1": 3}}, v, {})
     with pytest.raises(ValueError, match=r"variables\['params'\] entry conv_0/.* has shape \(8,\)"):
         prune("vgg16", {**kw, "width": 0.25}, v, {})
-
-
-def test_residual_rules_reject_empty_sets():
-    kw = {"num_classes": N, "width": W}
-    v = _zeros(models.get_model("resnet18", **kw), SHAPE)
-    one = functools.partial(np.isin, np.arange(16))
-    with pytest.raises(ValueError, match=r"block 'layer2.0' keeps no output channel"):
-        keep = {"layer2.0.conv2": one([0]), "layer2.0.shortcut": one([0]), "layer2.0": one([1])}
-        prune("resnet18", kw, v, keep)
-    with pytest.raises(ValueError, match=r"no channel of resnet18 layer 'layer2.0.conv2' survives"):
-        keep = {"layer2.0.conv2": one([0]), "layer2.0.shortcut": one([1]), "layer2.0": one([1])}
-        prune("resnet18", kw, v, keep)
