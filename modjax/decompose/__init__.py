@@ -34,7 +34,13 @@ from modjax.decompose._cnn_panrajan import CNN_CM_VARIANTS, make_decompose_cnn, 
 from modjax.decompose._cnn_pipeline import class_groups, cnn_probs, decompose_cnn
 from modjax.decompose._dense import check_parent, dense_layers, forward, monitor, to_params
 from modjax.decompose._identify import Masks, first_flags, identify
-from modjax.decompose._io import load_dense_module, load_pruned, save_dense_module
+from modjax.decompose._io import (
+    load_decomposed,
+    load_dense_module,
+    load_pruned,
+    save_decomposed,
+    save_dense_module,
+)
 from modjax.decompose._module import METHOD, DenseModule, edge_masks, prune, sizes, unstack
 from modjax.decompose._panrajan import (
     CM_VARIANTS,
@@ -91,6 +97,7 @@ __all__ = [
     "forward",
     "identify",
     "inactive_and",
+    "load_decomposed",
     "load_dense_module",
     "load_pruned",
     "make_decompose",
@@ -107,6 +114,7 @@ __all__ = [
     "relu_points",
     "remove_irrelevant",
     "run",
+    "save_decomposed",
     "save_dense_module",
     "select_samples",
     "sizes",

@@ -23,6 +23,8 @@ manifest in the given order and covered by `SHA256SUMS`; `load(directory).arrays
 returns `{name: array}` in that order and `.info["decompose"]` the section. A decomposition
 method (Pan & Rajan, parent-shaped edge masks) thus reuses this file format unchanged; names
 are free strings (e.g. "params/dense_0/kernel"), group names are `[a-z_]+` other than `keep`.
+Pan & Rajan modules are saved with method `"panrajan"` (`module.DECOMPOSITION_METHODS`) by
+`modjax.decompose.save_decomposed`, which also checks their edge masks on load.
 """
 
 import hashlib
@@ -40,7 +42,7 @@ import numpy as np
 
 import modjax
 from modjax import models
-from modjax.modular.module import METHODS, FallbackEvent, Module, check_module
+from modjax.modular.module import MODULE_METHODS, FallbackEvent, Module, check_module
 
 FORMAT = "modjax.module"
 FORMAT_VERSION = 2
@@ -173,8 +175,8 @@ def save_module(
     target = pathlib.Path(directory).absolute()
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    if module.method not in METHODS:
-        raise ValueError(f"module.method={module.method!r} must be one of {list(METHODS)}")
+    if module.method not in MODULE_METHODS:
+        raise ValueError(f"module.method={module.method!r} must be one of {list(MODULE_METHODS)}")
     missing = [k for k in PARENT_REQUIRED if k not in module.parent]
     if missing:
         raise ValueError(f"module.parent lacks {missing}; describe the parent with its hash/step")
@@ -326,9 +328,10 @@ def load(directory: str | os.PathLike) -> Saved:
     parent = manifest["parent"]
     for key in PARENT_REQUIRED:
         _field(parent, key, f"{where} field 'parent'")
-    if manifest["method"] not in METHODS:
+    if manifest["method"] not in MODULE_METHODS:
         raise ModuleFileError(
-            f"{where}: field 'method' is {manifest['method']!r}; expected one of {list(METHODS)}"
+            f"{where}: field 'method' is {manifest['method']!r}; expected one of "
+            f"{list(MODULE_METHODS)}"
         )
     index = manifest["arrays"]
     keep = {

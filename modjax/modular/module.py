@@ -16,6 +16,14 @@ from modjax import models
 METHODS = ("mwt", "moda")
 """Extraction methods: MwT generator masks (§4.5) and MODA activations (§5.4)."""
 
+DECOMPOSITION_METHODS = ("panrajan",)
+"""Methods that cut modules from an already trained model (Pan & Rajan, METHODS §7): their
+modules carry edge masks (dense) or position maps (CNN) besides `keep`, and compose by voting
+(`modjax.decompose`), not by the keep-mask union of MwT/MODA."""
+
+MODULE_METHODS = METHODS + DECOMPOSITION_METHODS
+"""Every method a saved `Module` may carry (`modular.io`)."""
+
 
 class FallbackEvent(NamedTuple):
     """One use of a method's fallback rule for an empty (or too small) layer of one class.
@@ -43,8 +51,9 @@ class Module(NamedTuple):
         parent: JSON-able description of the parent (see `describe_parent`): `model`,
             `model_kwargs` (with `num_classes`, `width`, `mask_generators`), `dataset`,
             `checkpoint`, `input_shape`.
-        method: `"mwt"` or `"moda"`.
-        threshold: τ used by `extract`.
+        method: `"mwt"` or `"moda"` (extracted), or `"panrajan"` (decomposed; see
+            `DECOMPOSITION_METHODS`: its `keep` marks the channels/nodes the module uses).
+        threshold: τ used by `extract` (Pan & Rajan: the CI confidence bar).
         fallbacks: the fallback events of these classes.
         metrics: JSON-able scalars, e.g. `kernel_rate` (KRR, METHODS §10.1), `num_samples`.
     """
@@ -63,6 +72,21 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"method={method!r} must be one of {list(METHODS)}")
     return method
+
+
+def check_masked(module: "Module", operation: str) -> None:
+    """Refuses a decomposed (Pan & Rajan) module in a MwT/MODA-only operation, naming both.
+
+    Raises:
+        ValueError: `module.method` is not one of `METHODS`.
+    """
+    if module.method not in METHODS:
+        raise ValueError(
+            f"{operation} works on MwT/MODA keep-mask modules; the module of classes "
+            f"{list(module.classes)} is a {module.method!r} module (Pan & Rajan, cut from a "
+            "trained model): compose and replace it by voting with modjax.decompose.compose "
+            "(or `modjax compose`, which dispatches on the method)"
+        )
 
 
 def check_threshold(threshold: float) -> float:
@@ -161,6 +185,8 @@ def union(modules: Sequence[Module]) -> Module:
     """
     if not modules:
         raise ValueError("union needs at least one module")
+    for m in modules:
+        check_masked(m, "union (compose/replace of masked modules)")
     first = modules[0]
     for m in modules[1:]:
         for field in ("parent", "method", "threshold"):
@@ -212,9 +238,12 @@ def check_module(module: Module) -> None:
 
 
 __all__ = [
+    "DECOMPOSITION_METHODS",
     "METHODS",
+    "MODULE_METHODS",
     "FallbackEvent",
     "Module",
+    "check_masked",
     "check_method",
     "check_module",
     "check_threshold",

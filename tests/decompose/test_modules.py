@@ -68,8 +68,19 @@ def test_pruned_form_gives_the_same_logits_with_fewer_macs(modules, parent):
     assert size["mac_rate"] < 1 and size["node_rate"] < 1 and 0 < size["edge_rate"] < 1
 
 
-def test_save_load_round_trip(modules, tmp_path):
-    m = modules[2]
+@pytest.fixture(scope="module")
+def described(parent):
+    from modjax import modular
+
+    _, params, x, y = parent
+    desc = modular.describe_parent("mlp", depth=2, hidden=6, num_classes=3, input_shape=(5,))
+    return dc.decompose_dense(
+        params, x, y, confidence=0.0, num_positives=4, negatives_per_class=2, parent=desc
+    )
+
+
+def test_save_load_round_trip(described, modules, tmp_path):
+    m = described[2]
     path = dc.save_dense_module(m, tmp_path / "class_2")
     back = dc.load_dense_module(path)
     assert back.class_id == 2 and back.settings == m.settings
@@ -80,8 +91,10 @@ def test_save_load_round_trip(modules, tmp_path):
     assert channels == dc.prune(m.params)[0]
     with pytest.raises(FileExistsError):
         dc.save_dense_module(m, path)
+    with pytest.raises(ValueError, match=r"parent lacks \['model', 'model_kwargs', 'input_shape'"):
+        dc.save_dense_module(modules[0], tmp_path / "no_parent")  # not a zoo description
     np.save(path / "edge_masks" / "00000.npy", ~back.masks["dense_0"], allow_pickle=False)
-    with pytest.raises(ModuleFileError, match="damaged or altered"):
+    with pytest.raises(ModuleFileError, match="edited or damaged"):
         dc.load_dense_module(path)
 
 
@@ -102,23 +115,20 @@ def test_bad_parents_are_named():
         dc.make_decompose(ti="x")
 
 
-def test_directory_is_the_modular_io_format(parent, tmp_path, monkeypatch):
-    """`modular.io.load` reads a decomposed module once it knows the method name."""
-    from modjax import modular
+def test_directory_is_the_modular_io_format(described, tmp_path):
+    """`modular.io.load` reads a decomposed module: method "panrajan", edge masks as arrays."""
+    from modjax.modular import compose as modular_compose
     from modjax.modular import io
-    from modjax.modular import module as module_lib
 
-    _, params, x, y = parent
-    desc = modular.describe_parent("mlp", depth=2, hidden=6, num_classes=3, input_shape=(5,))
-    m = dc.decompose_dense(
-        params, x, y, confidence=0.0, num_positives=4, negatives_per_class=2, parent=desc
-    )[1]
+    m = described[1]
     path = dc.save_dense_module(m, tmp_path / "class_1")
-    methods = (*module_lib.METHODS, dc.METHOD)
-    monkeypatch.setattr(io, "METHODS", methods)
-    monkeypatch.setattr(module_lib, "METHODS", methods)
     saved = io.load(path)
     assert saved.module.method == "panrajan" and saved.module.classes == (1,)
     for name, mask in m.masks.items():
         np.testing.assert_array_equal(saved.arrays["edge_masks"][name], mask)
-    assert saved.info["channels"] == dc.prune(m.params)[0]
+    assert saved.info["channels"] == dc.prune(m.params)[0] and saved.info["kind"] == "dense"
+    keep = {k: v for k, v in saved.module.keep.items()}
+    assert list(keep) == ["dense_0", "dense_1"] and keep["dense_0"].dtype == bool
+    with pytest.raises(ValueError, match=r"union .* classes \[1\] is a 'panrajan' module"):
+        key = modular_compose.parent_key(saved.module.parent)
+        modular_compose.compose([saved.module], {key: {"params": {}}})
