@@ -1,0 +1,221 @@
+"""Reproduce a published MwT or MODA table end to end: train, extract, compose, measure, tabulate.
+
+    python experiments/reproduce.py mwt  --scale cpu --seeds 3 --data-dir ../shared/datasets
+    python experiments/reproduce.py moda --scale cpu --seeds 3 --data-dir ../shared/datasets
+    python experiments/reproduce.py mwt  --scale paper --seeds 3 --distributed   # accelerators
+
+Tables (`reproduce_tables.TABLES`; `--list` prints them):
+- `mwt`:  MwT (METHODS §13.1, §13.7): standard and MwT accuracy, accuracy loss of the composed
+  modules, KRR, Jaccard cohesion and coupling at modularization time (§10.4), training-time ratio.
+- `moda`: MODA (§13.2 Tables A, C): standard and MODA accuracy, module size, overlap, sub-task
+  composition accuracy over §5.6's enumeration, training-time ratio.
+
+Each (model, method, seed) is a normal `modjax train` workdir under `--workdir`, resumed from its
+last checkpoint when the command runs again; each seed's measurements are cached next to it. The
+results file (`--out`, default `benchmarks/results/reproduce_<table>_<scale>.md` and `.csv`) is
+rewritten after every finished seed, with mean ± std over the finished seeds beside the
+published numbers, the device, versions, wall time and the exact command. A workdir remembers
+its settings (`settings.json`); running it again with other settings is refused, so one table
+never mixes results of different settings.
+"""
+
+import argparse
+import json
+import pathlib
+import platform
+import shlex
+import sys
+import time
+
+import jax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import reproduce_tables as tables  # noqa: E402
+
+from modjax.runs import config as config_lib  # noqa: E402
+from modjax.runs import report  # noqa: E402
+
+CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
+SCALES = ("cpu", "paper")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
+    parser.add_argument("table", nargs="?", help=f"the table: one of {sorted(tables.TABLES)}")
+    parser.add_argument("--list", action="store_true", help="list the tables and exit")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="cpu",
+        help="cpu: the reduced recipe of configs/reproduce_cpu.py (hours on 2 cores); paper: "
+        "the papers' recipe of configs/reproduce_paper.py, for accelerators (default: cpu)",
+    )
+    parser.add_argument(
+        "--scale-config",
+        help="a config file with MODELS and row(model, method) instead of the scale's own "
+        "(e.g. a smoke test)",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        help="rows to run, zoo model names (default: the scale config's MODELS[table]; rows "
+        "without published numbers show –)",
+    )
+    parser.add_argument(
+        "--workdir", help="runs and caches (default: runs/reproduce_<table>_<scale>)"
+    )
+    parser.add_argument("--out", help="results file stem (default: benchmarks/results/...)")
+    parser.add_argument("--data-dir", help="dataset directory (default: $MODJAX_DATA_DIR)")
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        default=None,
+        help="MODA sub-tasks per seed, a seeded sample of §5.6's 1013 (default: all at paper "
+        "scale, 60 at cpu scale)",
+    )
+    parser.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    parser.add_argument(
+        "--yes", action="store_true", help="run a paper-scale table on a CPU anyway"
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser, parser.parse_args(argv)
+
+
+def _check_args(parser, args):
+    if args.list:
+        for name, table in sorted(tables.TABLES.items()):
+            print(f"{name:6s} {table.title}")
+        raise SystemExit(0)
+    if args.table not in tables.TABLES:
+        parser.error(
+            f"table {args.table!r} does not exist; valid tables: {sorted(tables.TABLES)} "
+            "(see --list)"
+        )
+    if isinstance(args.seeds, bool) or args.seeds < 1:
+        parser.error(f"--seeds {args.seeds} must be >= 1 (3 or more for error bars)")
+    if args.tasks is not None and args.tasks < 1:
+        parser.error(f"--tasks {args.tasks} must be >= 1")
+
+
+def _load_scale(scale: str, path: str | None):
+    """The scale's config module: `MODELS` and `row(model, method)`."""
+    import importlib.util
+
+    path = pathlib.Path(path) if path else CONFIGS / f"reproduce_{scale}.py"
+    spec = importlib.util.spec_from_file_location(f"reproduce_{scale}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_configs(table, scale_cfg, models, seeds, data_dir):
+    """`{(model, method, seed): TrainConfig}` of every training run the table needs."""
+    out = {}
+    for model in models:
+        for method in table.methods:
+            for seed in range(seeds):
+                row = {**scale_cfg.row(model, method), "seed": seed, "data_dir": data_dir}
+                out[(model, method, seed)] = config_lib.from_dict(row, source="reproduce")
+    return out
+
+
+def _check_settings(workdir: pathlib.Path, settings: dict) -> None:
+    """Refuses a workdir written with other settings (one table never mixes settings)."""
+    path = workdir / "settings.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff:
+            raise SystemExit(
+                f"{workdir} holds a run of other settings (differing: {diff}); use another "
+                "--workdir or remove it to start over"
+            )
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=2, sort_keys=True))
+
+
+def _warn_paper_on_cpu(args, configs) -> None:
+    if args.scale != "paper" or jax.default_backend() != "cpu":
+        return
+    hours = sum(tables.estimate_cpu_hours(c) for c in configs.values())
+    message = (
+        f"--scale paper on a CPU: {len(configs)} runs of 200 epochs at full width, estimated "
+        f"{hours:,.0f} h of CPU time here (from each model's MACs); it is meant for accelerators"
+    )
+    if not args.yes:
+        raise SystemExit(message + ". Pass --yes to run it anyway.")
+    print("WARNING: " + message, file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    parser, args = _parse(argv)
+    _check_args(parser, args)
+    if args.distributed:
+        jax.distributed.initialize()
+    table = tables.TABLES[args.table]
+    scale_cfg = _load_scale(args.scale, args.scale_config)
+    models = args.models or list(scale_cfg.MODELS[args.table])
+    tasks = args.tasks or (None if args.scale == "paper" else 60)
+    configs = _run_configs(table, scale_cfg, models, args.seeds, args.data_dir)
+    _warn_paper_on_cpu(args, configs)
+
+    workdir = pathlib.Path(args.workdir or f"runs/reproduce_{args.table}_{args.scale}")
+    settings = {
+        "table": args.table,
+        "scale": args.scale,
+        "tasks": tasks,
+        "runs": {
+            f"{m}/{meth}": {k: v for k, v in vars(c).items() if k not in ("seed", "data_dir")}
+            for (m, meth, _), c in configs.items()
+        },
+    }
+    _check_settings(workdir, report.jsonable(settings))
+    out = pathlib.Path(args.out or f"benchmarks/results/reproduce_{args.table}_{args.scale}")
+    command = "python " + shlex.join(["experiments/reproduce.py", *(argv or sys.argv[1:])])
+    context = {
+        "command": command,
+        "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}) x "
+        f"{jax.device_count()}",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{_cpu_count()} cores, Python {platform.python_version()}",
+        "versions": tables.versions(),
+        "scale": args.scale,
+        "config": scale_cfg.row(models[0], table.methods[-1]),
+    }
+    start = time.perf_counter()
+    measured = {}
+    for seed in range(args.seeds):
+        for model in models:
+            runs = {meth: configs[(model, meth, seed)] for meth in table.methods}
+            result = tables.measure_seed(
+                table,
+                model,
+                seed,
+                runs,
+                workdir / f"{model}_s{seed}",
+                tasks=tasks,
+                progress=args.progress,
+            )
+            measured.setdefault(model, []).append(result)
+        context["wall_time_s"] = time.perf_counter() - start
+        if jax.process_index() == 0:
+            tables.write_results(table, measured, out, context, seeds_wanted=args.seeds)
+            print(f"seed {seed} done: {out}.md")
+    return 0
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,396 @@
+"""Tables of `experiments/reproduce.py`: what each measures, the published numbers, the results file.
+
+`measure_seed` trains (or resumes) one seed's runs of a row, extracts the modules and measures
+them; it caches its result in `<seed dir>/measured.json`. `write_results` puts mean ± std over
+the finished seeds next to the papers' numbers (METHODS §13.1, §13.2, §13.7).
+"""
+
+import csv
+import dataclasses
+import importlib.metadata
+import itertools
+import json
+import math
+import pathlib
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MEASURE_VERSION = 1  # bump when a cached measured.json no longer fits the code
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    scale: float = 1.0  # 100 for percentages
+    digits: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    title: str
+    methods: tuple[str, ...]
+    models: tuple[str, ...]
+    columns: tuple[Column, ...]
+    published: dict[str, dict[str, float]]  # model -> column key -> value (paper, CIFAR-10)
+    notes: str
+
+
+MWT = Table(
+    title="MwT (ICSE'24): accuracy, accuracy loss, KRR, Jaccard cohesion/coupling, time",
+    methods=("standard", "mwt"),
+    models=("vgg16", "resnet18", "simcnn", "rescnn"),
+    columns=(
+        Column("standard_accuracy", "ST acc %", 100),
+        Column("method_accuracy", "MwT acc %", 100),
+        Column("composed_accuracy", "modules acc %", 100),
+        Column("accuracy_loss", "acc loss pp", 100),
+        Column("krr", "KRR %", 100),
+        Column("cohesion", "cohesion", 1, 4),
+        Column("coupling", "coupling", 1, 4),
+        Column("time_ratio", "time MwT/ST", 1),
+    ),
+    published={
+        "vgg16": {"standard_accuracy": 92.62, "method_accuracy": 90.55, "time_ratio": 1.70},
+        "resnet18": {
+            "standard_accuracy": 93.37,
+            "method_accuracy": 91.04,
+            "krr": 24.74,
+            "cohesion": 0.9437,
+            "coupling": 0.2412,
+            "time_ratio": 1.77,
+        },
+        "simcnn": {"accuracy_loss": 1.13, "krr": 14.58},
+        "rescnn": {"accuracy_loss": 1.13, "krr": 14.58},
+    },
+    notes=(
+        "Published: CIFAR-10; accuracies and time ratios from MODA's Table A (§13.2; MwT "
+        "under MODA's setup, V100 hours), ResNet18 KRR/cohesion/coupling at τ = 0.9 from MwT's "
+        "README (§13.1), SimCNN/ResCNN KRR and accuracy loss from MwT's abstract (most likely "
+        "those two models [assumed], §13.7). modules acc = the 10 class modules composed with "
+        "no retraining (MwT composition keeps the whole classifier and takes each module's "
+        "column, §4.7); acc loss = ST acc − modules acc. KRR = mean kept-kernel fraction of the "
+        "class modules; cohesion/coupling = Jaccard over the extraction (training) samples, §10.4."
+    ),
+)
+
+MODA = Table(
+    title="MODA (ICSE'26): accuracy, module size, overlap, sub-task composition, time",
+    methods=("standard", "moda"),
+    models=("vgg16_moda", "resnet18", "mobilenet"),
+    columns=(
+        Column("standard_accuracy", "ST acc %", 100),
+        Column("method_accuracy", "MODA acc %", 100),
+        Column("module_size", "module size", 1, 3),
+        Column("overlap", "overlap", 1, 3),
+        Column("reuse_accuracy", "composed acc %", 100),
+        Column("restricted_accuracy", "MODA restricted %", 100),
+        Column("time_ratio", "time MODA/ST", 1),
+    ),
+    published={
+        "vgg16_moda": {
+            "standard_accuracy": 92.62,
+            "method_accuracy": 91.86,
+            "module_size": 0.027,
+            "overlap": 0.014,
+            "reuse_accuracy": 94.48,
+            "time_ratio": 1.40,
+        },
+        "resnet18": {
+            "standard_accuracy": 93.37,
+            "method_accuracy": 90.94,
+            "module_size": 0.081,
+            "overlap": 0.055,
+            "reuse_accuracy": 94.11,
+            "time_ratio": 1.31,
+        },
+        "mobilenet": {
+            "standard_accuracy": 89.42,
+            "method_accuracy": 89.34,
+            "module_size": 0.089,
+            "overlap": 0.044,
+            "reuse_accuracy": 91.90,
+            "time_ratio": 1.56,
+        },
+    },
+    notes=(
+        "Published: CIFAR-10, MODA's Tables A and C (§13.2); time ratio = MODA h / ST h of "
+        "Table A. module size = mean fraction of the parent's parameters a class module keeps; "
+        "overlap = mean over class pairs of shared parameters / model size (MODA's id-model "
+        "method); composed acc = mean accuracy of the composed sub-task networks (union of the "
+        "modules' kept units, logits of T, no retraining) over the sub-tasks of §5.6, on T's test "
+        "samples; MODA restricted = the MODA model's own accuracy restricted to T's logits."
+    ),
+)
+
+TABLES = {"mwt": MWT, "moda": MODA}
+
+
+def versions() -> str:
+    names = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+
+
+def estimate_cpu_hours(config, cpu_gflops: float = 40.0) -> float:
+    """A rough CPU time estimate of one run: 3 × forward MACs × 2 flops × images × epochs.
+
+    `cpu_gflops` is a sustained rate for 2 cores of this class of machine; the estimate says
+    how far out of reach a run is, not when it ends.
+    """
+    from modjax import data, models
+
+    info = data.get_info(config.dataset)
+    shape = info.image_shape if config.image_size is None else (config.image_size,) * 2
+    shape = (*shape[:2], info.image_shape[-1])
+    kwargs = {"num_classes": info.num_classes, "width": config.width}
+    macs = models.count_macs(models.get_model(config.model, **kwargs), shape)
+    images = (config.train_examples or info.train_size) * config.num_epochs
+    return 3 * 2 * macs * images / (cpu_gflops * 1e9) / 3600
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _train(config, workdir: pathlib.Path, progress: bool) -> dict:
+    from modjax.runs import training
+
+    done = workdir / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    return training.train_and_evaluate(config, workdir, progress=progress)
+
+
+def _train_time(summary: dict) -> float:
+    return float(sum(e["epoch_time_s"] for e in summary["epochs_log"]))
+
+
+def _modules(workdir: pathlib.Path, data_dir, progress: bool) -> dict:
+    from modjax.runs.modularize import modularize_workdir
+
+    root = workdir / "modules"
+    if (root / "modules.json").exists():
+        return json.loads((root / "modules.json").read_text())
+    return modularize_workdir(workdir, out=root, data_dir=data_dir, progress=progress)
+
+
+def _composed_all(workdir: pathlib.Path, num_classes: int, data_dir) -> float:
+    from modjax.runs import modules as run_modules
+
+    dirs = [workdir / "modules" / f"class_{c}" for c in range(num_classes)]
+    return float(run_modules.compose_dirs(dirs, data_dir=data_dir)["accuracy"])
+
+
+def subtasks(num_classes: int, count: int | None, seed: int = 42) -> list[tuple[int, ...]]:
+    """§5.6's sub-tasks (every class subset of size ≥ 2), or a seeded sample of `count`."""
+    every = [
+        t for k in range(2, num_classes + 1) for t in itertools.combinations(range(num_classes), k)
+    ]
+    if count is None or count >= len(every):
+        return every
+    picked = np.random.default_rng(seed).choice(len(every), size=count, replace=False)
+    return [every[i] for i in sorted(picked)]
+
+
+def _moda_module_metrics(workdir: pathlib.Path, data_dir, tasks: int | None) -> dict:
+    """Module size, overlap, and sub-task composition vs the restricted MODA model."""
+    from module_report import id_keep_trees
+
+    from modjax import metrics
+    from modjax.modular import compose as cp
+    from modjax.modular import io as module_io
+    from modjax.modular.prune import masked_equivalent
+    from modjax.runs import training
+    from modjax.runs.modularize import restore_parent
+
+    root = workdir / "modules"
+    modules = [
+        module_io.load_module(d)
+        for d in sorted(root.glob("class_*"), key=lambda p: int(p.name.split("_")[1]))
+    ]
+    config, run, variables, _ = restore_parent(modules[0], workdir, data_dir)
+    parent = modules[0].parent
+    kwargs, shape = dict(parent["model_kwargs"]), tuple(run.input_shape)
+    trees = id_keep_trees(modules, variables, parent["model"], kwargs, shape)
+    size = statistics.mean(metrics.weight_retention(t, variables["params"]) for t in trees)
+    overlap = metrics.mean_pairwise_overlap(trees)
+
+    # Composition of T = masked form of the union of T's modules, logits of T (equal to the
+    # pruned composition, checked on the first task): one compiled function for every task.
+    pre = training.make_preprocess(config, run.info, augment=False)
+    images, labels = run.test_data
+    model, _ = masked_equivalent(parent["model"], kwargs, modules[0].keep, method="moda")
+    rng = jax.random.PRNGKey(0)
+
+    @jax.jit
+    def logits_fn(x, masks):
+        return model.apply(variables, pre(x, rng), masks=masks, train=False)[0]
+
+    @jax.jit
+    def parent_fn(x):
+        return run.model.apply(variables, pre(x, rng), train=False)[0]
+
+    batch = 500
+    parent_logits = np.concatenate(
+        [np.asarray(parent_fn(images[i : i + batch])) for i in range(0, len(labels), batch)]
+    )
+    rows = []
+    for i, task in enumerate(subtasks(len(modules), tasks)):
+        chosen = [modules[c] for c in task]
+        union = {n: np.any([m.keep[n] for m in chosen], axis=0) for n in chosen[0].keep}
+        _, masks = masked_equivalent(parent["model"], kwargs, union, method="moda")
+        sel = np.flatnonzero(np.isin(labels, task))
+        idx = np.concatenate([sel, np.full((-len(sel)) % batch, sel[0])])
+        out = np.concatenate(
+            [
+                np.asarray(logits_fn(images[idx[j : j + batch]], masks))
+                for j in range(0, len(idx), batch)
+            ]
+        )[: len(sel)][:, list(task)]
+        y = np.searchsorted(np.asarray(task), labels[sel])
+        composed = float(np.mean(out.argmax(-1) == y))
+        restricted = float(np.mean(parent_logits[sel][:, list(task)].argmax(-1) == y))
+        if i == 0:  # the masked shortcut equals the real (pruned) composition
+            real = cp.compose(chosen, {cp.parent_key(parent): variables}).apply_fn(
+                pre(jnp.asarray(images[sel[:256]]), rng)
+            )
+            np.testing.assert_allclose(np.asarray(real), out[:256], rtol=1e-4, atol=1e-4)
+        rows.append({"task": list(task), "composed": composed, "restricted": restricted})
+    return {
+        "module_size": float(size),
+        "overlap": float(overlap.moda),
+        "reuse_accuracy": statistics.mean(r["composed"] for r in rows),
+        "restricted_accuracy": statistics.mean(r["restricted"] for r in rows),
+        "tasks": rows,
+    }
+
+
+def measure_seed(
+    table: Table,
+    model: str,
+    seed: int,
+    runs: dict,
+    seed_dir: pathlib.Path,
+    *,
+    tasks: int | None,
+    progress: bool,
+) -> dict:
+    """Trains (or resumes) one seed of a row, extracts and measures; cached in measured.json."""
+    from modjax import data
+
+    cache = seed_dir / "measured.json"
+    if cache.exists():
+        value = json.loads(cache.read_text())
+        if value.get("version") == MEASURE_VERSION:
+            return value
+    t0 = time.perf_counter()
+    method = table.methods[-1]
+    summaries = {m: _train(c, seed_dir / m, progress) for m, c in runs.items()}
+    data_dir = runs[method].data_dir
+    work = seed_dir / method
+    mods = _modules(work, data_dir, progress)
+    value = {
+        "version": MEASURE_VERSION,
+        "model": model,
+        "seed": seed,
+        "standard_accuracy": summaries["standard"]["test_accuracy"],
+        "method_accuracy": summaries[method]["test_accuracy"],
+        "train_time_s": {m: _train_time(s) for m, s in summaries.items()},
+        "time_ratio": _train_time(summaries[method]) / _train_time(summaries["standard"]),
+        "extraction_s": mods["extraction_time_s"]["total_s"],
+        "krr": statistics.mean(r["unit_retention"] for r in mods["classes"]),
+        "weight_retention": statistics.mean(r["weight_retention"] for r in mods["classes"]),
+        "empty_layers": sum(len(r.get("empty_layers", [])) for r in mods["classes"]),
+    }
+    if method == "mwt":
+        num_classes = data.get_info(runs[method].dataset).num_classes
+        value["composed_accuracy"] = _composed_all(work, num_classes, data_dir)
+        value["accuracy_loss"] = value["standard_accuracy"] - value["composed_accuracy"]
+        value["cohesion"], value["coupling"] = mods["cohesion"], mods["coupling"]
+    else:
+        value.update(_moda_module_metrics(work, data_dir, tasks))
+    value["measure_s"] = time.perf_counter() - t0
+    from modjax.runs.report import jsonable
+
+    cache.write_text(json.dumps(jsonable(value), indent=2))
+    return value
+
+
+# ----------------------------------------------------------------------------- results file
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = statistics.mean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def _cell(values, column: Column) -> str:
+    if not values:
+        return "–"
+    mean, std = _mean_std([v * column.scale for v in values])
+    text = f"{mean:.{column.digits}f}"
+    return text if math.isnan(std) else f"{text} ± {std:.{column.digits}f}"
+
+
+def write_results(
+    table: Table, measured: dict, out: pathlib.Path, context: dict, *, seeds_wanted: int
+) -> None:
+    """Writes `<out>.md` and `<out>.csv`: mean ± std over finished seeds beside the paper."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = ["model", "seeds"]
+    for c in table.columns:
+        header += [c.title, f"paper {c.title}"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    csv_rows = []
+    for model, seeds in measured.items():
+        cells = [model, f"{len(seeds)}/{seeds_wanted}"]
+        paper = table.published.get(model, {})
+        for c in table.columns:
+            values = [s[c.key] for s in seeds if s.get(c.key) is not None]
+            cells += [_cell(values, c), f"{paper[c.key]:g}" if c.key in paper else "–"]
+            mean, std = _mean_std([v * c.scale for v in values]) if values else (None, None)
+            csv_rows.append(
+                {
+                    "model": model,
+                    "metric": c.key,
+                    "mean": mean,
+                    "std": std,
+                    "seeds": len(values),
+                    "paper": paper.get(c.key),
+                    "values": " ".join(f"{v * c.scale:.6g}" for v in values),
+                }
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    cfg = context["config"]
+    text = [
+        f"# {table.title}",
+        "",
+        f"Scale: **{context['scale']}**. Mean ± std over the finished seeds (sample std).",
+        "",
+        *lines,
+        "",
+        table.notes,
+        "",
+        f"- Recipe (one row, modular run): `{json.dumps(cfg, sort_keys=True)}`",
+        f"- Device: {context['device']}; machine: {context['machine']}",
+        f"- Versions: {context['versions']}",
+        f"- Wall time of this command so far: {context['wall_time_s'] / 60:.1f} min (cached "
+        "seeds count 0)",
+        f"- Command: `{context['command']}`",
+    ]
+    extra = [s for seeds in measured.values() for s in seeds if s.get("empty_layers")]
+    if extra:
+        text.append(
+            f"- {len(extra)} seed(s) have modules with zero-width layers (see measured.json)."
+        )
+    out.with_suffix(".md").write_text("\n".join(text) + "\n")
+    with out.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
+        writer.writeheader()
+        writer.writerows(csv_rows)
+
+
+__all__ = ["TABLES", "Table", "estimate_cpu_hours", "measure_seed", "subtasks", "write_results"]
