@@ -30,7 +30,7 @@ def train_step(model, optimizer, images, labels, method, forward=None):
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    logits, acts = (forward or model)(images)
+    logits, acts = (model if forward is None else forward)(images)
     loss, terms = LOSSES[method](logits, acts, labels)
     loss.backward()
     optimizer.step()
