@@ -1,4 +1,7 @@
-"""`modjax decompose`: cut one module per class out of a trained MLP (Pan & Rajan FSE'20)."""
+"""`modjax decompose`: cut one module per class out of a trained model (Pan & Rajan).
+
+An MLP parent gets the dense method (FSE'20), a CIFAR ResNet without BatchNorm the CNN method
+(ICSE'22)."""
 
 import os
 import pathlib
@@ -16,11 +19,13 @@ def add_parser(sub) -> None:
     """Registers the `decompose` sub-command on `sub` (argparse subparsers)."""
     p = sub.add_parser(
         "decompose",
-        help="decompose a trained MLP into one module per class (Pan & Rajan)",
-        description="Restore the latest checkpoint of a training workdir (model mlp), decompose "
-        "it with Pan & Rajan's CI + TI + CM (METHODS §7) over its training split, save every "
-        "per-class module under OUT/class_<c>/ plus OUT/modules.json, and print a per-class "
-        "table (positives found, edge/node/MAC retention) and the voting-composed test accuracy.",
+        help="decompose a trained model into one module per class (Pan & Rajan)",
+        description="Restore the latest checkpoint of a training workdir, decompose it with Pan "
+        "& Rajan's method over its training split (model mlp: FSE'20 CI + TI + CM, METHODS "
+        "§7.1-7.4; a CIFAR ResNet without BatchNorm, e.g. resnet20_nobn: ICSE'22 inactive-position "
+        "CI, TI at 1:1, channelling and MC-BLN, §7.7), save every per-class module under "
+        "OUT/class_<c>/ plus OUT/modules.json, and print a per-class table (positives found, "
+        "retention) and the voting-composed test accuracy.",
     )
     p.add_argument("--workdir", required=True, help="a directory written by `modjax train`")
     p.add_argument(
@@ -33,14 +38,21 @@ def add_parser(sub) -> None:
         "--ti",
         choices=("sne", "i", "pn", "hp"),
         default="sne",
-        help="tangling identification variant (default: %(default)s)",
+        help="tangling identification variant of the dense method (default: %(default)s)",
     )
     p.add_argument(
         "--cm",
-        choices=("rie", "c", "none"),
-        default="rie",
-        help="concern modularization: rie (remove irrelevant edges + channelling), c "
-        "(channelling) or none (default: %(default)s)",
+        choices=("rie", "bln", "c", "none"),
+        default=None,
+        help="concern modularization: dense: rie (remove irrelevant edges + channelling, the "
+        "default), c (channelling) or none; CNN: bln (channelling + MC-BLN, the default), c or "
+        "none",
+    )
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=0.5,
+        help="MC-BLN's delta for CNN parents (default: %(default)s)",
     )
     add_bool_flag(
         p,
@@ -68,9 +80,15 @@ def add_parser(sub) -> None:
         help="use the confident positives there are when a class has fewer than the variant's "
         "count (the reference code's behaviour) instead of stopping with an error (default: off)",
     )
-    p.add_argument("--positives", type=int, help="CI positives per class (default: the variant's)")
     p.add_argument(
-        "--negatives", type=int, help="TI negatives per other class (default: the variant's)"
+        "--positives",
+        type=int,
+        help="CI positives per class (default: the TI variant's for MLPs, 1000 for CNNs)",
+    )
+    p.add_argument(
+        "--negatives",
+        type=int,
+        help="TI negatives per other class (default: the variant's; CNN: 1:1 with the positives)",
     )
     p.add_argument("--out", required=True, help="output directory; must not exist")
     p.add_argument("--data-dir", help="dataset directory (default: the run's, or $MODJAX_DATA_DIR)")
@@ -116,12 +134,38 @@ def _images(run, config):
     return x, np.asarray(labels), xt, np.asarray(ty)
 
 
+def _check_cnn_flags(args) -> str:
+    cm = args.cm or "bln"
+    if cm == "rie":
+        raise ValueError("--cm rie is the dense method's; a CNN parent takes bln, c or none")
+    dense_only = [
+        flag
+        for flag, on in (
+            ("--ti", args.ti != "sne"),
+            ("--parity", args.parity),
+            ("--paper-constants", args.paper_constants),
+        )
+        if on
+    ]
+    if dense_only:
+        raise ValueError(f"{', '.join(dense_only)} apply to MLP parents only (FSE'20)")
+    return cm
+
+
+def _batched(fn, x, batch=250):
+    import numpy as np
+
+    return np.concatenate([np.asarray(fn(x[i : i + batch])) for i in range(0, len(x), batch)])
+
+
 def decompose(args) -> int:
     """Runs `modjax decompose`; returns the exit status."""
+    import jax
     import jax.numpy as jnp
     import numpy as np
 
     from modjax import decompose as dc
+    from modjax.modular import portable
     from modjax.runs import report
 
     workdir = pathlib.Path(args.workdir)
@@ -134,63 +178,82 @@ def decompose(args) -> int:
             "(train it with `modjax train --workdir ...` first)"
         )
     config, run, variables, step = load_run(workdir, args.data_dir)
-    dc.check_parent(config.model)
-    parent = _describe(config, run, workdir, step, variables["params"])
+    cnn = config.model != "mlp"
+    if cnn:
+        dc.check_cnn_parent(config.model)
+        cm = _check_cnn_flags(args)
+    else:
+        dc.check_parent(config.model)
+        cm = args.cm or "rie"
+        if cm == "bln":
+            raise ValueError("--cm bln is the CNN method's; an MLP parent takes rie, c or none")
+    params = variables["params"]
+    parent = _describe(config, run, workdir, step, params)
+    spec = portable.preprocess_spec(
+        run.info, normalize=config.normalize, image_size=config.image_size
+    )
     x, y, xt, yt = _images(run, config)
     t0 = time.perf_counter()
-    modules = dc.decompose_dense(
-        variables["params"],
-        x,
-        y,
-        ti=args.ti,
-        cm=args.cm,
-        parity=args.parity,
-        paper_constants=args.paper_constants,
-        confidence=args.confidence,
-        num_positives=args.positives,
-        negatives_per_class=args.negatives,
-        parent=parent,
-    )
+    if cnn:
+        modules = dc.decompose_cnn(
+            params, x, y, cm=cm, delta=args.delta, confidence=args.confidence,
+            num_positives=args.positives or 1000, negatives_per_class=args.negatives,
+            allow_fewer=args.allow_fewer, parent=parent,
+        )  # fmt: skip
+    else:
+        modules = dc.decompose_dense(
+            params, x, y, ti=args.ti, cm=cm, parity=args.parity,
+            paper_constants=args.paper_constants, confidence=args.confidence,
+            allow_fewer=args.allow_fewer, num_positives=args.positives,
+            negatives_per_class=args.negatives, parent=parent,
+        )  # fmt: skip
     seconds = time.perf_counter() - t0
     stacked, own, labels = dc.compose(modules)
-    xt = xt.reshape(len(xt), -1)
-    pred = np.asarray(dc.predict(stacked, own, labels, jnp.asarray(xt)))
+    if not cnn:
+        xt = xt.reshape(len(xt), -1)
+    pred = _batched(jax.jit(lambda b: dc.predict(stacked, own, labels, b)), jnp.asarray(xt))
     composed = float(np.mean(pred == yt))
-    logits = np.asarray(dc.forward(dc.dense_layers(variables["params"]), jnp.asarray(xt)))
+    if cnn:
+        logits = _batched(jax.jit(lambda b: dc.run(params, b)[0]), jnp.asarray(xt))
+    else:
+        logits = np.asarray(dc.forward(dc.dense_layers(params), jnp.asarray(xt)))
     model_acc = float(np.mean(logits.argmax(-1) == yt))
     names = run.info.class_names
+    rates = ("position_rate", "channel_rate") if cnn else ("edge_rate", "node_rate", "mac_rate")
     rows = [
         {
             "class": m.class_id,
             "name": names[m.class_id] if names else str(m.class_id),
             "confident": m.metrics["num_confident"],
-            "edge_rate": m.metrics["edge_rate"],
-            "node_rate": m.metrics["node_rate"],
-            "mac_rate": m.metrics["mac_rate"],
+            **{r: m.metrics[r] for r in rates},
         }
         for m in modules
     ]
     summary = {
         "workdir": str(workdir.resolve()), "step": step, "method": args.method,
-        "settings": modules[0].settings, "parent": parent, "decompose_seconds": seconds,
-        "model_accuracy": model_acc, "composed_accuracy": composed, "classes": rows,
+        "kind": "cnn" if cnn else "dense", "settings": modules[0].settings, "parent": parent,
+        "decompose_seconds": seconds, "model_accuracy": model_acc, "composed_accuracy": composed,
+        "classes": rows,
     }  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         for m in modules:
-            dc.save_dense_module(m, tmp / f"class_{m.class_id}")
+            dc.save_decomposed(m, tmp / f"class_{m.class_id}", preprocess=spec)
         write_json_atomic(tmp / "modules.json", report.jsonable(summary))
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(report.format_table(rows, ["class", "name", "confident", "edge_rate", "node_rate",
-                                     "mac_rate"]))  # fmt: skip
+    print(report.format_table(rows, ["class", "name", "confident", *rates]))
+    what = (
+        f"CNN, CM-{cm.upper()}"
+        if cnn
+        else f"TI-{args.ti.upper()}, CM-{cm.upper()}{', parity' if args.parity else ''}"
+    )
     print(
-        f"\n{len(modules)} Pan & Rajan modules (TI-{args.ti.upper()}, CM-{args.cm.upper()}"
-        f"{', parity' if args.parity else ''}) of {config.model} on {config.dataset} (step "
-        f"{step}) in {out}; model accuracy {model_acc:.4f}, voting-composed {composed:.4f}; "
-        f"decomposition {seconds:.2f} s"
+        f"\n{len(modules)} Pan & Rajan modules ({what}) of {config.model} on {config.dataset} "
+        f"(step {step}) in {out}; model accuracy {model_acc:.4f}, voting-composed "
+        f"{composed:.4f}; decomposition {seconds:.2f} s"
     )
     return 0

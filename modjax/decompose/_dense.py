@@ -34,8 +34,8 @@ def check_parent(model_name: str, *, activations: Sequence[str] | None = None) -
     if model_name != "mlp":
         raise ValueError(
             f"unsupported architecture {model_name!r}: the dense Pan & Rajan decomposition "
-            "(FSE'20) needs the zoo 'mlp' (Flatten, ReLU Dense layers, Dense head); the CNN "
-            "variant (ICSE'22) is not implemented"
+            "(FSE'20) needs the zoo 'mlp' (Flatten, ReLU Dense layers, Dense head); CIFAR "
+            "ResNets without BatchNorm take the CNN method (check_cnn_parent, ICSE'22)"
         )
     for i, act in enumerate(activations or ()):
         if act != "relu":

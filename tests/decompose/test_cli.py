@@ -56,3 +56,33 @@ def test_decompose_errors_name_the_problem(run, tmp_path):
     (empty / "config.json").write_text((run / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match="checkpoints not found"):
         decompose(_args("--workdir", str(empty), "--out", str(tmp_path / "b")))
+
+
+def test_compose_votes_panrajan_modules(run, tmp_path, capsys):
+    out = tmp_path / "mods"
+    flags = ["--confidence", "0", "--positives", "3", "--negatives", "2", "--cm", "c"]
+    assert decompose(_args("--workdir", str(run), "--out", str(out), *flags)) == 0
+    capsys.readouterr()
+    result = tmp_path / "composed.json"
+    argv = ["compose", "--modules", str(out / "class_1"), str(out / "class_4")]
+    assert main([*argv, "--out", str(result)]) == 0
+    value = json.loads(result.read_text())
+    assert value["method"] == "panrajan" and value["classes"] == [1, 4]
+    assert [r["class"] for r in value["per_class"]] == [1, 4] and 0 <= value["accuracy"] <= 1
+    assert "voting composition of 2 Pan & Rajan modules" in capsys.readouterr().out
+    # a module of another parent (another step) needs --relabel, and the error names its file
+    other = dc.load_decomposed(out / "class_4")
+    moved = dc.save_decomposed(
+        other._replace(parent={**other.parent, "step": 999}), tmp_path / "other_4",
+        preprocess=json.loads((out / "class_4" / "manifest.json").read_text())["info"][
+            "preprocess"],
+    )  # fmt: skip
+    assert main(["compose", "--modules", str(out / "class_1"), str(moved)]) == 2
+    err = capsys.readouterr().err
+    assert f"{moved} comes from another parent" in err and "--relabel" in err
+    relabel = ["--relabel", "digits:4=4", "--no-eval"]
+    assert main(["compose", "--modules", str(out / "class_1"), str(moved), *relabel]) == 0
+    assert main(["compose", "--modules", str(out / "class_1"), "--calibrate"]) == 2
+    assert "--calibrate work on MwT/MODA modules" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--cm bln is the CNN method's"):
+        decompose(_args("--workdir", str(run), "--out", str(tmp_path / "x"), "--cm", "bln"))
