@@ -8,7 +8,7 @@ Run: nice -n 5 python experiments/panrajan_icse22.py --config \
      rerun the same command)
 Recipe: the paper's optimizer is unknown (METHODS §3.8); modjax's SGD (Nesterov 0.9, per-epoch
 cosine, weight decay 5e-4, CIFAR normalization, crop + flip) at a lower peak rate, 0.02, since a
-ResNet without BatchNorm is less stable. 5 epochs on a seeded 20k-image subset is what fits on
+ResNet without BatchNorm is less stable. 10 epochs on a seeded 20k-image subset is what fits on
 a CPU; the paper trains 200 epochs at full width (`panrajan_icse22_paper.py`).
 """
 
@@ -18,7 +18,7 @@ def get_config():
         model="resnet20_nobn",
         width=0.5,
         dataset="cifar10",
-        num_epochs=5,
+        num_epochs=10,
         train_examples=20_000,
         global_batch_size=128,
         learning_rate=0.02,
