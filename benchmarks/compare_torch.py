@@ -50,6 +50,11 @@ def parse_args(argv):
     p.add_argument("--compile-budget-s", type=float, default=240, help="per compile + 1st step")
     p.add_argument("--extract-samples", type=int, default=1280, help="'training set' size")
     p.add_argument("--extract-rounds", type=int, default=3)
+    p.add_argument(
+        "--profile-ops",
+        action="store_true",
+        help="instead: time every conv layer alone on both sides (fwd + grads) at each --threads",
+    )
     p.add_argument("--worker-threads", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--worker-extract", action="store_true", help=argparse.SUPPRESS)
@@ -142,6 +147,12 @@ def worker_main(args):
     import torch  # noqa: PLC0415
 
     torch.set_num_threads(args.worker_threads)
+    if args.profile_ops:
+        import _compare_ops  # noqa: PLC0415
+
+        rows = _compare_ops.profile(args.models, args.width, args.batch_sizes[0], args.rounds)
+        pathlib.Path(args.worker_out).write_text(json.dumps(rows))
+        return
     import _compare_worker  # noqa: PLC0415
 
     for rows in _compare_worker.run(args):
@@ -203,12 +214,26 @@ def main(argv=None):
         env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
         rc = subprocess.call(cmd, env=env)
         got = json.loads(pathlib.Path(out).read_text()) if os.path.getsize(out) else []
+        for r in got:
+            r["threads"] = t
         os.unlink(out)
         rows += got
         if rc != 0:
             failures.append(f"worker at {t} threads exited with code {rc} after {len(got)} cases")
     info["load_after"] = os.getloadavg()
     info["failures"] = failures
+    if args.profile_ops:
+        import _compare_ops  # noqa: PLC0415
+
+        for t in args.threads:
+            info.update(
+                threads=t, batch=args.batch_sizes[0], width=args.width, load=info["load_after"]
+            )
+            _compare_ops.write(
+                [r for r in rows if r["threads"] == t], info,
+                RESULTS / f"compare_torch_{args.scale}_ops_{t}t.md",
+            )  # fmt: skip
+        return 1 if failures else 0
     import _compare_report  # noqa: PLC0415
 
     _compare_report.write(rows, info, args, RESULTS / f"compare_torch_{args.scale}")

@@ -1,4 +1,4 @@
-"""Scaling of the MwT and MODA objectives with batch size: O(B·D) segment sums vs naive B×B pairs.
+"""Scaling of the MwT and MODA objectives with batch size: O(B·D) segment sums vs B×B pairs.
 
 For each batch size B the script times, under `jax.jit`, the loss and its gradient with respect
 to every mask (MwT) or activation (MODA) of a VGG16-like layer set:
@@ -13,8 +13,10 @@ to every mask (MwT) or activation (MODA) of a VGG16-like layer set:
 (`modjax._pairs._naive_pair_statistics`).
 Compile time (trace + lower + compile) is reported apart; step times are medians of `--repeats`
 calls after one warm-up (3 calls where one takes over a second), each ended with
-`block_until_ready`. The naive form is skipped where its predicted call time exceeds
-`--naive-cap-s` or its B×B matrices would exceed `--naive-cap-gib`.
+`block_until_ready`. "torch" is the PyTorch reference's pairwise loss and gradient
+(`benchmarks/torch_ref/losses.py`, eager, when torch is installed). The naive form is skipped
+where its predicted call time exceeds `--naive-cap-s` or its B×B matrices would exceed
+`--naive-cap-gib`; torch where its predicted time exceeds `--torch-cap-s`.
 
 Run: python benchmarks/objective_scaling.py            (~2-3 min on a 2-core CPU)
 Writes benchmarks/results/objective_scaling_<platform>.{md,csv}.
@@ -97,6 +99,56 @@ def make_fn(kind, form):
     return jax.jit(jax.value_and_grad(loss_fn))
 
 
+def make_torch_fn(kind):
+    """The PyTorch reference's pairwise loss and its gradient w.r.t. acts (`torch_ref.losses`).
+
+    Returns `(prepare, call)`: `prepare(logits, acts, labels)` converts one batch to torch
+    (NCHW activations) outside the timing; `call(batch)` returns the loss after the backward.
+    None when torch is not installed.
+    """
+    try:
+        import torch  # noqa: PLC0415
+        from torch_ref import losses as ref_losses  # noqa: PLC0415
+    except ImportError:
+        return None
+    loss_fn = ref_losses.mwt_loss if kind == "mwt" else ref_losses.moda_loss
+
+    def prepare(logits, acts, labels):
+        def tensor(a):
+            a = np.asarray(a)
+            a = a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
+            return torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True)
+
+        return (
+            torch.from_numpy(np.array(logits)),
+            {k: tensor(v) for k, v in acts.items()},
+            torch.from_numpy(np.asarray(labels)).long(),
+        )
+
+    def call(batch):
+        logits, acts, labels = batch
+        loss, _ = loss_fn(logits, acts, labels)
+        torch.autograd.grad(loss, list(acts.values()))
+        return float(loss.detach())
+
+    return prepare, call
+
+
+def time_torch(call, batch, repeats):
+    """(median wall s, median process-CPU s, loss) of `call(batch)`; as `time_fn`, no compile."""
+    t0 = time.perf_counter()
+    call(batch)  # warm-up
+    if time.perf_counter() - t0 > 1.0:
+        repeats = min(repeats, 3)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = call(batch)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu), loss
+
+
 def time_fn(fn, args, repeats):
     """(compile s, median wall s, median process-CPU s, loss); 3 calls at most for calls > 1 s.
 
@@ -131,7 +183,8 @@ def run(args):
     for kind in ("mwt", "moda"):
         num_layers = len(MWT_CHANNELS) if kind == "mwt" else len(MODA_CHANNELS) + 1
         fns = {form: make_fn(kind, form) for form in ("fast", "naive")}
-        naive_last = None  # (B, seconds) of the last naive point
+        torch_fn = None if args.no_torch else make_torch_fn(kind)
+        naive_last = torch_last = None  # (B, seconds) of the last naive / torch point
         for b in args.batch_sizes:
             inputs = make_inputs(kind, b)
             args_ = (inputs[1], inputs[0], inputs[2])
@@ -146,11 +199,20 @@ def run(args):
                 row.update(naive_compile_s=compile_s, naive_ms=wall * 1e3, naive_cpu_ms=cpu * 1e3)
                 row["loss_rel_diff"] = abs(fast_loss - naive_loss_value) / abs(naive_loss_value)
                 naive_last = (b, row["naive_ms"] / 1e3)
+            predicted = 0.0 if torch_last is None else torch_last[1] * (b / torch_last[0]) ** 2
+            if torch_fn is not None and predicted <= args.torch_cap_s:
+                prepare, call = torch_fn
+                wall, cpu, torch_loss = time_torch(call, prepare(*inputs), args.repeats)
+                row.update(torch_ms=wall * 1e3, torch_cpu_ms=cpu * 1e3)
+                row["torch_loss_rel_diff"] = abs(fast_loss - torch_loss) / abs(torch_loss)
+                torch_last = (b, wall)
             rows.append(row)
             print(
                 f"{kind:4s} B={b:5d}  fast {row['fast_ms']:9.2f} ms (compile "
                 f"{row['fast_compile_s']:.2f} s)  naive "
-                + (f"{row['naive_ms']:9.2f} ms" if "naive_ms" in row else "      skipped"),
+                + (f"{row['naive_ms']:9.2f} ms" if "naive_ms" in row else "      skipped")
+                + "  torch "
+                + (f"{row['torch_ms']:9.2f} ms" if "torch_ms" in row else "      skipped"),
                 flush=True,
             )
             del inputs, args_
@@ -161,7 +223,8 @@ def write_results(rows, args):
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"objective_scaling_{jax.default_backend()}"
     fields = ["objective", "batch_size", "fast_compile_s", "fast_ms", "fast_cpu_ms",
-              "naive_compile_s", "naive_ms", "naive_cpu_ms", "loss_rel_diff"]  # fmt: skip
+              "naive_compile_s", "naive_ms", "naive_cpu_ms", "loss_rel_diff",
+              "torch_ms", "torch_cpu_ms", "torch_loss_rel_diff"]  # fmt: skip
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -172,7 +235,7 @@ def write_results(rows, args):
 
     device = jax.devices()[0]
     lines = [
-        "# Objective scaling: O(B·D) segment sums vs naive B×B pairs",
+        "# Objective scaling: O(B·D) segment sums vs naive B×B pairs vs the PyTorch reference",
         "",
         (
             f"- Device: {device.platform} ({jax.device_count()} JAX device, kind "
@@ -207,6 +270,12 @@ def write_results(rows, args):
             f"{args.naive_cap_gib} GiB."
         ),
         (
+            "- torch: the PyTorch reference's pairwise loss (`benchmarks/torch_ref/losses.py`: "
+            "full B×B cosine matrix per layer, eager) and `autograd.grad` w.r.t. every mask / "
+            f"activation, torch {_torch_version()} at {_torch_threads()} threads; skipped where "
+            f"its predicted call time (B² from the last point) > {args.torch_cap_s} s."
+        ),
+        (
             f"- 1-minute load average {args.load_before:.1f} at the start and "
             f"{args.load_after:.1f} at the end on {_cpu_count()} cores: other jobs shared the CPU, "
             "so absolute times are indicative; compare the two forms within a row."
@@ -215,9 +284,10 @@ def write_results(rows, args):
         (
             "| objective | B | fast compile (s) | fast wall (ms) | fast CPU (ms) "
             "| fast CPU ×/doubling | naive compile (s) | naive wall (ms) | naive CPU (ms) "
-            "| naive CPU ×/doubling | naive / fast (wall) | loss rel. diff |"
+            "| naive CPU ×/doubling | naive / fast (wall) | loss rel. diff "
+            "| torch wall (ms) | torch CPU (ms) | torch / fast (wall) | torch loss rel. diff |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def ratio(r, prev, key):
@@ -235,6 +305,9 @@ def write_results(rows, args):
                 fmt(r.get("naive_compile_s"), ".2f"), fmt(r.get("naive_ms"), ".1f"),
                 fmt(r.get("naive_cpu_ms"), ".1f"), fmt(ratio(r, prev, "naive_cpu_ms"), ".2f"),
                 fmt(speedup, ".1f"), fmt(r.get("loss_rel_diff"), ".1e"),
+                fmt(r.get("torch_ms"), ".1f"), fmt(r.get("torch_cpu_ms"), ".1f"),
+                fmt(r["torch_ms"] / r["fast_ms"] if "torch_ms" in r else None, ".1f"),
+                fmt(r.get("torch_loss_rel_diff"), ".1e"),
             ]  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
         bs = [r["batch_size"] for r in kr]
@@ -259,6 +332,14 @@ def write_results(rows, args):
                 f"B^{growth_exponent(nb, [r['naive_cpu_ms'] for r in naive]):.2f} over "
                 f"B = {nb[0]}–{nb[-1]}"
             )
+        tb = [r["batch_size"] for r in kr if "torch_ms" in r]
+        if len(tb) >= 2:
+            tr = [r for r in kr if "torch_ms" in r]
+            text.append(
+                f"torch wall B^{growth_exponent(tb, [r['torch_ms'] for r in tr]):.2f} and CPU "
+                f"B^{growth_exponent(tb, [r['torch_cpu_ms'] for r in tr]):.2f} over "
+                f"B = {tb[0]}–{tb[-1]}"
+            )
         summary.append(f"- **{kind}**: " + "; ".join(text) + ".")
     lines += [
         "",
@@ -270,6 +351,22 @@ def write_results(rows, args):
     stem.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.csv')}")
+
+
+def _torch_version():
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return "(not installed)"
+    return torch.__version__
+
+
+def _torch_threads():
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return 0
+    return torch.get_num_threads()
 
 
 def _cpu_name():
@@ -310,6 +407,13 @@ def main(argv=None):
         default=4.0,
         help="skip the naive form when its B×B buffers would exceed this",
     )
+    parser.add_argument(
+        "--torch-cap-s",
+        type=float,
+        default=5.0,
+        help="skip the PyTorch reference where its predicted call time exceeds this (seconds)",
+    )
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     raw = argv if argv is not None else sys.argv[1:]
     args = parser.parse_args(raw)
     args.argv = raw

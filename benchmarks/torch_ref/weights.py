@@ -74,7 +74,7 @@ def load_flax_variables(model: nn.Module, variables: Mapping) -> nn.Module:
                     f"{key}: torch shape {tuple(tensor.shape)} vs Flax {'/'.join(path)} "
                     f"shape {tuple(value.shape)} (after layout change)"
                 )
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            tensor.copy_(torch.from_numpy(np.array(value, order="C", copy=True)))
             used.add(path)
     unused = sorted("/".join(p) for p in set(flat) - used)
     if missing or unused:
