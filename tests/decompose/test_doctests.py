@@ -7,6 +7,11 @@ import pytest
 
 MODULES = [
     "_channel",
+    "_cnn_identify",
+    "_cnn_modularize",
+    "_cnn_module",
+    "_cnn_net",
+    "_cnn_panrajan",
     "_dense",
     "_identify",
     "_module",
