@@ -148,7 +148,7 @@ def estimate_cpu_hours(config, cpu_gflops: float = 40.0) -> float:
     shape = (*shape[:2], info.image_shape[-1])
     kwargs = {"num_classes": info.num_classes, "width": config.width}
     macs = models.count_macs(models.get_model(config.model, **kwargs), shape)
-    images = (config.train_examples or info.train_size) * config.num_epochs
+    images = (config.train_examples or info.num_examples["train"]) * config.num_epochs
     return 3 * 2 * macs * images / (cpu_gflops * 1e9) / 3600
 
 

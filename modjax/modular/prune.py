@@ -249,8 +249,10 @@ def prune(
 
     Raises:
         ValueError: an unknown model or method; a keep key that is no mask point, a keep of the
-            wrong shape or non-boolean values, a layer keeping zero channels (also after the
-            residual rules); bad `classes`; variables that do not match the parent.
+            wrong shape or non-boolean values; bad `classes`; variables that do not match the
+            parent. A layer that keeps no channel (parity extraction without the fallback, or
+            after the residual rules) is valid: it becomes a zero-width layer that passes zeros
+            on, so what follows sees only its biases, exactly as in the masked form.
 
     Example:
         >>> kw = {"depth": 1, "num_classes": 3}
