@@ -218,7 +218,11 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
     assert main(["train", "--config", SMOKE_MWT, "--workdir", str(run), "--no-progress"]) == 0
     mods = tmp_path / "mods"
     assert main(["modularize", "--workdir", str(run), "--out", str(mods), "--no-progress"]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    summary = json.loads((mods / "modules.json").read_text())
+    assert 0.0 <= summary["coupling"] <= 1.0 and 0.0 <= summary["cohesion"] <= 1.0
+    assert f"Jaccard cohesion {summary['cohesion']:.4f}" in printed
+    assert "empty_layers" in printed  # the per-class table flags zero-width layers
     out = tmp_path / "ft.json"
     code = main(
         [
