@@ -148,7 +148,9 @@ def _check_cnn_flags(args) -> str:
         if on
     ]
     if dense_only:
-        raise ValueError(f"{', '.join(dense_only)} apply to MLP parents only (FSE'20)")
+        raise ValueError(
+            f"{', '.join(dense_only)}: options of the dense method, for MLP parents only (FSE'20)"
+        )
     return cm
 
 
