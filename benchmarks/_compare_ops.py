@@ -42,9 +42,9 @@ def _modjax_fn(conv, shape):
     s, p = conv.stride[0], conv.padding[0]
 
     def f(x, w):
-        return conv_general_dilated(
-            x, w, (s, s), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
+        # The ConvDimensionNumbers that nn.Conv passes: the dispatcher matches on them.
+        dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+        return conv_general_dilated(x, w, (s, s), ((p, p), (p, p)), dimension_numbers=dn)
 
     def fwd_bwd(x, w, g):
         y, vjp = jax.vjp(f, x, w)
@@ -115,7 +115,8 @@ def write(rows, info, path):
         + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
         + f"; {info['threads']} thread(s); batch {info['batch']}, width {info['width']}.",
         "- Each conv alone (bias-free), its input shape as in the model's train step; modjax "
-        "through the zoo's dispatcher with the train step's compiler options, torch "
+        "through the zoo's dispatcher (im2col on ≤ 2×2 maps) with the train step's compiler "
+        "options, torch "
         "`F.conv2d` + autograd. Medians of alternating rounds; torch/modjax > 1: modjax faster.",
         f"- 1-min load average {info['load'][0]:.1f} on {info['machine']['cores']} cores "
         "(other jobs): absolute times pessimistic, ratios from alternating rounds.",
