@@ -50,6 +50,7 @@ def parse_args(argv):
     p.add_argument("--compile-budget-s", type=float, default=240, help="per compile + 1st step")
     p.add_argument("--extract-samples", type=int, default=1280, help="'training set' size")
     p.add_argument("--extract-rounds", type=int, default=3)
+    p.add_argument("--tag", help="results file suffix: compare_torch_<scale>_<tag>.*")
     p.add_argument(
         "--profile-ops",
         action="store_true",
@@ -236,7 +237,8 @@ def main(argv=None):
         return 1 if failures else 0
     import _compare_report  # noqa: PLC0415
 
-    _compare_report.write(rows, info, args, RESULTS / f"compare_torch_{args.scale}")
+    tag = f"_{args.tag}" if args.tag else ""
+    _compare_report.write(rows, info, args, RESULTS / f"compare_torch_{args.scale}{tag}")
     return 1 if failures else 0
 
 
