@@ -7,6 +7,8 @@
 Tables (`reproduce_tables.TABLES`; `--list` prints them):
 - `mwt`:  MwT (METHODS §13.1, §13.7): standard and MwT accuracy, accuracy loss of the composed
   modules, KRR, Jaccard cohesion and coupling at modularization time (§10.4), training-time ratio.
+- `mwt_reuse`: MwT sub-task reuse (§4.6–4.7, §13.1): fine-tuned task modules vs the
+  CNNSplitter-style one-by-one composition and the fused one, on the `mwt` table's runs.
 - `moda`: MODA (§13.2 Tables A, C): standard and MODA accuracy, module size, overlap, sub-task
   composition accuracy over §5.6's enumeration, training-time ratio.
 
@@ -76,8 +78,15 @@ def _parse(argv):
         "--tasks",
         type=int,
         default=None,
-        help="MODA sub-tasks per seed, a seeded sample of §5.6's 1013 (default: all at paper "
-        "scale, 60 at cpu scale)",
+        help="sub-tasks per seed (moda, mwt_reuse), a seeded sample of §5.6's 1013 (default: all "
+        "at paper scale; 60 for moda and 4 for mwt_reuse at cpu scale)",
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=None,
+        help="mwt_reuse: task-module fine-tuning epochs (default: 10 at paper scale, §4.6; 2 "
+        "at cpu scale)",
     )
     parser.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
     parser.add_argument(
@@ -99,6 +108,8 @@ def _check_args(parser, args):
         )
     if isinstance(args.seeds, bool) or args.seeds < 1:
         parser.error(f"--seeds {args.seeds} must be >= 1 (3 or more for error bars)")
+    if args.finetune_epochs is not None and args.finetune_epochs < 1:
+        parser.error(f"--finetune-epochs {args.finetune_epochs} must be >= 1")
     if args.tasks is not None and args.tasks < 1:
         parser.error(f"--tasks {args.tasks} must be >= 1")
 
@@ -125,12 +136,16 @@ def _run_configs(table, scale_cfg, models, seeds, data_dir):
     return out
 
 
-def _check_settings(workdir: pathlib.Path, settings: dict) -> None:
-    """Refuses a workdir written with other settings (one table never mixes settings)."""
-    path = workdir / "settings.json"
+def _check_settings(path: pathlib.Path, settings: dict) -> None:
+    """Refuses a workdir written with other settings (one table never mixes settings).
+
+    `settings.json` holds the training runs (shared by the tables over one workdir, e.g. `mwt`
+    and `mwt_reuse`), `settings_<table>.json` each table's own options.
+    """
+    workdir = path.parent
     if path.exists():
         old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        diff = sorted(k for k in settings if old.get(k) != settings.get(k))
         if diff:
             raise SystemExit(
                 f"{workdir} holds a run of other settings (differing: {diff}); use another "
@@ -162,21 +177,26 @@ def main(argv=None) -> int:
     table = tables.TABLES[args.table]
     scale_cfg = _load_scale(args.scale, args.scale_config)
     models = args.models or list(scale_cfg.MODELS[args.table])
-    tasks = args.tasks or (None if args.scale == "paper" else 60)
+    if args.table == "mwt_reuse":  # each task fine-tunes: fewer of them
+        tasks = args.tasks or (None if args.scale == "paper" else 4)
+    else:
+        tasks = args.tasks or (None if args.scale == "paper" else 60)
+    finetune_epochs = args.finetune_epochs or (10 if args.scale == "paper" else 2)
     configs = _run_configs(table, scale_cfg, models, args.seeds, args.data_dir)
     _warn_paper_on_cpu(args, configs)
 
-    workdir = pathlib.Path(args.workdir or f"runs/reproduce_{args.table}_{args.scale}")
+    runs_of = table.runs_of or args.table
+    workdir = pathlib.Path(args.workdir or f"runs/reproduce_{runs_of}_{args.scale}")
     settings = {
-        "table": args.table,
         "scale": args.scale,
-        "tasks": tasks,
         "runs": {
             f"{m}/{meth}": {k: v for k, v in vars(c).items() if k not in ("seed", "data_dir")}
             for (m, meth, _), c in configs.items()
         },
     }
-    _check_settings(workdir, report.jsonable(settings))
+    _check_settings(workdir / "settings.json", report.jsonable(settings))
+    own = {"tasks": tasks, "finetune_epochs": finetune_epochs}
+    _check_settings(workdir / f"settings_{args.table}.json", own)
     out = pathlib.Path(args.out or f"benchmarks/results/reproduce_{args.table}_{args.scale}")
     command = "python " + shlex.join(["experiments/reproduce.py", *(argv or sys.argv[1:])])
     context = {
@@ -202,6 +222,7 @@ def main(argv=None) -> int:
                 workdir / f"{model}_s{seed}",
                 tasks=tasks,
                 progress=args.progress,
+                finetune_epochs=finetune_epochs,
             )
             measured.setdefault(model, []).append(result)
         context["wall_time_s"] = time.perf_counter() - start

@@ -12,7 +12,7 @@ adds the others.
 fields, without seed and data_dir).
 """
 
-MODELS = {"mwt": ("vgg16",), "moda": ("vgg16_moda",)}
+MODELS = {"mwt": ("vgg16",), "mwt_reuse": ("vgg16",), "moda": ("vgg16_moda",)}
 
 
 def row(model: str, method: str) -> dict:

@@ -10,6 +10,7 @@ fields, without seed and data_dir).
 
 MODELS = {
     "mwt": ("vgg16", "resnet18", "simcnn", "rescnn"),
+    "mwt_reuse": ("vgg16", "resnet18", "simcnn", "rescnn"),
     "moda": ("vgg16_moda", "resnet18", "mobilenet"),
 }
 

@@ -1,6 +1,6 @@
 """Seconds-long smoke scale of `experiments/reproduce.py` (tests): digits, one epoch, tiny models."""
 
-MODELS = {"mwt": ("lenet5",), "moda": ("mlp",)}
+MODELS = {"mwt": ("lenet5",), "mwt_reuse": ("lenet5",), "moda": ("mlp",)}
 
 
 def row(model: str, method: str) -> dict:

@@ -20,7 +20,7 @@ def test_unknown_table_lists_the_valid_ones(capsys):
     with pytest.raises(SystemExit):
         reproduce.main(["mwt_table_9"])
     err = capsys.readouterr().err
-    assert "table 'mwt_table_9' does not exist" in err and "['moda', 'mwt']" in err
+    assert "table 'mwt_table_9' does not exist" in err and "['moda', 'mwt', 'mwt_reuse']" in err
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the guard is for CPU backends")
@@ -61,3 +61,21 @@ def test_smoke_table_resumes_from_cache_and_refuses_other_settings(tmp_path):
 
     with pytest.raises(SystemExit, match=r"other settings \(differing: \['tasks'\]\)"):
         reproduce.main([*args[:6], "4", *args[7:]])
+
+
+@pytest.mark.slow
+def test_mwt_reuse_shares_the_mwt_runs(tmp_path):
+    work = tmp_path / "work"
+    common = ["--scale-config", SMOKE, "--seeds", "1", "--no-progress", "--workdir", str(work)]
+    reuse = ["mwt_reuse", *common, "--tasks", "1", "--finetune-epochs", "1"]
+    assert reproduce.main([*reuse, "--out", str(tmp_path / "reuse")]) == 0
+    rows = {r["metric"]: r for r in csv.DictReader((tmp_path / "reuse.csv").open())}
+    for metric in ("restricted_accuracy", "finetuned_accuracy", "cnnsplitter_accuracy"):
+        assert 0.0 <= float(rows[metric]["mean"]) <= 100.0
+    assert 0.0 < float(rows["task_krr"]["mean"]) <= 100.0
+    # The mwt table reads the same training runs: nothing is trained again.
+    summary = work / "lenet5_s0" / "mwt" / "summary.json"
+    mtime = summary.stat().st_mtime
+    assert reproduce.main(["mwt", *common, "--out", str(tmp_path / "mwt")]) == 0
+    assert summary.stat().st_mtime == mtime
+    assert (work / "settings_mwt.json").exists() and (work / "settings_mwt_reuse.json").exists()
