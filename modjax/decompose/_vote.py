@@ -37,16 +37,9 @@ def vote(logits: jax.Array, own: jax.Array) -> jax.Array:
         >>> vote(logits, jnp.array([0, 1])).tolist()
         [1, 1]
     """
-    if logits.ndim != 3 or own.shape != logits.shape[:1]:
-        raise ValueError(
-            f"logits has shape {logits.shape} and own {own.shape}; expected [M, B, K] and [M]"
-        )
-    probs = jax.nn.softmax(logits, axis=-1)
-    own_b = jnp.broadcast_to(own[:, None, None], probs.shape[:2] + (1,))
-    p_own = jnp.take_along_axis(probs, own_b, axis=-1)[..., 0]
-    votes = jnp.argmax(logits, axis=-1) == own[:, None]
-    score = jnp.where(jnp.any(votes, axis=0), jnp.where(votes, p_own, -jnp.inf), p_own)
-    return jnp.argmax(score, axis=0)
+    # Voters score 2 + p_own > 2 and the others p_own <= 1: the argmax is the most confident
+    # voter, or the most confident module when none votes.
+    return jnp.argmax(vote_scores(logits, own), axis=0)
 
 
 def vote_scores(logits: jax.Array, own: jax.Array) -> jax.Array:
