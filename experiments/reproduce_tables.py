@@ -261,17 +261,20 @@ def _moda_module_metrics(workdir: pathlib.Path, data_dir, tasks: int | None) -> 
     model, _ = masked_equivalent(parent["model"], kwargs, modules[0].keep, method="moda")
     rng = jax.random.PRNGKey(0)
 
-    @jax.jit
-    def logits_fn(x, masks):
-        return model.apply(variables, pre(x, rng), masks=masks, train=False)[0]
+    @jax.jit  # variables are arguments, not constants folded into the program
+    def logits_fn(v, x, masks):
+        return model.apply(v, pre(x, rng), masks=masks, train=False)[0]
 
     @jax.jit
-    def parent_fn(x):
-        return run.model.apply(variables, pre(x, rng), train=False)[0]
+    def parent_fn(v, x):
+        return run.model.apply(v, pre(x, rng), train=False)[0]
 
     batch = 500
     parent_logits = np.concatenate(
-        [np.asarray(parent_fn(images[i : i + batch])) for i in range(0, len(labels), batch)]
+        [
+            np.asarray(parent_fn(variables, images[i : i + batch]))
+            for i in range(0, len(labels), batch)
+        ]
     )
     rows = []
     for i, task in enumerate(subtasks(len(modules), tasks)):
@@ -282,7 +285,7 @@ def _moda_module_metrics(workdir: pathlib.Path, data_dir, tasks: int | None) -> 
         idx = np.concatenate([sel, np.full((-len(sel)) % batch, sel[0])])
         out = np.concatenate(
             [
-                np.asarray(logits_fn(images[idx[j : j + batch]], masks))
+                np.asarray(logits_fn(variables, images[idx[j : j + batch]], masks))
                 for j in range(0, len(idx), batch)
             ]
         )[: len(sel)][:, list(task)]
