@@ -33,7 +33,7 @@ def _grads(model, variables, batch, *, options, dtype):
     return jax.jit(jax.grad(loss_fn), compiler_options=options)(variables["params"])
 
 
-def test_vgg16_gradients_without_ynn_match_a_float64_reference():
+def test_vgg16_gradients_without_ynn_match_a_float64_reference(optimized_compiles):
     """Each leaf's float32 gradient, YNN fusion on or off, is within float32 error of float64.
 
     VGG16 variant (b): the convolutions of variant (a) without its dropout, whose masks would

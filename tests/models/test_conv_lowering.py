@@ -92,7 +92,7 @@ def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32):
 
 
 @pytest.mark.parametrize("name", ["simcnn", "vgg16"])
-def test_one_train_step_equals_plain_path(name, monkeypatch):
+def test_one_train_step_equals_plain_path(name, monkeypatch, optimized_compiles):
     fast, m_fast = _one_step(name, monkeypatch, plain=False)
     with monkeypatch.context() as mp:
         plain, m_plain = _one_step(name, mp, plain=True)
