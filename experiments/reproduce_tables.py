@@ -34,7 +34,6 @@ class Column:
 class Table:
     title: str
     methods: tuple[str, ...]
-    models: tuple[str, ...]
     columns: tuple[Column, ...]
     published: dict[str, dict[str, float]]  # model -> column key -> value (paper, CIFAR-10)
     notes: str
@@ -45,7 +44,6 @@ class Table:
 MWT = Table(
     title="MwT (ICSE'24): accuracy, accuracy loss, KRR, Jaccard cohesion/coupling, time",
     methods=("standard", "mwt"),
-    models=("vgg16", "resnet18", "simcnn", "rescnn"),
     columns=(
         Column("standard_accuracy", "ST acc %", 100),
         Column("method_accuracy", "MwT acc %", 100),
@@ -86,7 +84,6 @@ MWT = Table(
 MODA = Table(
     title="MODA (ICSE'26): accuracy, module size, overlap, sub-task composition, time",
     methods=("standard", "moda"),
-    models=("vgg16_moda", "resnet18", "mobilenet"),
     columns=(
         Column("standard_accuracy", "ST acc %", 100),
         Column("method_accuracy", "MODA acc %", 100),
@@ -135,7 +132,6 @@ MODA = Table(
 MWT_REUSE = Table(
     title="MwT (ICSE'24) sub-task reuse: fine-tuned task modules vs CNNSplitter-style composition",
     methods=("standard", "mwt"),
-    models=("vgg16", "resnet18", "simcnn", "rescnn"),
     columns=(
         Column("restricted_accuracy", "ST restricted %", 100),
         Column("finetuned_accuracy", "task module, fine-tuned %", 100),
