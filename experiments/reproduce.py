@@ -11,6 +11,9 @@ Tables (`reproduce_tables.TABLES`; `--list` prints them):
   CNNSplitter-style one-by-one composition and the fused one, on the `mwt` table's runs.
 - `moda`: MODA (§13.2 Tables A, C): standard and MODA accuracy, module size, overlap, sub-task
   composition accuracy over §5.6's enumeration, training-time ratio.
+- `moda_replace`: MODA module replacement (§5.7, §13.2 Table D): "TC | mean non-TC" accuracy
+  change of the MODA adapter and the CNNSplitter-style baseline over an underfitted and an
+  overfitted weak LeNet5, per target class (`moda_replace.py`; networks cached per stage).
 
 Each (model, method, seed) is a normal `modjax train` workdir under `--workdir`, resumed from its
 last checkpoint when the command runs again; each seed's measurements are cached next to it. The
@@ -33,6 +36,8 @@ import jax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import moda_replace  # noqa: E402
+import reproduce_replace  # noqa: E402
 import reproduce_tables as tables  # noqa: E402
 
 from modjax.runs import config as config_lib  # noqa: E402
@@ -40,6 +45,10 @@ from modjax.runs import report  # noqa: E402
 
 CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
 SCALES = ("cpu", "paper")
+TITLES = {
+    **{name: t.title for name, t in tables.TABLES.items()},
+    "moda_replace": reproduce_replace.TITLE,
+}
 
 
 def _parse(argv):
@@ -48,7 +57,7 @@ def _parse(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
     )
-    parser.add_argument("table", nargs="?", help=f"the table: one of {sorted(tables.TABLES)}")
+    parser.add_argument("table", nargs="?", help=f"the table: one of {sorted(TITLES)}")
     parser.add_argument("--list", action="store_true", help="list the tables and exit")
     parser.add_argument(
         "--scale",
@@ -98,13 +107,12 @@ def _parse(argv):
 
 def _check_args(parser, args):
     if args.list:
-        for name, table in sorted(tables.TABLES.items()):
-            print(f"{name:6s} {table.title}")
+        for name, title in sorted(TITLES.items()):
+            print(f"{name:12s} {title}")
         raise SystemExit(0)
-    if args.table not in tables.TABLES:
+    if args.table not in TITLES:
         parser.error(
-            f"table {args.table!r} does not exist; valid tables: {sorted(tables.TABLES)} "
-            "(see --list)"
+            f"table {args.table!r} does not exist; valid tables: {sorted(TITLES)} (see --list)"
         )
     if isinstance(args.seeds, bool) or args.seeds < 1:
         parser.error(f"--seeds {args.seeds} must be >= 1 (3 or more for error bars)")
@@ -174,9 +182,11 @@ def main(argv=None) -> int:
     _check_args(parser, args)
     if args.distributed:
         jax.distributed.initialize()
-    table = tables.TABLES[args.table]
     scale_cfg = _load_scale(args.scale, args.scale_config)
     models = args.models or list(scale_cfg.MODELS[args.table])
+    if args.table == "moda_replace":
+        return _main_replace(args, argv, scale_cfg, models)
+    table = tables.TABLES[args.table]
     if args.table == "mwt_reuse":  # each task fine-tunes: fewer of them
         tasks = args.tasks or (None if args.scale == "paper" else 4)
     else:
@@ -198,17 +208,7 @@ def main(argv=None) -> int:
     own = {"tasks": tasks, "finetune_epochs": finetune_epochs}
     _check_settings(workdir / f"settings_{args.table}.json", own)
     out = pathlib.Path(args.out or f"benchmarks/results/reproduce_{args.table}_{args.scale}")
-    command = "python " + shlex.join(["experiments/reproduce.py", *(argv or sys.argv[1:])])
-    context = {
-        "command": command,
-        "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}) x "
-        f"{jax.device_count()}",
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{_cpu_count()} cores, Python {platform.python_version()}",
-        "versions": tables.versions(),
-        "scale": args.scale,
-        "config": scale_cfg.row(models[0], table.methods[-1]),
-    }
+    context = _context(args, argv, scale_cfg.row(models[0], table.methods[-1]))
     start = time.perf_counter()
     measured = {}
     for seed in range(args.seeds):
@@ -228,6 +228,57 @@ def main(argv=None) -> int:
         context["wall_time_s"] = time.perf_counter() - start
         if jax.process_index() == 0:
             tables.write_results(table, measured, out, context, seeds_wanted=args.seeds)
+            print(f"seed {seed} done: {out}.md")
+    return 0
+
+
+def _context(args, argv, config) -> dict:
+    """What a results file records besides the numbers: command, device, versions, recipe."""
+    return {
+        "command": "python " + shlex.join(["experiments/reproduce.py", *(argv or sys.argv[1:])]),
+        "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind}) x "
+        f"{jax.device_count()}",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{_cpu_count()} cores, Python {platform.python_version()}",
+        "versions": tables.versions(),
+        "scale": args.scale,
+        "config": config,
+    }
+
+
+def _main_replace(args, argv, scale_cfg, models) -> int:
+    """`moda_replace`: `moda_replace.run_seed` per (strong model, seed), then the table."""
+    from modjax import data
+
+    configs = {m: moda_replace.config(**scale_cfg.replace(m)) for m in models}
+    if args.scale == "paper" and jax.default_backend() == "cpu" and not args.yes:
+        raise SystemExit(
+            f"--scale paper on a CPU: {len(models)} strong models of 200 epochs at full width "
+            f"and {len(models) * len(configs[models[0]]['target_classes'])} weak LeNet5 runs "
+            "per seed; it is meant for accelerators. Pass --yes to run it anyway."
+        )
+    workdir = pathlib.Path(args.workdir or f"runs/reproduce_moda_replace_{args.scale}")
+    _check_settings(workdir / "settings.json", report.jsonable({"replace": configs}))
+    out = pathlib.Path(args.out or f"benchmarks/results/reproduce_moda_replace_{args.scale}")
+    context = _context(args, argv, configs[models[0]])
+    names = data.get_info(configs[models[0]]["dataset"]).class_names
+    start = time.perf_counter()
+    measured = {}
+    for seed in range(args.seeds):
+        for model in models:
+            result = moda_replace.run_seed(
+                configs[model],
+                seed=seed,
+                data_dir=args.data_dir,
+                cache=workdir / f"{model}_s{seed}",
+                progress=args.progress,
+            )
+            measured.setdefault(model, []).append(result)
+        context["wall_time_s"] = time.perf_counter() - start
+        if jax.process_index() == 0:
+            reproduce_replace.write_results(
+                measured, out, context, seeds_wanted=args.seeds, class_names=names
+            )
             print(f"seed {seed} done: {out}.md")
     return 0
 

@@ -12,6 +12,7 @@ MODELS = {
     "mwt": ("vgg16", "resnet18", "simcnn", "rescnn"),
     "mwt_reuse": ("vgg16", "resnet18", "simcnn", "rescnn"),
     "moda": ("vgg16_moda", "resnet18", "mobilenet"),
+    "moda_replace": ("vgg16_moda", "resnet18"),
 }
 
 
@@ -27,4 +28,17 @@ def row(model: str, method: str) -> dict:
         learning_rate=0.05,
         log_every=100,
         checkpoint_every=1000,
+    )
+
+
+def replace(model: str) -> dict:
+    # §5.7: CIFAR-10, strong model 200 epochs; weak LeNet5 200 epochs, states at 10 and 195.
+    return dict(
+        dataset="cifar10",
+        strong_model=dict(name=model, width=1.0),
+        weak_model=dict(name="lenet5", width=1.0),
+        strong_epochs=200,
+        weak_epochs=200,
+        underfit_epoch=10,
+        overfit_epoch=195,
     )

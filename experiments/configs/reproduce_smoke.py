@@ -1,6 +1,6 @@
 """Seconds-long smoke scale of `experiments/reproduce.py` (tests): digits, one epoch, tiny models."""
 
-MODELS = {"mwt": ("lenet5",), "mwt_reuse": ("lenet5",), "moda": ("mlp",)}
+MODELS = {"mwt": ("lenet5",), "mwt_reuse": ("lenet5",), "moda": ("mlp",), "moda_replace": ("mlp",)}
 
 
 def row(model: str, method: str) -> dict:
@@ -14,4 +14,18 @@ def row(model: str, method: str) -> dict:
         log_every=10,
         checkpoint_every=10,
         **extra,
+    )
+
+
+def replace(model: str) -> dict:
+    return dict(
+        dataset="digits",
+        target_classes=(1, 2),
+        strong_model=dict(name=model, depth=1),
+        weak_model=dict(name="mlp", depth=1, hidden=16),
+        strong_epochs=3,
+        weak_epochs=4,
+        underfit_epoch=1,
+        overfit_epoch=4,
+        batch_size=32,
     )

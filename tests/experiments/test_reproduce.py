@@ -20,7 +20,7 @@ def test_unknown_table_lists_the_valid_ones(capsys):
     with pytest.raises(SystemExit):
         reproduce.main(["mwt_table_9"])
     err = capsys.readouterr().err
-    assert "table 'mwt_table_9' does not exist" in err and "['moda', 'mwt', 'mwt_reuse']" in err
+    assert "table 'mwt_table_9' does not exist" in err and "['moda', 'moda_replace', 'mwt', 'mwt_reuse']" in err
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the guard is for CPU backends")
