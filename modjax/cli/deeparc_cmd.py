@@ -114,6 +114,13 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--top-k", type=int, default=5, help="blocks retrained (default: %(default)s)")
     p.add_argument(
+        "--max-trained-share",
+        type=float,
+        metavar="S",
+        help="budget: the top-k blocks whose parameters together stay within this share of the "
+        "model's, in score order (e.g. 0.2; default: no budget)",
+    )
+    p.add_argument(
         "--epochs", type=int, default=10, help="fine-tuning epochs (default: %(default)s)"
     )
     p.add_argument(
@@ -194,6 +201,7 @@ def repair(args) -> int:
         examples=args.examples,
         test_examples=args.test_examples,
         top_k=args.top_k,
+        max_share=args.max_trained_share,
         epochs=args.epochs,
         learning_rate=args.learning_rate,
         eps=args.eps,

@@ -120,6 +120,7 @@ def run_repair(
     num_classes: int,
     attacks: Sequence[dict[str, Any]] = ({"eps": 8.0, "step_size": 2.0, "steps": 7},),
     top_k: int = 5,
+    max_share: float | None = None,
     epochs: int = 10,
     learning_rate: float = 1e-4,
     batch_size: int = 128,
@@ -132,6 +133,7 @@ def run_repair(
     attacks, the drops of benign-vs-error linear CKA across each block; the top-k blocks are
     fine-tuned on benign + error images (benign labels), the rest frozen. Accuracies are reported on the
     mixed repair set, its error half, the clean test set and PGD images of the test set.
+    `max_share` caps the share of parameters trained (`repair.select_blocks`).
 
     Raises:
         ValueError: for a model without residual blocks (or a bad `top_k`).
@@ -147,7 +149,8 @@ def run_repair(
     sim_fn = repair.make_similarity_fn(model=model, layers=["stem", *names], preprocess=preprocess)
     sims = np.stack([np.asarray(sim_fn(variables, images, adv)) for adv in advs])
     scores = repair.deviation_scores(sims)
-    selected = repair.select_blocks(scores, top_k)
+    shares = repair.block_shares(model, variables["params"]) if max_share is not None else None
+    selected = repair.select_blocks(scores, top_k, shares=shares, max_share=max_share)
     target_layer = names[selected[0]]
 
     mixed_x = np.concatenate([images, *advs])

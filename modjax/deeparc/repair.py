@@ -106,17 +106,60 @@ def deviation_scores(similarities: np.ndarray) -> np.ndarray:
     return np.sum(s[:, :-1] - s[:, 1:], axis=0)
 
 
-def select_blocks(scores: np.ndarray, k: int = 5) -> list[int]:
+def select_blocks(
+    scores: np.ndarray,
+    k: int = 5,
+    *,
+    shares: Sequence[float] | None = None,
+    max_share: float | None = None,
+) -> list[int]:
     """Indices of the `k` highest deviation scores, highest first (ties: the earlier block).
+
+    With `max_share`, blocks are taken in score order and a block is skipped when it would
+    push the trained share of parameters (the sum of `shares`, `block_shares`) above the
+    budget: the top-k *within* the budget, so that repair retrains a small part of a network
+    whose late blocks hold most parameters (a ResNet-20's stage-3 block is ~27%).
 
     Example:
         >>> select_blocks(np.array([0.1, 0.4, 0.05, 0.4]), 2)
         [1, 3]
+        >>> select_blocks(np.array([0.1, 0.4, 0.05, 0.4]), 2, shares=[.1, .1, .1, .5],
+        ...               max_share=0.2)
+        [1, 0]
+
+    Raises:
+        ValueError: `k` outside 1..blocks, `max_share` outside (0, 1] or without `shares`,
+            or a budget smaller than every block.
     """
     scores = np.asarray(scores)
     if not 1 <= k <= scores.size:
         raise ValueError(f"k={k} must be in 1..{scores.size} (the number of blocks)")
-    return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    if max_share is None:
+        return order[:k]
+    if not 0 < max_share <= 1:
+        raise ValueError(f"max_share={max_share} must be in (0, 1] (a share of parameters)")
+    if shares is None or len(shares) != scores.size:
+        raise ValueError(f"max_share needs one parameter share per block ({scores.size})")
+    chosen, total = [], 0.0
+    for i in order:
+        if total + shares[i] <= max_share:
+            chosen.append(i)
+            total += shares[i]
+        if len(chosen) == k:
+            break
+    if not chosen:
+        raise ValueError(
+            f"max_share={max_share}: no block fits; the smallest block holds "
+            f"{min(shares):.3f} of the parameters"
+        )
+    return chosen
+
+
+def block_shares(model: nn.Module, params: Any) -> list[float]:
+    """Each residual block's share of the model's parameters (scalars), in block order."""
+    count = len(block_positions(check_residual(model)))
+    return [trained_share(params, partition_labels(model, params, [b])) for b in range(count)]
 
 
 def partition_labels(model: nn.Module, params: Any, blocks: Sequence[int]) -> Any:

@@ -102,12 +102,15 @@ def test_arch_shrink_repair(workdir, capsys):
                 "2",
                 "--learning-rate",
                 "0.01",
+                "--max-trained-share",
+                "0.3",
             ]
         )
         == 0
     )
     rep = json.loads((repair_out / "repair.json").read_text())
-    assert len(rep["selected"]) == 2 and 0 < rep["trained_share"] < 1
+    assert 1 <= len(rep["selected"]) <= 2 and 0 < rep["trained_share"] <= 0.3
+    assert rep["max_share"] == 0.3 and rep["top_k"] == 2
     assert set(rep["after"]) == {"mixed", "error_only", "clean_test", "error_test"}
 
 

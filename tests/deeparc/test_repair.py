@@ -45,6 +45,30 @@ def test_deviation_scores_and_selection():
         repair.select_blocks(np.zeros(3), 4)
 
 
+def test_selection_within_a_parameter_budget(tiny):
+    model, variables, _, _ = tiny
+    shares = repair.block_shares(model, variables["params"])
+    sizes = {k: sum(np.size(a) for a in jax.tree.leaves(v)) for k, v in variables["params"].items()}
+    assert shares[0] == pytest.approx(sizes["layer1_0"] / sum(sizes.values()))
+    assert shares[-1] > shares[0] and sum(shares) < 1  # stem and head are outside the blocks
+    scores = np.arange(len(shares), dtype=float)  # the last (largest) blocks score highest
+    budget = shares[-1] - 1e-9  # the top block alone is over budget
+    chosen = repair.select_blocks(scores, 3, shares=shares, max_share=budget)
+    assert len(chosen) <= 3 and len(shares) - 1 not in chosen
+    assert chosen == sorted(chosen, key=lambda b: -scores[b])  # still in score order
+    assert sum(shares[b] for b in chosen) <= budget
+    labels_tree = repair.partition_labels(model, variables["params"], chosen)
+    assert repair.trained_share(variables["params"], labels_tree) <= budget
+    # Without a budget the top block comes first.
+    assert repair.select_blocks(scores, 3)[0] == len(shares) - 1
+    with pytest.raises(ValueError, match=r"max_share=0.001: no block fits; the smallest block"):
+        repair.select_blocks(scores, 2, shares=shares, max_share=0.001)
+    with pytest.raises(ValueError, match=r"max_share=1.5 must be in \(0, 1\]"):
+        repair.select_blocks(scores, 2, shares=shares, max_share=1.5)
+    with pytest.raises(ValueError, match="needs one parameter share per block"):
+        repair.select_blocks(scores, 2, max_share=0.5)
+
+
 def test_partitioned_step_changes_only_selected_blocks(tiny):
     model, variables, images, labels = tiny
     params = variables["params"]
