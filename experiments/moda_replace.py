@@ -143,15 +143,11 @@ def _subset_per_class(labels, classes, fraction, rng):
     )
 
 
-def _strong_modules(cfg, seed, arrays, info, cache, progress):
-    """Trains (or loads) the strong model; returns `{TC: (apply_fn, min, max, kernel_rate)}`."""
-    import jax
-    import jax.numpy as jnp
+def _strong_model(cfg, seed, arrays, info, cache, progress):
+    """Trains (or loads) the strong model: `(model, variables, name, spec, train x, train y)`."""
     import numpy as np
 
     from modjax import data
-    from modjax import modular as mz
-    from modjax.modular.prune import prune
 
     (x_tr, y_tr), _ = arrays
     strong = list(cfg["strong_classes"])
@@ -161,9 +157,8 @@ def _strong_modules(cfg, seed, arrays, info, cache, progress):
         idx = np.sort(np.random.default_rng(seed).permutation(idx)[:n])
     s_x, s_y = x_tr[idx], np.searchsorted(strong, y_tr[idx]).astype(np.int32)
     spec = dict(cfg["strong_model"])
-    model = _model(spec, len(strong))
-    train_pre = data.make_preprocess(info, augment=True, image_size=cfg["image_size"])
-    test_pre = data.make_preprocess(info, augment=False, image_size=cfg["image_size"])
+    name = spec.pop("name")
+    model = _model(cfg["strong_model"], len(strong))
     epochs = cfg["strong_epochs"]
     variables = _train(
         model,
@@ -173,12 +168,55 @@ def _strong_modules(cfg, seed, arrays, info, cache, progress):
         snapshot_epochs=(epochs,),
         cfg=cfg,
         seed=seed,
-        preprocess=train_pre,
+        preprocess=data.make_preprocess(info, augment=True, image_size=cfg["image_size"]),
         cache=cache / "strong.msgpack",
         progress=progress,
     )[epochs]
+    return model, variables, name, spec, s_x, s_y
+
+
+def _strong_accuracy(cfg, seed, arrays, info, cache) -> float:
+    """The strong model's test accuracy on the strong classes (cached in `strong.json`)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from modjax import data
+
+    path = cache / "strong.json"
+    if path.exists():
+        return json.loads(path.read_text())["test_accuracy"]
+    model, variables, *_ = _strong_model(cfg, seed, arrays, info, cache, progress=False)
+    _, (x_te, y_te) = arrays
+    strong = list(cfg["strong_classes"])
+    sel = np.isin(y_te, strong)
+    pre = data.make_preprocess(info, augment=False, image_size=cfg["image_size"])
+    apply = jax.jit(lambda x: model.apply(variables, pre(x, jax.random.PRNGKey(0)))[0])
+    preds = np.concatenate(
+        [
+            np.asarray(apply(jnp.asarray(b["image"]))).argmax(-1)[b["mask"]]
+            for b in data.eval_batches(x_te[sel], y_te[sel], global_batch_size=256)
+        ]
+    )
+    accuracy = float(np.mean(preds == np.searchsorted(strong, y_te[sel])))
+    path.write_text(json.dumps({"test_accuracy": accuracy}))
+    return accuracy
+
+
+def _strong_modules(cfg, seed, arrays, info, cache, progress):
+    """The strong model's TC modules: `{TC: (apply_fn, min, max, module metrics)}`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from modjax import data
+    from modjax import modular as mz
+    from modjax.modular.prune import prune
+
+    strong = list(cfg["strong_classes"])
+    _, variables, name, spec, s_x, s_y = _strong_model(cfg, seed, arrays, info, cache, progress)
+    test_pre = data.make_preprocess(info, augment=False, image_size=cfg["image_size"])
     shape = test_pre(s_x[:1], jax.random.PRNGKey(0)).shape[1:]
-    name = spec.pop("name")
     parent = mz.describe_parent(
         name, dataset=cfg["dataset"], input_shape=shape, num_classes=len(strong), **spec
     )
@@ -329,6 +367,7 @@ def run_seed(cfg: dict, *, seed: int, data_dir=None, cache, progress: bool = Fal
             path.write_text(json.dumps(done[tc], indent=1))
     return {
         "seed": seed,
+        "strong_accuracy": _strong_accuracy(cfg, seed, arrays, info, cache),
         "classes": [done[tc] for tc in cfg["target_classes"]],
         "time_s": time.perf_counter() - t0,
     }

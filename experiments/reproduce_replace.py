@@ -112,8 +112,12 @@ def write_results(
                             }
                         )
     weak_acc = {
-        weak: [100 * c[weak]["weak_accuracy"] for s in seeds for c in s["classes"]]
-        for seeds in measured.values()
+        weak: [
+            100 * c[weak]["weak_accuracy"]
+            for seeds in measured.values()
+            for s in seeds
+            for c in s["classes"]
+        ]
         for weak in WEAK
     }
     text = [
@@ -128,6 +132,11 @@ def write_results(
         "",
         "- Weak model test accuracy (6 classes), mean over TCs and seeds: "
         + ", ".join(f"{WEAK[w]} {statistics.mean(v):.1f}%" for w, v in weak_acc.items()),
+        "- Strong model test accuracy (its 5 classes), mean ± std over seeds: "
+        + "; ".join(
+            f"{model} {_fmt([100 * s['strong_accuracy'] for s in seeds]).lstrip('+')}%"
+            for model, seeds in measured.items()
+        ),
         f"- Published mean over the 5 CIFAR-10 TCs is in each paper row's *mean* column "
         f"(TCs {', '.join(PUBLISHED_CLASSES)}).",
         f"- Recipe: `{context['config']}`",

@@ -3,6 +3,7 @@
 import csv
 import json
 import pathlib
+import re
 import sys
 
 import jax
@@ -75,7 +76,9 @@ def test_smoke_table_and_its_caches(tmp_path):
                 diff = acc[approach] - acc["weak"]
                 assert r[weak][approach]["tc"] == pytest.approx(diff[5])
                 assert r[weak][approach]["non_tc"] == pytest.approx(diff[:5].mean())
+    assert (seed_dir / "strong.json").exists()
     text = out.with_suffix(".md").read_text()
+    assert re.search(r"Strong model test accuracy .*: mlp \d+\.\d%", text)
     assert "| ove w/ mlp | MODA adapter | 1/1 |" in text and "| und w/ mlp | CNNSplitter" in text
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert len(rows) == 2 * 2 * 3 * 2  # weak states × approaches × (2 TCs + mean) × tc/non_tc
