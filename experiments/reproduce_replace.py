@@ -146,7 +146,9 @@ def write_results(
         "stages count 0)",
         f"- Command: `{context['command']}`",
     ]
-    out.with_suffix(".md").write_text("\n".join(text) + "\n")
+    from reproduce_tables import write_markdown
+
+    write_markdown(out.with_suffix(".md"), "\n".join(text) + "\n")
     with out.with_suffix(".csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
         writer.writeheader()

@@ -420,6 +420,20 @@ def measure_seed(
 # ----------------------------------------------------------------------------- results file
 
 
+READING = "## Reading"
+
+
+def write_markdown(path: pathlib.Path, text: str) -> None:
+    """Writes a results file, keeping a hand-written `## Reading` section of the old one.
+
+    The tables are regenerated after every seed; a reading of them, appended by hand after a
+    run, survives re-runs (it may then describe fewer seeds than the table: re-read it).
+    """
+    old = path.read_text() if path.exists() else ""
+    at = old.find("\n" + READING)
+    path.write_text(text + (old[at:] if at >= 0 else ""))
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     mean = statistics.mean(values)
     return mean, (statistics.stdev(values) if len(values) > 1 else math.nan)
@@ -484,11 +498,19 @@ def write_results(
         text.append(
             f"- {len(extra)} seed(s) have modules with zero-width layers (see measured.json)."
         )
-    out.with_suffix(".md").write_text("\n".join(text) + "\n")
+    write_markdown(out.with_suffix(".md"), "\n".join(text) + "\n")
     with out.with_suffix(".csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(csv_rows[0]))
         writer.writeheader()
         writer.writerows(csv_rows)
 
 
-__all__ = ["TABLES", "Table", "estimate_cpu_hours", "measure_seed", "subtasks", "write_results"]
+__all__ = [
+    "TABLES",
+    "Table",
+    "estimate_cpu_hours",
+    "measure_seed",
+    "subtasks",
+    "write_markdown",
+    "write_results",
+]

@@ -20,7 +20,10 @@ def test_unknown_table_lists_the_valid_ones(capsys):
     with pytest.raises(SystemExit):
         reproduce.main(["mwt_table_9"])
     err = capsys.readouterr().err
-    assert "table 'mwt_table_9' does not exist" in err and "['moda', 'moda_replace', 'mwt', 'mwt_reuse']" in err
+    assert (
+        "table 'mwt_table_9' does not exist" in err
+        and "['moda', 'moda_replace', 'mwt', 'mwt_reuse']" in err
+    )
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the guard is for CPU backends")
@@ -52,11 +55,16 @@ def test_smoke_table_resumes_from_cache_and_refuses_other_settings(tmp_path):
     assert 0.0 < float(rows["module_size"]["mean"]) < 1.0
     assert len(rows["reuse_accuracy"]["values"].split()) == 2
 
-    # A second run reads the cached seeds: same numbers, no training.
+    # A second run reads the cached seeds: same numbers, no training; a hand-written reading
+    # appended to the results file survives it.
     before = out.with_suffix(".csv").read_text()
+    md = out.with_suffix(".md")
+    md.write_text(md.read_text() + "\n## Reading\nThe gap is noise.\n")
     mtime = (work / "mlp_s0" / "measured.json").stat().st_mtime
     assert reproduce.main(args) == 0
     assert out.with_suffix(".csv").read_text() == before
+    assert md.read_text().count("## Reading\nThe gap is noise.\n") == 1
+    assert md.read_text().startswith(text.split("- Wall time")[0])
     assert (work / "mlp_s0" / "measured.json").stat().st_mtime == mtime
 
     with pytest.raises(SystemExit, match=r"other settings \(differing: \['tasks'\]\)"):
