@@ -57,6 +57,8 @@ SCALES = {
         "chunk": 50,
         "eval_examples": None,
         "replace_examples": 2000,
+        # the 6-epoch receiver (42.8%) has no training cat above p = 0.5
+        "replace_confidence": 0.3,
     },
     "smoke": {
         "positives": 16,
@@ -235,7 +237,8 @@ def _decomposed(train_dir: pathlib.Path, data_dir, settings, test_idx):
     x_train, y_train = _preprocessed(pre, run.train_data[0]), np.asarray(run.train_data[1])
     mods = dc.decompose_cnn(
         params, x_train, y_train, cm="bln", delta=settings["delta"],
-        confidence=settings["confidence"], num_positives=settings["positives"],
+        confidence=settings.get("replace_confidence", settings["confidence"]),
+        num_positives=settings["positives"],
         allow_fewer=True, chunk=settings["chunk"],
         parent={"model": config.model, "dataset": config.dataset, "step": step},
     )  # fmt: skip
@@ -269,10 +272,13 @@ def run_replace(workdir: pathlib.Path, data_dir, settings) -> dict:
         rows.append({"class": k, **_topk_acc(scores, y)})
     return {
         "examples": int(count),
+        "confidence": settings.get("replace_confidence", settings["confidence"]),
         "donor": {"model": donor_cfg.model, "width": donor_cfg.width,
+                  "num_confident": [m.metrics["num_confident"] for m in donor],
                   "trained": _topk_acc(dc.cnn_probs(donor_params, x_d), y),
                   "ma": _topk_acc(donor_scores, y)},
         "receiver": {"model": recv_cfg.model, "width": recv_cfg.width,
+                     "num_confident": [m.metrics["num_confident"] for m in recv],
                      "num_epochs": recv_cfg.num_epochs,
                      "trained": _topk_acc(dc.cnn_probs(recv_params, x_r), y),
                      "ma": _topk_acc(recv_scores, y)},
@@ -293,7 +299,10 @@ def _replace_lines(result):
         f"Receiver: {v['model']} (width {v['width']}, {v['num_epochs']} epochs, same recipe and "
         f"images); donor: this file's {d['model']}. RM*k* = the receiver's 10 +MC-BLN modules "
         f"with module *k* replaced by the donor's module *k*. Top-1 / top-5 (%) on a seeded "
-        f"subset of {r['examples']} test images.",
+        f"subset of {r['examples']} test images. Both parents are decomposed anew with CI "
+        f"positives at p > {r['confidence']} (confident training images per class: receiver "
+        f"{r['receiver']['num_confident']}, donor {r['donor']['num_confident']}, up to "
+        f"{result['settings']['positives']} used).",
         "",
         "| | trained receiver (TMA) | prior MA (receiver modules) | "
         + " | ".join(f"RM{k}" for k in range(len(r["rows"])))
