@@ -165,7 +165,7 @@ def main():
                 f"`similarity.layer_cka` over all {FULL_MINIBATCHES} minibatches (10 passes over "
                 f"the {len(images)} images): **{full['seconds']:.0f} s** wall, "
                 f"{full['seconds'] / FULL_MINIBATCHES:.3f} s per minibatch, including "
-                f"{full['compiles']} XLA compilation(s) ({full['compile_s']:.1f} s) in all (the initial zero matrix and the step), the same for any number of minibatches: one "
+                f"{full['compiles']} XLA compilation(s) ({full['compile_s']:.1f} s) in all, the same for any number of minibatches: one "
                 "compiled step serves every minibatch. Mean diagonal CKA "
                 f"{full['diag']:.3f} (1 by definition)."
             ),
