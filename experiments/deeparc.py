@@ -18,7 +18,7 @@ import time
 
 import jax
 
-from modjax.deeparc import architecture
+from modjax.deeparc import architecture, surgery
 from modjax.runs import config as config_lib
 from modjax.runs import deeparc, training
 
@@ -75,14 +75,20 @@ ANALYSIS = {
 PUBLISHED = {0: 93.72, 1: 93.72, 2: 93.44, 3: 92.59, 4: 91.35}  # METHODS §13.6 (ResNet-110)
 
 
-def _candidates(sweep, want):
-    """Redundant blocks at the highest θ that offers `want` of them (DeepArc: θ = 0.99)."""
+def _candidates(sweep, want, allowed):
+    """Redundant blocks at the highest θ that offers `want` of them (DeepArc: θ = 0.99), among
+    the `allowed` ones (a stage's first block cannot be removed, `surgery.removable`)."""
+
+    def cands(row):
+        return [
+            c for c in architecture.redundant([tuple(m) for m in row["modules"]]) if c in allowed
+        ]
+
     for row in sorted(sweep, key=lambda r: -r["threshold"]):
-        cands = architecture.redundant([tuple(m) for m in row["modules"]])
-        if len(cands) >= want:
-            return row["threshold"], cands
+        if len(cands(row)) >= want:
+            return row["threshold"], cands(row)
     row = min(sweep, key=lambda r: r["threshold"])
-    return row["threshold"], architecture.redundant([tuple(m) for m in row["modules"]])
+    return row["threshold"], cands(row)
 
 
 def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
@@ -98,12 +104,10 @@ def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
         passes=settings["passes"],
     )
     t_arch = time.perf_counter() - t0
-    theta, cands = _candidates(arch["sweep"], settings["max_remove"])
+    allowed = surgery.removable(ctx.model)
+    theta, cands = _candidates(arch["sweep"], settings["max_remove"], allowed)
     if len(cands) < settings["max_remove"]:  # too few redundant blocks: any non-first block
-        from modjax.deeparc.blocks import block_positions
-
-        cands = [i for i, (_, b) in enumerate(block_positions(ctx.model)) if b > 0]
-        theta = None
+        cands, theta = allowed, None
     shrink = deeparc.shrink(
         ctx,
         out,

@@ -185,6 +185,11 @@ def shrink(args) -> int:
         examples=args.examples,
         seed=args.seed,
     )
+    if result.get("skipped_candidates"):
+        print(
+            f"skipped candidates {result['skipped_candidates']}: first blocks of a stage "
+            "cannot be removed"
+        )
     print(f"baseline accuracy {result['baseline']:.4f}")
     for r in result.get("cumulative", []) + result.get("search", []):
         print(f"removed {r['removed']}: accuracy {r['accuracy']:.4f}")

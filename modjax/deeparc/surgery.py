@@ -32,6 +32,15 @@ def _check_index(model: ResNetCIFAR, index: Any, what: str) -> tuple[int, int]:
     return stage, b
 
 
+def removable(model: nn.Module) -> list[int]:
+    """The blocks `remove_blocks` accepts: every block but the first of each stage.
+
+    A CKA module may span a stage boundary, so `architecture.redundant` can name a stage's first
+    block (it changes the shape); compression candidates are the redundant blocks among these.
+    """
+    return [i for i, (_, b) in enumerate(block_positions(model)) if b > 0]
+
+
 def rebuild(model: nn.Module, variables: dict, sources: Sources) -> tuple[ResNetCIFAR, dict]:
     """A model of the same class whose stage s has one block per entry of `sources[s - 1]`.
 

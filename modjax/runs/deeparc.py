@@ -196,10 +196,16 @@ def shrink(
             for r in result["cumulative"]
         ]
     if search:
+        allowed = surgery.removable(ctx.model)
         if candidates is None:
+            candidates = allowed
+        else:  # a stage's first block cannot go; out-of-range indices still raise below
             from modjax.deeparc.blocks import block_positions
 
-            candidates = [i for i, (_, b) in enumerate(block_positions(ctx.model)) if b > 0]
+            num_blocks = len(block_positions(ctx.model))
+            skipped = [c for c in candidates if 0 <= c < num_blocks and c not in allowed]
+            result["skipped_candidates"] = skipped
+            candidates = [c for c in candidates if c not in skipped]
         result["search"] = surgery.compression_search(
             candidates, evaluate, max_remove=search, num_subsets=num_subsets, seed=seed
         )

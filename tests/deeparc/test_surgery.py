@@ -99,3 +99,13 @@ def test_non_residual_model_and_bad_search_args():
         surgery.remove_blocks(models.get_model("lenet5"), {}, [1])
     with pytest.raises(ValueError, match="max_remove=0"):
         surgery.compression_search([1], lambda r: 0.0, max_remove=0)
+
+
+def test_removable_blocks_exclude_each_stage_first():
+    model = models.get_model("resnet20", width=0.125)
+    assert surgery.removable(model) == [1, 2, 4, 5, 7, 8]  # blocks 0, 3, 6 start the stages
+    variables = model.init(jax.random.key(0), X)
+    for index in surgery.removable(model):
+        surgery.remove_blocks(model, variables, [index])  # each is accepted
+    with pytest.raises(ValueError, match="first block of stage 2"):
+        surgery.remove_blocks(model, variables, [3])
