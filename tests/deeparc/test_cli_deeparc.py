@@ -69,7 +69,7 @@ def test_arch_shrink_repair(workdir, capsys):
                 "--search",
                 "1",
                 "--candidates",
-                "1,3",
+                "1,2,3",  # block 2 (layer2.0) starts stage 2: skipped, not an error
                 "--subsets",
                 "2",
             ]
@@ -79,6 +79,8 @@ def test_arch_shrink_repair(workdir, capsys):
     result = json.loads((shrink_out / "shrink.json").read_text())
     assert [r["removed"] for r in result["cumulative"]] == [[], [1], [1, 5]]
     assert result["search"][0]["removed"] in ([1], [3])
+    assert result["skipped_candidates"] == [2]
+    assert "skipped candidates [2]" in capsys.readouterr().out
     assert (shrink_out / "shrink.png").is_file()
 
     repair_out = workdir / "repair"
