@@ -526,6 +526,23 @@ def write_markdown(result: dict, path: pathlib.Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _config(path: str, data_dir: str | None):
+    values = config_lib.load_config_file(path)
+    if data_dir:
+        values["data_dir"] = data_dir
+    return config_lib.from_dict(values, source=path)
+
+
+def _add_section(workdir: pathlib.Path, key: str, section: dict, results: pathlib.Path) -> None:
+    """Adds `section` to decompose/results.json under `key` and rewrites the markdown."""
+    path = workdir / "decompose" / "results.json"
+    result = json.loads(path.read_text())
+    result[key] = section
+    path.write_text(json.dumps(result, indent=2))
+    write_markdown(result, results)
+    print(f"wrote {results}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="experiment config (get_config())")
@@ -548,10 +565,7 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    values = config_lib.load_config_file(args.config)
-    if args.data_dir:
-        values["data_dir"] = args.data_dir
-    config = config_lib.from_dict(values, source=args.config)
+    config = _config(args.config, args.data_dir)
     workdir = pathlib.Path(args.workdir)
     results = pathlib.Path(args.results) if args.results else workdir / "results.md"
     if args.stage in ("train", "all"):
@@ -564,27 +578,16 @@ def main():
         write_markdown(result, results)
         print(f"wrote {results}")
     if args.stage == "sweep":  # MC-BLN at smaller δ, added to results.json
-        path = workdir / "decompose" / "results.json"
-        result = json.loads(path.read_text())
-        result["bln_sweep"] = bln_sweep(workdir, args.data_dir, SCALES[args.scale])
-        path.write_text(json.dumps(result, indent=2))
-        write_markdown(result, results)
-        print(f"wrote {results}")
+        section = bln_sweep(workdir, args.data_dir, SCALES[args.scale])
+        _add_section(workdir, "bln_sweep", section, results)
     if args.stage == "replace":  # a second parent, then module replacement into its modules
         if not args.receiver_config:
             parser.error("--stage replace needs --receiver-config (the second parent)")
-        values = config_lib.load_config_file(args.receiver_config)
-        if args.data_dir:
-            values["data_dir"] = args.data_dir
-        receiver = config_lib.from_dict(values, source=args.receiver_config)
+        receiver = _config(args.receiver_config, args.data_dir)
         write_initial_state(receiver, workdir / "receiver")
         training.train_and_evaluate(receiver, workdir / "receiver", progress=args.progress)
-        path = workdir / "decompose" / "results.json"
-        result = json.loads(path.read_text())
-        result["replacement"] = run_replace(workdir, args.data_dir, SCALES[args.scale])
-        path.write_text(json.dumps(result, indent=2))
-        write_markdown(result, results)
-        print(f"wrote {results}")
+        section = run_replace(workdir, args.data_dir, SCALES[args.scale])
+        _add_section(workdir, "replacement", section, results)
     if args.stage == "report":
         result = json.loads((workdir / "decompose" / "results.json").read_text())
         write_markdown(result, results)
