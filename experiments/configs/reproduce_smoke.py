@@ -20,7 +20,7 @@ def row(model: str, method: str) -> dict:
 def replace(model: str) -> dict:
     return dict(
         dataset="digits",
-        target_classes=(1, 2),
+        target_classes=(2,),
         strong_model=dict(name=model, depth=1),
         weak_model=dict(name="mlp", depth=1, hidden=16),
         strong_epochs=3,
