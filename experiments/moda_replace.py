@@ -177,11 +177,9 @@ def _strong_model(cfg, seed, arrays, info, cache, progress):
 
 def _strong_accuracy(cfg, seed, arrays, info, cache) -> float:
     """The strong model's test accuracy on the strong classes (cached in `strong.json`)."""
-    import jax
-    import jax.numpy as jnp
     import numpy as np
 
-    from modjax import data
+    from modjax import data, loop, train
 
     path = cache / "strong.json"
     if path.exists():
@@ -191,14 +189,15 @@ def _strong_accuracy(cfg, seed, arrays, info, cache) -> float:
     strong = list(cfg["strong_classes"])
     sel = np.isin(y_te, strong)
     pre = data.make_preprocess(info, augment=False, image_size=cfg["image_size"])
-    apply = jax.jit(lambda x: model.apply(variables, pre(x, jax.random.PRNGKey(0)))[0])
-    preds = np.concatenate(
-        [
-            np.asarray(apply(jnp.asarray(b["image"]))).argmax(-1)[b["mask"]]
-            for b in data.eval_batches(x_te[sel], y_te[sel], global_batch_size=256)
-        ]
+    result = loop.evaluate(
+        eval_step=train.make_eval_step(model=model, preprocess=pre, num_classes=len(strong)),
+        variables=variables,
+        images=x_te[sel],
+        labels=np.searchsorted(strong, y_te[sel]).astype(np.int32),
+        global_batch_size=256,
+        prefetch=0,
     )
-    accuracy = float(np.mean(preds == np.searchsorted(strong, y_te[sel])))
+    accuracy = float(result["accuracy"])
     path.write_text(json.dumps({"test_accuracy": accuracy}))
     return accuracy
 
@@ -327,10 +326,11 @@ def _repair_one(cfg, seed, tc, strong, arrays, info, cache, progress) -> dict:
         acc = {
             n: rp.per_class_accuracy(f, t_x, t_y, num_classes=len(order)) for n, f in preds.items()
         }
+        counts = np.bincount(t_y, minlength=len(order))  # overall = per-class, weighted
         result[label] = {
             "epoch": epoch,
             "per_class_accuracy": {n: [float(v) for v in a] for n, a in acc.items()},
-            "weak_accuracy": float(np.mean(np.asarray(preds["weak"](t_x)).argmax(-1) == t_y)),
+            "weak_accuracy": float(np.nansum(acc["weak"] * counts) / counts.sum()),
             **{
                 n: dict(
                     zip(("tc", "non_tc"), rp.per_class_change(acc["weak"], acc[n], target_index=k))
