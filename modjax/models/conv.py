@@ -1,15 +1,24 @@
-"""The zoo's convolution dispatcher: XLA's convolution, or im2col for tiny maps on CPU.
+"""The zoo's convolution dispatcher: XLA's convolution, or a faster lowering on CPU.
 
 Every zoo convolution is `nn.Conv(..., conv_general_dilated=conv_general_dilated)`; the lowering
-is chosen at trace time from static shapes and the default backend (`conv_lowering`).
+is chosen at trace time from static shapes and the default backend (`conv_lowering`):
+im2col for tiny maps, a direct shifted-sum for convs with very few input channels (the first
+conv of every model), XLA's convolution for everything else and on every other backend.
 `modjax.models.layers` re-exports these names.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
 
 IM2COL_MAX_PIXELS = 4
 """Output maps of at most this many pixels (1×1, 1×2, 2×2) use the im2col lowering on CPU."""
+
+DIRECT_MAX_IN_CHANNELS = 4
+"""Convs with at most this many input channels (and `DIRECT_MAX_OUT_CHANNELS` outputs) run direct."""
+
+DIRECT_MAX_OUT_CHANNELS = 32
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -22,19 +31,34 @@ def conv_lowering(
     dilated: bool,
     groups: int,
     backend: str,
+    xla_optimized: bool = True,
 ) -> str:
     """Which lowering `conv_general_dilated` uses: `"im2col"` or `"xla"`.
 
-    XLA:CPU runs 3×3 convolutions over tiny maps (2×2, the last stage of SimCNN/VGG at 32 px)
-    through a slow fallback loop, ~20–70× slower than one matmul over the im2col patches
-    (`benchmarks/results/conv_lowering_cpu.md`). From 4×4 maps on, XLA's own convolution
-    is faster, so only tiny maps, stride 1, no dilation and no groups take the im2col path, and
-    only on the CPU backend: on GPU and TPU this always returns `"xla"`.
+    Two XLA:CPU (jaxlib 0.10) slow spots, measured in `benchmarks/results/conv_lowering_cpu.md`:
+
+    - 3×3 convolutions over tiny maps (2×2, the last stage of SimCNN/VGG at 32 px) run through a
+      slow fallback loop, ~20–70× slower than one matmul over the im2col patches: `"im2col"`.
+      From 4×4 maps on, XLA's own convolution is faster.
+    - A forward conv with 1–4 input channels costs a near-constant ~12–18 ms at batch 128 on
+      32×32 maps whatever its size (1→2 channels included), against 1–5 ms for the same conv
+      as one fused multiply-add over the kernel's shifted slices: `"direct"` (XLA's kernel
+      gradient, which is fast, stays; see `_direct_conv`). Up to 32 output channels it wins;
+      at 64 (the full-width VGG/SimCNN first conv) it no longer does.
+
+    Only stride 1, no dilation and no groups take either path, and only on the CPU backend: on
+    GPU and TPU this always returns `"xla"`. `"direct"` also needs XLA's optimizing pipeline
+    (`xla_optimized`): under `jax_disable_most_optimizations`, XLA:CPU (jaxlib 0.10.2)
+    miscompiles some train steps that contain it (NaN gradients, correct with optimizations on
+    and correct alone), so that debugging mode gets XLA's convolution.
 
     Example:
         >>> conv_lowering((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), dilated=False,
         ...               groups=1, backend="cpu")
         'im2col'
+        >>> conv_lowering((8, 32, 32, 3), (3, 3, 3, 16), strides=(1, 1), dilated=False,
+        ...               groups=1, backend="cpu")
+        'direct'
         >>> conv_lowering((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), dilated=False,
         ...               groups=1, backend="gpu")
         'xla'
@@ -43,7 +67,18 @@ def conv_lowering(
         return "xla"
     if len(input_shape) != 4 or len(kernel_shape) != 4:
         return "xla"
-    return "im2col" if input_shape[1] * input_shape[2] <= IM2COL_MAX_PIXELS else "xla"
+    if input_shape[1] * input_shape[2] <= IM2COL_MAX_PIXELS:
+        return "im2col"
+    if xla_optimized and _direct_ok(kernel_shape[2], kernel_shape[3]):
+        return "direct"
+    return "xla"
+
+
+def _direct_ok(in_channels: int, out_channels: int) -> bool:
+    # Zero-width (pruned away) layers stay on XLA, which handles empty contractions.
+    return (
+        1 <= in_channels <= DIRECT_MAX_IN_CHANNELS and 1 <= out_channels <= DIRECT_MAX_OUT_CHANNELS
+    )
 
 
 def _im2col_conv(lhs, rhs, pads, precision):
@@ -55,6 +90,67 @@ def _im2col_conv(lhs, rhs, pads, precision):
     patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
     kernel = rhs.reshape(kh * kw * cin, cout)
     return jnp.einsum("bhwk,ko->bhwo", patches, kernel, precision=precision)
+
+
+def _nhwc_conv(lhs, rhs, pads, precision):
+    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, (1, 1), pads, dimension_numbers=dn, precision=precision
+    )
+
+
+def _tree_sum(terms):
+    """Pairwise sum: XLA:CPU vectorizes the fused balanced tree better than a chain (~1.5×)."""
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[2 * len(pairs) :]
+    return terms[0]
+
+
+def _shifted_sum(lhs, rhs, pads):
+    """A stride-1 NHWC/HWIO conv as Σ over (tap, input channel) of slice × weight row.
+
+    Computed channels-first (the map's width is the vectorized axis, whatever the channel
+    count), then transposed back; XLA fuses the whole sum into one loop.
+    """
+    kh, kw, cin, _ = rhs.shape
+    zero = jnp.zeros((), lhs.dtype)
+    x = jax.lax.pad(lhs, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+    x = jnp.transpose(x, (0, 3, 1, 2))
+    h, w = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    terms = [
+        x[:, c, None, i : i + h, j : j + w] * rhs[i, j, c][None, :, None, None]
+        for i in range(kh)
+        for j in range(kw)
+        for c in range(cin)
+    ]
+    return jnp.transpose(_tree_sum(terms), (0, 2, 3, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _direct_conv(lhs, rhs, pads, precision):
+    """`_shifted_sum` forward; XLA's convolution gradients backward.
+
+    Autodiff through the shifted sum would give the kernel gradient as kh·kw·C_in·C_out
+    separate reductions (~100× slower), so the backward pass is XLA's, which is fast at these
+    shapes; a first conv's input gradient is never computed (XLA drops it). Reverse mode only
+    (no `jax.jvp`).
+    """
+    del precision
+    return _shifted_sum(lhs, rhs, pads)
+
+
+def _direct_fwd(lhs, rhs, pads, precision):
+    return _shifted_sum(lhs, rhs, pads), (lhs, rhs)
+
+
+def _direct_bwd(pads, precision, res, g):
+    lhs, rhs = res
+    _, vjp = jax.vjp(lambda x, k: _nhwc_conv(x, k, pads, precision), lhs, rhs)
+    return vjp(g)
+
+
+_direct_conv.defvjp(_direct_fwd, _direct_bwd)
 
 
 def conv_general_dilated(
@@ -70,7 +166,7 @@ def conv_general_dilated(
     precision=None,
     preferred_element_type=None,
 ):
-    """`lax.conv_general_dilated` with a faster lowering for tiny maps on CPU.
+    """`lax.conv_general_dilated` with faster lowerings for some shapes on CPU.
 
     Same signature and result as `lax.conv_general_dilated`; every zoo convolution goes
     through it (`nn.Conv(..., conv_general_dilated=conv_general_dilated)`). `conv_lowering`
@@ -87,6 +183,7 @@ def conv_general_dilated(
         dilated=dilated,
         groups=feature_group_count * batch_group_count,
         backend=jax.default_backend(),
+        xla_optimized=not jax.config.read("jax_disable_most_optimizations"),
     )
     if path == "xla" or not nhwc or preferred_element_type is not None:
         return jax.lax.conv_general_dilated(
@@ -104,4 +201,6 @@ def conv_general_dilated(
         )
     if isinstance(padding, str):
         padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+    if path == "direct":
+        return _direct_conv(lhs, rhs, tuple(tuple(p) for p in padding), precision)
     return _im2col_conv(lhs, rhs, padding, precision)

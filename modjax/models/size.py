@@ -1,5 +1,6 @@
 """Model sizes from abstract forward passes: parameters, MACs, conv kernels (METHODS §3.9, §10.9)."""
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -46,7 +47,9 @@ def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
     """Abstract init + eval forward of `model` on one example (no FLOPs are spent).
 
     Acts and mask points keep their forward order (read inside the trace, before JAX's
-    key-sorted dict flattening).
+    key-sorted dict flattening). Results are cached per (model, input shape): the trace depends
+    on shapes only, and module extraction, pruning and composition ask for it on every call.
+    The dicts returned are copies; the abstract `variables` are shared, read them only.
 
     Args:
         model: a modjax model.
@@ -56,7 +59,23 @@ def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
         A `Trace` of the abstract variables, `acts` `{name: shape}`, mask `points`
         `{name: channels}` and every conv/dense `layers` entry.
     """
-    x = _example(input_shape)
+    shape = tuple(_example(input_shape).shape[1:])
+    try:
+        found = _cached_trace(model, shape)
+    except TypeError:  # an unhashable model attribute: trace without the cache
+        found = _trace(model, shape)
+    return found._replace(
+        acts=dict(found.acts), points=dict(found.points), layers=dict(found.layers)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_trace(model: nn.Module, shape: tuple[int, ...]) -> Trace:
+    return _trace(model, shape)
+
+
+def _trace(model: nn.Module, shape: tuple[int, ...]) -> Trace:
+    x = _example(shape)
     order: dict[str, Any] = {}
     generator_paths: set[tuple[str, ...]] = set()
 

@@ -5,6 +5,7 @@ binary indicator of each unit is 1; `class_frequencies` divides by the class siz
 `modjax.modularize` re-exports both and `Counts`.
 """
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -114,7 +115,19 @@ def make_count_step(
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be an int >= 1")
     selected = None if layers is None else tuple(n.removesuffix(MASK_SUFFIX) for n in layers)
+    args = (model, preprocess, num_classes, method, selected, mesh, sample_masks)
+    try:  # one jitted function per configuration, so repeated extractions reuse its compile
+        return _cached_count_step(*args)
+    except TypeError:  # an unhashable model or preprocess: build without the cache
+        return _count_step(*args)
 
+
+@functools.lru_cache(maxsize=16)
+def _cached_count_step(*args):
+    return _count_step(*args)
+
+
+def _count_step(model, preprocess, num_classes, method, selected, mesh, sample_masks):
     def count_fn(variables, batch):
         images = preprocess(batch["image"], jax.random.PRNGKey(0))
         labels = batch["label"].astype(jnp.int32)

@@ -17,6 +17,7 @@ The counting pass (`make_count_step`, `class_frequencies`, `Counts`) lives in
 `modjax.modular.module`; `modjax.modular` re-exports every public name.
 """
 
+import functools
 import logging
 import math
 import time
@@ -68,6 +69,12 @@ class Extraction(NamedTuple):
     fallbacks: tuple[FallbackEvent, ...]
     timing: dict[str, float]
     jaccard: dict[str, Any] | None = None
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _add(a, b):
+    """Running per-class counts: `a + b` leaf by leaf, in place of `a`."""
+    return jax.tree.map(jnp.add, a, b)
 
 
 def _host_rows(x: jax.Array) -> np.ndarray:
@@ -231,7 +238,6 @@ def extract_modules(
         sample_masks=jaccard,
     )
     packed, sample_labels, num_kernels = [], [], 0
-    add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), donate_argnums=0)
 
     def put(batch):
         if mesh is not None:
@@ -256,7 +262,7 @@ def extract_modules(
             num_kernels = masks.shape[1]
             packed.append(np.packbits(masks[valid], axis=1))
             sample_labels.append(np.asarray(host["label"])[valid])
-        totals = counts if totals is None else add(totals, counts)
+        totals = counts if totals is None else _add(totals, counts)
         num_batches += 1
     if totals is None:
         raise ValueError("batches is empty; expected at least one batch of training data")

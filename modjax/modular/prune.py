@@ -31,7 +31,6 @@ MwT mask generators are dropped: both forms are built with `mask_generators=Fals
 (`batch_norm=True` for lenet5/simcnn/rescnn, whose BN otherwise follows the generators).
 """
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -113,19 +112,9 @@ def _default_shape(model_name: str, input_shape: Sequence[int] | None) -> tuple[
     return (28, 28, 1) if model_name == "mlp" else (32, 32, 3)
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_trace(model_name: str, items: tuple, shape: tuple[int, ...]):
-    return trace(models.get_model(model_name, **dict(items)), shape)
-
-
 def _parent_trace(model_name: str, kwargs: dict[str, Any], shape: tuple[int, ...]):
-    """The parent's abstract pass (points, variable shapes), cached: it depends on shapes only."""
-    items = tuple(sorted(kwargs.items()))
-    try:
-        hash(items)
-    except TypeError:
-        return trace(models.get_model(model_name, **kwargs), shape)
-    return _cached_trace(model_name, items, shape)
+    """The parent's abstract pass (points, variable shapes; `trace` caches it)."""
+    return trace(models.get_model(model_name, **kwargs), shape)
 
 
 def _plan(

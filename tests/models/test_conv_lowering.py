@@ -1,4 +1,4 @@
-"""The zoo's convolution dispatcher: im2col on tiny CPU maps equals XLA's convolution."""
+"""The zoo's convolution dispatcher: its CPU lowerings (im2col, direct) equal XLA's convolution."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ from modjax.models import conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
-CASES = [  # (input H, W), kernel, padding, strides
+CASES = [  # (input H, W), kernel, padding, strides: 5 → 7 channels (im2col or XLA)
     ((1, 1), 3, ((1, 1), (1, 1)), (1, 1)),
     ((2, 2), 3, ((1, 1), (1, 1)), (1, 1)),
     ((1, 2), 3, ((1, 1), (1, 1)), (1, 1)),
@@ -24,16 +24,25 @@ CASES = [  # (input H, W), kernel, padding, strides
 ]
 
 
+DIRECT_CASES = [  # (input H, W), kernel, padding, (C_in, C_out): the direct lowering
+    ((8, 8), 5, ((0, 0), (0, 0)), (3, 2)),  # LeNet5 w0.25's first conv
+    ((8, 8), 3, ((1, 1), (1, 1)), (3, 16)),  # SimCNN/VGG16 w0.25's first conv
+    ((7, 6), 3, "SAME", (1, 4)),
+    ((6, 6), 3, ((0, 1), (2, 0)), (4, 4)),
+    ((5, 5), 1, ((0, 0), (0, 0)), (2, 3)),
+    ((6, 6), 2, ((0, 0), (0, 0)), (2, 32)),
+]
+
+
 def _conv(fn, x, w, padding, strides):
     dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
     return fn(x, w, strides, padding, dimension_numbers=dn)
 
 
-@pytest.mark.parametrize("hw,k,padding,strides", CASES)
-def test_forward_and_gradients_equal_xla(hw, k, padding, strides):
+def _check_equal_xla(hw, k, padding, strides, channels):
     kx, kw, kg = jax.random.split(jax.random.PRNGKey(0), 3)
-    x = jax.random.normal(kx, (3, *hw, 5))
-    w = jax.random.normal(kw, (k, k, 5, 7))
+    x = jax.random.normal(kx, (3, *hw, channels[0]))
+    w = jax.random.normal(kw, (k, k, *channels))
     ref = _conv(jax.lax.conv_general_dilated, x, w, padding, strides)
     out = _conv(conv.conv_general_dilated, x, w, padding, strides)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
@@ -52,12 +61,29 @@ def test_forward_and_gradients_equal_xla(hw, k, padding, strides):
     np.testing.assert_allclose(gw, gw_ref, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("hw,k,padding,strides", CASES)
+def test_forward_and_gradients_equal_xla(hw, k, padding, strides):
+    _check_equal_xla(hw, k, padding, strides, (5, 7))
+
+
+@pytest.mark.parametrize("hw,k,padding,channels", DIRECT_CASES)
+def test_direct_forward_and_gradients_equal_xla(hw, k, padding, channels, optimized_compiles):
+    x_shape, w_shape = (3, *hw, channels[0]), (k, k, *channels)
+    kw = {"strides": (1, 1), "dilated": False, "groups": 1, "backend": "cpu"}
+    assert conv.conv_lowering(x_shape, w_shape, **kw) == "direct"
+    _check_equal_xla(hw, k, padding, (1, 1), channels)
+
+
 def test_lowering_choice():
     kw = {"dilated": False, "groups": 1}
     pick = conv.conv_lowering
     assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "im2col"
     assert pick((8, 1, 1, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "im2col"
     assert pick((8, 4, 4, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "xla"
+    assert pick((8, 32, 32, 3), (5, 5, 3, 6), strides=(1, 1), backend="cpu", **kw) == "direct"
+    assert pick((8, 32, 32, 3), (3, 3, 3, 64), strides=(1, 1), backend="cpu", **kw) == "xla"
+    assert pick((8, 32, 32, 8), (3, 3, 8, 8), strides=(1, 1), backend="cpu", **kw) == "xla"
+    assert pick((8, 32, 32, 3), (3, 3, 3, 16), strides=(2, 2), backend="cpu", **kw) == "xla"
     assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(2, 2), backend="cpu", **kw) == "xla"
     assert (
         pick((8, 2, 2, 64), (3, 3, 1, 64), strides=(1, 1), backend="cpu", dilated=False, groups=64)
@@ -65,12 +91,19 @@ def test_lowering_choice():
     )
     for backend in ("gpu", "cuda", "rocm", "tpu"):  # nothing changes off the CPU
         assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), backend=backend, **kw) == "xla"
+        assert pick((8, 32, 32, 3), (3, 3, 3, 16), strides=(1, 1), backend=backend, **kw) == "xla"
+    # direct needs XLA's optimizations (the suite turns most off; see conv_lowering)
+    off = {"xla_optimized": False, "backend": "cpu", **kw}
+    assert pick((8, 32, 32, 3), (3, 3, 3, 16), strides=(1, 1), **off) == "xla"
+    assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), **off) == "im2col"
 
 
 def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32):
     if plain:
         monkeypatch.setattr(conv, "IM2COL_MAX_PIXELS", 0)
-    model = models.get_model(name, num_classes=10, width=0.0625)
+        monkeypatch.setattr(conv, "DIRECT_MAX_IN_CHANNELS", 0)
+    width = 0.25 if name == "lenet5" else 0.0625  # LeNet5's narrowest: 6 * w >= 0.5
+    model = models.get_model(name, num_classes=10, width=width)
     tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=1, num_epochs=1)
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=(32, 32, 3))
     if dtype == jnp.float64:
@@ -91,12 +124,15 @@ def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32):
     return new.params, metrics
 
 
-@pytest.mark.parametrize("name", ["simcnn", "vgg16"])
-def test_one_train_step_equals_plain_path(name, monkeypatch):
-    # Both paths compile under the suite's disable_most_optimizations, whose BN-after-conv
-    # gradient bug (conftest.optimized_compiles) feeds them the same cotangents: this compares
-    # the two conv lowerings; test_compile_options judges the step against float64 with
-    # optimizations on (passing here with them on too, at 3x the time).
+@pytest.mark.parametrize("name", ["lenet5", "simcnn", "vgg16"])
+def test_one_train_step_equals_plain_path(name, monkeypatch, request):
+    # LeNet5 (direct lowering for both convs) compiles with optimizations on, as users run it:
+    # the direct lowering is off under the suite's disable_most_optimizations (conv_lowering).
+    # SimCNN/VGG16 compare im2col (2x2 maps) with XLA under the suite's settings (3x faster to
+    # compile); their direct first convs are judged against float64, with optimizations on, in
+    # test_compile_options.
+    if name == "lenet5":
+        request.getfixturevalue("optimized_compiles")
     fast, m_fast = _one_step(name, monkeypatch, plain=False)
     with monkeypatch.context() as mp:
         plain, m_plain = _one_step(name, mp, plain=True)
