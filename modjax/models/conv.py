@@ -16,9 +16,9 @@ IM2COL_MAX_PIXELS = 4
 """Output maps of at most this many pixels (1×1, 1×2, 2×2) use the im2col lowering on CPU."""
 
 DIRECT_MAX_IN_CHANNELS = 4
-"""Convs with at most this many input channels (and `DIRECT_MAX_OUT_CHANNELS` outputs) run direct."""
+"""Convs with at most this many input and `DIRECT_MAX_OUT_CHANNELS` output channels run direct."""
 
-DIRECT_MAX_OUT_CHANNELS = 32
+DIRECT_MAX_OUT_CHANNELS = 4
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -40,11 +40,12 @@ def conv_lowering(
     - 3×3 convolutions over tiny maps (2×2, the last stage of SimCNN/VGG at 32 px) run through a
       slow fallback loop, ~20–70× slower than one matmul over the im2col patches: `"im2col"`.
       From 4×4 maps on, XLA's own convolution is faster.
-    - A forward conv with 1–4 input channels costs a near-constant ~12–18 ms at batch 128 on
-      32×32 maps whatever its size (1→2 channels included), against 1–5 ms for the same conv
-      as one fused multiply-add over the kernel's shifted slices: `"direct"` (XLA's kernel
-      gradient, which is fast, stays; see `_direct_conv`). Up to 32 output channels it wins;
-      at 64 (the full-width VGG/SimCNN first conv) it no longer does.
+    - A forward conv with few input channels costs a near-constant ~10–18 ms at batch 128 on
+      32×32 maps however small it is (1→2 channels included). For ≤ 4 input and ≤ 4 output
+      channels (LeNet5 w0.25: 3→2 and 2→4) a direct multiply-add over the kernel's shifted
+      slices is 2.5–6× faster forward and 1.6–3.2× with the kernel gradient (XLA's, see
+      `_direct_conv`): `"direct"`. From 6–16 output channels on (SimCNN/VGG16 w0.25: 3→16)
+      XLA is faster in a train step (`benchmarks/results/conv_lowering_cpu.md`).
 
     Only stride 1, no dilation and no groups take either path, and only on the CPU backend: on
     GPU and TPU this always returns `"xla"`. `"direct"` also needs XLA's optimizing pipeline
@@ -56,7 +57,7 @@ def conv_lowering(
         >>> conv_lowering((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), dilated=False,
         ...               groups=1, backend="cpu")
         'im2col'
-        >>> conv_lowering((8, 32, 32, 3), (3, 3, 3, 16), strides=(1, 1), dilated=False,
+        >>> conv_lowering((8, 32, 32, 3), (5, 5, 3, 2), strides=(1, 1), dilated=False,
         ...               groups=1, backend="cpu")
         'direct'
         >>> conv_lowering((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), dilated=False,
@@ -111,20 +112,29 @@ def _shifted_sum(lhs, rhs, pads):
     """A stride-1 NHWC/HWIO conv as Σ over (tap, input channel) of slice × weight row.
 
     Computed channels-first (the map's width is the vectorized axis, whatever the channel
-    count), then transposed back; XLA fuses the whole sum into one loop.
+    count), one kernel row per iteration of a loop: each iteration is one fused multiply-add
+    over the row's kw·C_in shifted slices. The loop is what keeps the result a single buffer:
+    as one flat fusion, XLA duplicates the whole sum into every consumer (in a train step, the
+    ReLU/max-pool forward and both their backward passes, 3× the work).
     """
-    kh, kw, cin, _ = rhs.shape
+    kh, kw, cin, cout = rhs.shape
     zero = jnp.zeros((), lhs.dtype)
     x = jax.lax.pad(lhs, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
     x = jnp.transpose(x, (0, 3, 1, 2))
     h, w = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-    terms = [
-        x[:, c, None, i : i + h, j : j + w] * rhs[i, j, c][None, :, None, None]
-        for i in range(kh)
-        for j in range(kw)
-        for c in range(cin)
-    ]
-    return jnp.transpose(_tree_sum(terms), (0, 2, 3, 1))
+
+    def add_row(i, acc):
+        rows = jax.lax.dynamic_slice_in_dim(x, i, h, axis=2)
+        k = jax.lax.dynamic_index_in_dim(rhs, i, 0, keepdims=False)  # [kw, C_in, C_out]
+        terms = [
+            rows[:, c, None, :, j : j + w] * k[j, c][None, :, None, None]
+            for j in range(kw)
+            for c in range(cin)
+        ]
+        return acc + _tree_sum(terms)
+
+    acc = jax.lax.fori_loop(0, kh, add_row, jnp.zeros((x.shape[0], cout, h, w), lhs.dtype))
+    return jnp.transpose(acc, (0, 2, 3, 1))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
