@@ -88,9 +88,7 @@ def write(rows, info, args, stem):
         "round); times are medians, **ratios are medians of per-round ratios** "
         "(torch time ÷ modjax time: > 1 means modjax is faster).",
         f"- Load: 1-min load average {info['load_before'][0]:.1f} before and "
-        f"{info['load_after'][0]:.1f} after on {m['cores']} cores. Other long jobs shared this "
-        "machine for the whole run, so absolute times are pessimistic; the ratios come from "
-        "alternating rounds in one process and are the figures to read.",
+        f"{info['load_after'][0]:.1f} after on {m['cores']} cores. {_load_note(info, m)}",
         "- Peak memory: growth of the process's RSS high-water mark (`/proc/self/status` VmHWM "
         "after `clear_refs`) over 2 steps of one side, after its warm-up: memory the side needs "
         "beyond what the process already holds (allocators keep freed memory, so ≈ 0 means the "
@@ -128,6 +126,16 @@ def write(rows, info, args, stem):
     _plot(rows, stem.with_suffix(".png"))
     print("\n".join(lines))
     print(f"wrote {stem}.md/.csv/.json/.png")
+
+
+def _load_note(info, machine):
+    """Whether other jobs shared the machine: a load above the cores the benchmark uses."""
+    if max(info["load_before"][0], info["load_after"][0]) > machine["cores"] + 0.5:
+        return (
+            "Other jobs shared this machine, so absolute times are pessimistic; the ratios come "
+            "from alternating rounds in one process and are the figures to read."
+        )
+    return "No other jobs ran (the load is the benchmark's own workers)."
 
 
 def _overhead(rows):
