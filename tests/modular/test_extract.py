@@ -137,13 +137,17 @@ def test_one_pass_equals_per_class_passes_and_order_is_irrelevant(lenet_mwt):
 def test_padded_rows_are_ignored_and_the_step_compiles_once(lenet_mwt):
     model, variables, _, _ = lenet_mwt
     step = mz.make_count_step(model=model, preprocess=to_float, num_classes=N, method="mwt")
+    # One jitted function per configuration (shared with the other tests of this model), so
+    # count the compiles this loop adds.
+    assert mz.make_count_step(model=model, preprocess=to_float, num_classes=N, method="mwt") is step
+    compiled_before = step._cache_size()
     images, labels = _data(13)
     total = None
     for batch in eval_batches(images, labels, global_batch_size=8):  # 8 + 5 real, 3 padding
         counts = step(variables, batch)
         total = counts if total is None else jax.tree.map(jnp.add, total, counts)
     empty = step(variables, {"image": images[:8], "label": labels[:8], "mask": np.zeros(8, bool)})
-    assert step._cache_size() == 1
+    assert step._cache_size() <= compiled_before + 1
     expected, n = _naive_counts(model, variables, images, labels, np.ones(13, bool), "mwt")
     _assert_counts(total, expected, n)
     assert all(int(np.asarray(v).sum()) == 0 for v in jax.tree.leaves(empty))
