@@ -2,8 +2,8 @@
 
 Every zoo convolution is `nn.Conv(..., conv_general_dilated=conv_general_dilated)`; the lowering
 is chosen at trace time from static shapes and the default backend (`conv_lowering`):
-im2col for tiny maps, a direct shifted-sum for convs with very few input channels (the first
-conv of every model), XLA's convolution for everything else and on every other backend.
+im2col for tiny maps, a direct shifted sum for convs with at most 4 input and 4 output channels
+(LeNet5 w0.25), XLA's convolution for everything else and on every other backend.
 `modjax.models.layers` re-exports these names.
 """
 
