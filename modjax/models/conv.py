@@ -44,7 +44,7 @@ def conv_lowering(
       32×32 maps however small it is (1→2 channels included). For ≤ 4 input and ≤ 4 output
       channels (LeNet5 w0.25: 3→2 and 2→4) a direct multiply-add over the kernel's shifted
       slices is 2.5–6× faster forward and 1.6–3.2× with the kernel gradient (XLA's, see
-      `_direct_conv`): `"direct"`. From 6–16 output channels on (SimCNN/VGG16 w0.25: 3→16)
+      `_direct_conv`), and its input gradient is another such sum: `"direct"`. From 6–16 output channels on (SimCNN/VGG16 w0.25: 3→16)
       XLA is faster in a train step (`benchmarks/results/conv_lowering_cpu.md`).
 
     Only stride 1, no dilation and no groups take either path, and only on the CPU backend: on
@@ -139,11 +139,13 @@ def _shifted_sum(lhs, rhs, pads):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _direct_conv(lhs, rhs, pads, precision):
-    """`_shifted_sum` forward; XLA's convolution gradients backward.
+    """`_shifted_sum` forward; backward, the input gradient as another `_shifted_sum`.
 
-    Autodiff through the shifted sum would give the kernel gradient as kh·kw·C_in·C_out
-    separate reductions (~100× slower), so the backward pass is XLA's, which is fast at these
-    shapes; a first conv's input gradient is never computed (XLA drops it). Reverse mode only
+    The input gradient of a ≤ 4-channel conv is itself one (flipped kernel, channels swapped),
+    where XLA:CPU's convolution has the same fixed cost as forward (LeNet5 w0.25's second
+    conv: ~6.5 ms of a ~20 ms step on one core); a first conv's input gradient is never
+    computed (dropped as dead code). The kernel gradient is XLA's: autodiff through the shifted
+    sum would make it kh·kw·C_in·C_out separate reductions (~100× slower). Reverse mode only
     (no `jax.jvp`).
     """
     del precision
@@ -156,8 +158,13 @@ def _direct_fwd(lhs, rhs, pads, precision):
 
 def _direct_bwd(pads, precision, res, g):
     lhs, rhs = res
-    _, vjp = jax.vjp(lambda x, k: _nhwc_conv(x, k, pads, precision), lhs, rhs)
-    return vjp(g)
+    _, kernel_vjp = jax.vjp(lambda k: _nhwc_conv(lhs, k, pads, precision), rhs)
+    (d_rhs,) = kernel_vjp(g)
+    # The input gradient of a stride-1 conv is the conv of `g` with the flipped kernel, its
+    # channel axes swapped (C_out -> C_in, also within the direct limits), padded k - 1 - pad.
+    kernel_t = jnp.transpose(jnp.flip(rhs, (0, 1)), (0, 1, 3, 2))
+    back_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(rhs.shape[:2], pads))
+    return _shifted_sum(g, kernel_t, back_pads), d_rhs
 
 
 _direct_conv.defvjp(_direct_fwd, _direct_bwd)

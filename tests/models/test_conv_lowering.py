@@ -31,6 +31,7 @@ DIRECT_CASES = [  # (input H, W), kernel, padding, (C_in, C_out): the direct low
     ((6, 6), 3, ((0, 1), (2, 0)), (4, 4)),
     ((5, 5), 1, ((0, 0), (0, 0)), (2, 3)),
     ((6, 6), 2, ((1, 1), (1, 1)), (1, 1)),
+    ((6, 5), 3, ((2, 0), (3, 1)), (2, 3)),  # padding > k - 1: the input gradient crops
 ]
 
 
