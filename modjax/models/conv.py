@@ -41,11 +41,13 @@ def conv_lowering(
       slow fallback loop, ~20–70× slower than one matmul over the im2col patches: `"im2col"`.
       From 4×4 maps on, XLA's own convolution is faster.
     - A forward conv with few input channels costs a near-constant ~10–18 ms at batch 128 on
-      32×32 maps however small it is (1→2 channels included). For ≤ 4 input and ≤ 4 output
-      channels (LeNet5 w0.25: 3→2 and 2→4) a direct multiply-add over the kernel's shifted
-      slices is 2.5–6× faster forward and 1.6–3.2× with the kernel gradient (XLA's, see
-      `_direct_conv`), and its input gradient is another such sum: `"direct"`. From 6–16 output channels on (SimCNN/VGG16 w0.25: 3→16)
-      XLA is faster in a train step (`benchmarks/results/conv_lowering_cpu.md`).
+      32×32 maps however small it is (1→2 channels included), and so does the input gradient
+      of one with few output channels. For ≤ 4 input and ≤ 4 output channels (LeNet5 w0.25:
+      3→2 and 2→4) a direct multiply-add over the kernel's shifted slices is 3.9–10× faster
+      forward, its input gradient is another such sum, and its kernel gradient is XLA's (see
+      `_direct_conv`): `"direct"`. Alone, its forward still wins up to 16 output channels, but
+      SimCNN/VGG16 w0.25's train steps (first conv 3→16) were no faster with it (±4%, within
+      noise), so they stay on XLA (`benchmarks/results/conv_lowering_cpu.md`).
 
     Only stride 1, no dilation and no groups take either path, and only on the CPU backend: on
     GPU and TPU this always returns `"xla"`. `"direct"` also needs XLA's optimizing pipeline
@@ -164,7 +166,8 @@ def _direct_bwd(pads, precision, res, g):
     _, kernel_vjp = jax.vjp(lambda k: _nhwc_conv(lhs, k, pads, precision), rhs)
     (d_rhs,) = kernel_vjp(g)
     # The input gradient of a stride-1 conv is the conv of `g` with the flipped kernel, its
-    # channel axes swapped (C_out -> C_in, also within the direct limits), padded k - 1 - pad.
+    # channel axes swapped (C_out -> C_in: within the same ≤ 4-channel limits), padded
+    # k - 1 - pad.
     kernel_t = jnp.transpose(jnp.flip(rhs, (0, 1)), (0, 1, 3, 2))
     back_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(rhs.shape[:2], pads))
     return _shifted_sum(g, kernel_t, back_pads), d_rhs
