@@ -207,11 +207,15 @@ def main(argv=None):
         # Under load, OpenMP's default spin-waiting makes torch's multi-thread steps 5-15x slower
         # (descheduled threads stall every barrier); passive waiting is torch's best there.
         env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        # Compiles are shared between the workers (same programs, other thread counts).
-        env.setdefault(
-            "JAX_COMPILATION_CACHE_DIR",
-            str(pathlib.Path(tempfile.gettempdir()) / "compare_torch_jax_cache"),
+        # Compiles are cached per thread count: XLA:CPU splits ops into parallel tasks for the
+        # cores it sees at compile time, so a program compiled by the 1-thread worker and loaded
+        # by the 2-thread one runs as a 1-thread program (LeNet5 MwT at 2 threads: 12.6 vs
+        # 9.5 ms; this made the objective's overhead read +28-34% when only the MwT step came
+        # from the 1-thread worker's cache).
+        cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or pathlib.Path(
+            tempfile.gettempdir(), "compare_torch_jax_cache"
         )
+        env["JAX_COMPILATION_CACHE_DIR"] = str(pathlib.Path(cache, f"threads-{t}"))
         env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
         rc = subprocess.call(cmd, env=env)
         got = json.loads(pathlib.Path(out).read_text()) if os.path.getsize(out) else []
