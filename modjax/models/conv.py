@@ -43,7 +43,7 @@ def conv_lowering(
     - A forward conv with few input channels costs a near-constant ~10–18 ms at batch 128 on
       32×32 maps however small it is (1→2 channels included), and so does the input gradient
       of one with few output channels. For ≤ 4 input and ≤ 4 output channels (LeNet5 w0.25:
-      3→2 and 2→4) a direct multiply-add over the kernel's shifted slices is 3.9–10× faster
+      3→2 and 2→4) a direct multiply-add over the kernel's shifted slices is 4.5–11× faster
       forward, its input gradient is another such sum, and its kernel gradient is XLA's (see
       `_direct_conv`): `"direct"`. Alone, its forward still wins up to 16 output channels, but
       SimCNN/VGG16 w0.25's train steps (first conv 3→16) were no faster with it (±4%, within

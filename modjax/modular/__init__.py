@@ -10,7 +10,8 @@ Pipeline (METHODS §4.5–4.7, §5.4–5.7)::
 
 Files, one step each: `module` (the value, union, checks), `masked` (masked form and the
 architecture rules), `counting` (one jitted counting pass), `extract` (thresholds and
-fallbacks), `prune` (pruned form), `compose`, `finetune` (MwT task head), `replace` (MODA
+fallbacks), `prune` (pruned form), `compose` (its values in `_composed`, its runs over data,
+calibration and accuracy, in `_compose_data`), `finetune` (MwT task head), `replace` (MODA
 adapter, CNNSplitter patch), `portable` (kept-unit values and parent hash: modules that travel),
 `io` (module directories), `export` (a composed classifier as one `jax.export` file).
 """
