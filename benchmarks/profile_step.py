@@ -51,10 +51,14 @@ def parse_args(argv=None):
 
 
 def _op_names(compiled_text):
-    """{HLO instruction name: its op_name metadata (the layer path)} from an optimized module."""
+    """{HLO instruction name: where it comes from} for every instruction of an optimized module:
+    its `op_name` metadata (the layer path), else its result type and opcode."""
     names = {}
-    for m in re.finditer(r"%([\w.\-]+) = [^\n]*?op_name=\"([^\"]+)\"", compiled_text):
-        names[m.group(1)] = m.group(2)
+    for m in re.finditer(r"^\s*(?:ROOT )?%([\w.\-]+) = ([^\n]*)$", compiled_text, re.M):
+        rest = m.group(2)
+        meta = re.search(r'op_name="([^"]+)"', rest)
+        what = re.match(r"(\S+) ([\w\-]+)\(", rest)
+        names[m.group(1)] = meta.group(1) if meta else (" ".join(what.groups()) if what else "")
     return names
 
 
@@ -158,7 +162,9 @@ def main(argv=None):
         f"step {step_ms:.2f} ms (median of {steps}, without the profiler); XLA ops under the "
         f"profiler {op_ms:.2f} ms per step (self times: a loop's body ops are listed apart)\n"
     )
-    print("| op | self ms / step | share | calls / step | layer (HLO op_name) |")
+    print(
+        "| op | self ms / step | share | calls / step | layer (HLO op_name, else type and opcode) |"
+    )
     print("|---|---:|---:|---:|---|")
     for op, layer, ms, n in ops[: args.top]:
         share = ms / op_ms if op_ms else 0.0

@@ -18,7 +18,10 @@ IM2COL_MAX_PIXELS = 4
 DIRECT_MAX_IN_CHANNELS = 4
 """Convs with at most this many input and `DIRECT_MAX_OUT_CHANNELS` output channels run direct."""
 
-DIRECT_MAX_OUT_CHANNELS = 4
+DIRECT_MAX_OUT_CHANNELS = 16
+
+CHANNELS_FIRST_MAX_OUT = 4
+"""The direct lowering sums channels-first up to this many output channels, in NHWC above."""
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -40,14 +43,14 @@ def conv_lowering(
     - 3×3 convolutions over tiny maps (2×2, the last stage of SimCNN/VGG at 32 px) run through a
       slow fallback loop, ~20–70× slower than one matmul over the im2col patches: `"im2col"`.
       From 4×4 maps on, XLA's own convolution is faster.
-    - A forward conv with few input channels costs a near-constant ~10–18 ms at batch 128 on
+    - A forward conv with few input channels costs a near-constant ~10–20 ms at batch 128 on
       32×32 maps however small it is (1→2 channels included), and so does the input gradient
-      of one with few output channels. For ≤ 4 input and ≤ 4 output channels (LeNet5 w0.25:
-      3→2 and 2→4) a direct multiply-add over the kernel's shifted slices is 4.5–11× faster
-      forward, its input gradient is another such sum, and its kernel gradient is XLA's (see
-      `_direct_conv`): `"direct"`. Alone, its forward still wins up to 16 output channels, but
-      SimCNN/VGG16 w0.25's train steps (first conv 3→16) were no faster with it (±4%, within
-      noise), so they stay on XLA (`benchmarks/results/conv_lowering_cpu.md`).
+      of one with few output channels. For ≤ 4 input and ≤ 16 output channels (LeNet5's first
+      conv at every width, its second at w ≤ 0.5; SimCNN/VGG16's first at w ≤ 0.25) a direct
+      multiply-add over the kernel's shifted slices is 1.7–11× faster forward, its input
+      gradient is another such sum, and its kernel gradient is XLA's (see `_direct_conv`):
+      `"direct"`. From 32 output channels on, XLA's convolution is faster
+      (`benchmarks/results/conv_lowering_cpu.md`).
 
     Only stride 1, no dilation and no groups take either path, and only on the CPU backend: on
     GPU and TPU this always returns `"xla"`. `"direct"` also needs XLA's optimizing pipeline
@@ -113,33 +116,50 @@ def _tree_sum(terms):
 def _shifted_sum(lhs, rhs, pads):
     """A stride-1 NHWC/HWIO conv as Σ over (tap, input channel) of slice × weight row.
 
-    Computed channels-first (the map's width is the vectorized axis, whatever the channel
-    count), one kernel row per iteration of a loop: each iteration is one fused multiply-add
-    over the row's kw·C_in shifted slices. The loop is what keeps the result a single buffer:
-    as one flat fusion, XLA duplicates the whole sum into every consumer (in a train step, the
+    One kernel row per iteration of a loop: each iteration is one fused multiply-add over the
+    row's kw·C_in shifted slices. The loop is what keeps the result a single buffer: as one
+    flat fusion, XLA duplicates the whole sum into every consumer (in a train step, the
     ReLU/max-pool forward and both their backward passes, 3× the work). The loop carries the
     padded input and the kernel rolled up by one row per iteration, so the body reads static
     slices: indexing them with the loop counter (`dynamic_slice`) keeps XLA:CPU from
     vectorizing the body (2× slower for LeNet5's first conv).
+
+    Up to `CHANNELS_FIRST_MAX_OUT` output channels the sum runs channels-first (the map's
+    width is the vectorized axis); wider, it runs in NHWC (the output channels are), which
+    also saves transposing the result back (3→16 channels, 3×3, with bias and ReLU: 10.2 ms
+    channels-first, 8.5 ms NHWC; 3→2, 5×5: 3.8 vs 4.3 ms).
     """
     kh, kw, cin, cout = rhs.shape
+    channels_first = cout <= CHANNELS_FIRST_MAX_OUT
     zero = jnp.zeros((), lhs.dtype)
     x = jax.lax.pad(lhs, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
-    x = jnp.transpose(x, (0, 3, 1, 2))
-    h, w = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    if channels_first:
+        x = jnp.transpose(x, (0, 3, 1, 2))
+        h, w = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+        acc = jnp.zeros((x.shape[0], cout, h, w), lhs.dtype)
+
+        def term(rows, k, j, c):
+            return rows[:, c, None, :h, j : j + w] * k[j, c][None, :, None, None]
+    else:
+        h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+        acc = jnp.zeros((x.shape[0], h, w, cout), lhs.dtype)
+
+        def term(rows, k, j, c):
+            return rows[:, :h, j : j + w, c, None] * k[j, c]
+
+    row_axis = 2 if channels_first else 1
 
     def add_row(_, carry):
         acc, rows, kernel = carry
-        terms = [
-            rows[:, c, None, :h, j : j + w] * kernel[0, j, c][None, :, None, None]
-            for j in range(kw)
-            for c in range(cin)
-        ]
-        return acc + _tree_sum(terms), jnp.roll(rows, -1, axis=2), jnp.roll(kernel, -1, axis=0)
+        terms = [term(rows, kernel[0], j, c) for j in range(kw) for c in range(cin)]
+        return (
+            acc + _tree_sum(terms),
+            jnp.roll(rows, -1, axis=row_axis),
+            jnp.roll(kernel, -1, axis=0),
+        )
 
-    acc = jnp.zeros((x.shape[0], cout, h, w), lhs.dtype)
     acc, _, _ = jax.lax.fori_loop(0, kh, add_row, (acc, x, rhs))
-    return jnp.transpose(acc, (0, 2, 3, 1))
+    return jnp.transpose(acc, (0, 2, 3, 1)) if channels_first else acc
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

@@ -32,6 +32,8 @@ DIRECT_CASES = [  # (input H, W), kernel, padding, (C_in, C_out): the direct low
     ((5, 5), 1, ((0, 0), (0, 0)), (2, 3)),
     ((6, 6), 2, ((1, 1), (1, 1)), (1, 1)),
     ((6, 5), 3, ((2, 0), (3, 1)), (2, 3)),  # padding > k - 1: the input gradient crops
+    ((7, 6), 3, ((1, 1), (0, 2)), (3, 16)),  # > 4 outputs: summed in NHWC (SimCNN/VGG16 w0.25)
+    ((8, 8), 5, "SAME", (2, 8)),  # NHWC forward, channels-first input gradient (8 -> 2)
 ]
 
 
@@ -83,7 +85,9 @@ def test_lowering_choice():
     assert pick((8, 4, 4, 64), (3, 3, 64, 64), strides=(1, 1), backend="cpu", **kw) == "xla"
     assert pick((8, 32, 32, 3), (5, 5, 3, 2), strides=(1, 1), backend="cpu", **kw) == "direct"
     assert pick((8, 14, 14, 2), (5, 5, 2, 4), strides=(1, 1), backend="cpu", **kw) == "direct"
-    assert pick((8, 32, 32, 3), (3, 3, 3, 16), strides=(1, 1), backend="cpu", **kw) == "xla"
+    assert pick((8, 32, 32, 3), (3, 3, 3, 16), strides=(1, 1), backend="cpu", **kw) == "direct"
+    assert pick((8, 32, 32, 3), (3, 3, 3, 32), strides=(1, 1), backend="cpu", **kw) == "xla"
+    assert pick((8, 32, 32, 5), (3, 3, 5, 2), strides=(1, 1), backend="cpu", **kw) == "xla"
     assert pick((8, 32, 32, 8), (3, 3, 8, 8), strides=(1, 1), backend="cpu", **kw) == "xla"
     assert pick((8, 32, 32, 3), (3, 3, 3, 16), strides=(2, 2), backend="cpu", **kw) == "xla"
     assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(2, 2), backend="cpu", **kw) == "xla"
@@ -100,11 +104,12 @@ def test_lowering_choice():
     assert pick((8, 2, 2, 64), (3, 3, 64, 64), strides=(1, 1), **off) == "im2col"
 
 
-def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32):
+def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32, width=None):
     if plain:
         monkeypatch.setattr(conv, "IM2COL_MAX_PIXELS", 0)
         monkeypatch.setattr(conv, "DIRECT_MAX_IN_CHANNELS", 0)
-    width = 0.25 if name == "lenet5" else 0.0625  # LeNet5's narrowest: 6 * w >= 0.5
+    if width is None:
+        width = 0.25 if name == "lenet5" else 0.0625  # LeNet5's narrowest: 6 * w >= 0.5
     model = models.get_model(name, num_classes=10, width=width)
     tx = train.make_optimizer(learning_rate=0.05, steps_per_epoch=1, num_epochs=1)
     state = train.create_train_state(model=model, tx=tx, seed=0, image_shape=(32, 32, 3))
@@ -126,17 +131,20 @@ def _one_step(name, monkeypatch, *, plain: bool, dtype=jnp.float32):
     return new.params, metrics
 
 
-@pytest.mark.parametrize("name", ["lenet5", "simcnn", "vgg16"])
-def test_one_train_step_equals_plain_path(name, monkeypatch, request):
-    # LeNet5 (direct lowering for both convs at w0.25) compiles with optimizations on, as users
-    # run it: the direct lowering is off under the suite's disable_most_optimizations
-    # (conv_lowering). SimCNN/VGG16 compare im2col (2x2 maps) with XLA under the suite's
-    # settings (3x faster to compile); test_compile_options judges VGG16 against float64.
+@pytest.mark.parametrize(
+    "name,width", [("lenet5", 0.25), ("lenet5", 1.0), ("simcnn", None), ("vgg16", None)]
+)
+def test_one_train_step_equals_plain_path(name, width, monkeypatch, request):
+    # LeNet5 (direct lowering for both convs at w0.25; at w1.0 its first conv, 3 -> 6, in NHWC)
+    # compiles with optimizations on, as users run it: the direct lowering is off under the
+    # suite's disable_most_optimizations (conv_lowering). SimCNN/VGG16 compare im2col (2x2
+    # maps) with XLA under the suite's settings (3x faster to compile); test_compile_options
+    # judges VGG16 against float64.
     if name == "lenet5":
         request.getfixturevalue("optimized_compiles")
-    fast, m_fast = _one_step(name, monkeypatch, plain=False)
+    fast, m_fast = _one_step(name, monkeypatch, plain=False, width=width)
     with monkeypatch.context() as mp:
-        plain, m_plain = _one_step(name, mp, plain=True)
+        plain, m_plain = _one_step(name, mp, plain=True, width=width)
     assert float(m_fast["loss"]) == pytest.approx(float(m_plain["loss"]), rel=1e-5)
     diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), fast, plain)
     assert max(jax.tree.leaves(diff)) < 1e-4, diff
