@@ -5,8 +5,12 @@ float32 batch, no augmentation), records `--steps` steps with `jax.profiler.trac
 trace back with `jax.profiler.ProfileData` and prints the ops (XLA:CPU thunks, or GPU kernels)
 that take the most time per step, with the layer each comes from (the HLO's `op_name`).
 
-Run: python benchmarks/profile_step.py --model lenet5 --method standard [--threads 1]
+Run: python benchmarks/profile_step.py --model lenet5 --method standard [--threads 1] [--torch]
      (~20 s for LeNet5 on a 2-core CPU; SimCNN/VGG16 ~1 min)
+
+`--torch` also profiles the PyTorch reference's eager step (`benchmarks/torch_ref`, the same
+weights and batch, `torch.profiler`, self CPU time per aten op), so an op's time can be read
+on both sides.
 
 This is how the direct conv lowering's input gradient and rolled row loop were found
 (`benchmarks/results/conv_lowering_cpu.md`). Times under the profiler run a little slower
@@ -36,6 +40,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--threads", type=int, default=None, help="pin to this many cores (CPU; default: all)"
     )
+    parser.add_argument("--torch", action="store_true", help="also profile the torch reference")
     args = parser.parse_args(argv)
     for name in ("steps", "top", "batch_size"):
         if getattr(args, name) < 1:
@@ -76,6 +81,64 @@ def _self_times(events):
     return [(name, self_ns) for name, self_ns, _ in out]
 
 
+KINDS = (
+    "conv forward",
+    "conv backward",
+    "layout transposes",
+    "batchnorm, bias-grad sums",
+    "relu / max-pool",
+    "optimizer",
+    "other",
+)
+
+
+def kind_of_xla_op(op, layer):
+    """A rough kind of one XLA op (for the by-kind table), from its name and layer path.
+
+    XLA:CPU's `reduce-window` ops are its tree rewrite of large reductions; in the zoo's train
+    steps those are BatchNorm's statistics and their gradients, and the conv bias gradients.
+    """
+    if "transpose(jvp" in layer and "/conv/" in layer or layer.endswith(" convolution"):
+        return "conv backward"
+    if "/conv/" in layer and ("conv_general_dilated" in layer or "/while" in layer):
+        return "conv forward"
+    if "bhwk,ko" in layer:  # im2col's matmul, forward
+        return "conv forward"
+    if op.startswith(("transpose", "copy")) and not layer.startswith("jit("):
+        return "layout transposes"
+    if "/bn/" in layer or "reduce-window" in op:
+        return "batchnorm, bias-grad sums"
+    if any(k in layer for k in ("relu", "reduce_max", "select_n", "/max")):
+        return "relu / max-pool"
+    if "sgd" in layer.lower() or "optax" in layer.lower() or "apply_updates" in layer:
+        return "optimizer"
+    return "other"
+
+
+def kind_of_aten_op(name):
+    """The same kinds for one torch profiler entry (self CPU time)."""
+    n = name.lower()
+    if "convolution_backward" in n or "convolutionbackward" in n:
+        return "conv backward"
+    if "convolution" in n or "conv2d" in n:
+        return "conv forward"
+    if "batch_norm" in n or "batchnorm" in n:
+        return "batchnorm, bias-grad sums"  # torch's bias gradients are inside conv backward
+    if any(k in n for k in ("relu", "clamp_min", "threshold", "max_pool", "maxpool")):
+        return "relu / max-pool"
+    if "optimizer" in n or "_foreach" in n or "sgd" in n:
+        return "optimizer"
+    return "other"
+
+
+def by_kind(rows):
+    """{kind: ms per step} from `(kind, ms)` pairs, in `KINDS` order."""
+    out = dict.fromkeys(KINDS, 0.0)
+    for kind, ms in rows:
+        out[kind] += ms
+    return out
+
+
 def _build(args):
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
@@ -106,8 +169,11 @@ def _build(args):
 
 
 def profile(args):
-    """(median step ms, [(op, layer, ms per step, calls per step)], profiled steps)."""
+    """(median step ms, [(op, layer, ms per step, calls per step)], profiled steps, the
+    state's variables)."""
     import jax  # noqa: PLC0415
+
+    from modjax import train  # noqa: PLC0415
 
     step, state, batch = _build(args)
     names = _op_names(step.lower(state, batch).compile().as_text())
@@ -143,14 +209,51 @@ def profile(args):
         (op, names[op], ns / 1e6 / args.steps, calls[op] / args.steps)
         for op, ns in total.most_common()
     ]
-    return statistics.median(times), ops, args.steps
+    return statistics.median(times), ops, args.steps, jax.device_get(train.variables_of(state))
+
+
+def profile_torch(args, variables):
+    """(median step ms, [(aten op, self ms per step, calls per step)]) of the reference step."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    import torch_ref  # noqa: PLC0415
+    from torch_ref import train as ref_train  # noqa: PLC0415
+    from torch_ref import weights  # noqa: PLC0415
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    model = torch_ref.get_model(
+        args.model, num_classes=10, width=args.width, mask_generators=args.method == "mwt"
+    )
+    weights.load_flax_variables(model, variables)
+    opt = ref_train.make_optimizer(model, lr=0.05)
+    rs = np.random.RandomState(0)
+    x = torch.from_numpy(rs.randn(args.batch_size, 3, 32, 32).astype(np.float32))
+    y = torch.from_numpy(np.arange(args.batch_size) % 10).long()
+    for _ in range(3):
+        ref_train.train_step(model, opt, x, y, args.method)
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        ref_train.train_step(model, opt, x, y, args.method)
+        times.append(1e3 * (time.perf_counter() - t0))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            ref_train.train_step(model, opt, x, y, args.method)
+    ops = [
+        (e.key, e.self_cpu_time_total / 1e3 / args.steps, e.count / args.steps)
+        for e in prof.key_averages()
+        if e.self_cpu_time_total > 0
+    ]
+    ops.sort(key=lambda op: -op[1])
+    return statistics.median(times), ops
 
 
 def main(argv=None):
     args = parse_args(argv)
     import jax  # noqa: PLC0415
 
-    step_ms, ops, steps = profile(args)
+    step_ms, ops, steps, variables = profile(args)
     op_ms = sum(ms for _, _, ms, _ in ops)
     device = jax.devices()[0]
     print(
@@ -169,6 +272,32 @@ def main(argv=None):
     for op, layer, ms, n in ops[: args.top]:
         share = ms / op_ms if op_ms else 0.0
         print(f"| `{op}` | {ms:.2f} | {share:.0%} | {n:g} | `{layer}` |")
+    if not args.torch:
+        return
+    import torch  # noqa: PLC0415
+
+    torch_ms, torch_ops = profile_torch(args, variables)
+    total = sum(ms for _, ms, _ in torch_ops)
+    print(
+        f"\n## torch {torch.__version__} eager reference, {torch.get_num_threads()} thread(s)\n\n"
+        f"step {torch_ms:.2f} ms (median of {steps}, without the profiler); aten ops under the "
+        f"profiler {total:.2f} ms per step (self CPU time)\n"
+    )
+    print("| aten op | self ms / step | share | calls / step |")
+    print("|---|---:|---:|---:|")
+    for op, ms, n in torch_ops[: args.top]:
+        print(f"| `{op}` | {ms:.2f} | {ms / total if total else 0.0:.0%} | {n:g} |")
+    ours = by_kind((kind_of_xla_op(op, layer), ms) for op, layer, ms, _ in ops)
+    theirs = by_kind((kind_of_aten_op(op), ms) for op, ms, _ in torch_ops)
+    print(
+        "\n## By kind (ms per step under the profiler; kinds from op names, approximate)\n\n"
+        "| kind | modjax ms | torch ms | modjax − torch ms |\n|---|---:|---:|---:|"
+    )
+    for kind in KINDS:
+        print(
+            f"| {kind} | {ours[kind]:.1f} | {theirs[kind]:.1f} | {ours[kind] - theirs[kind]:+.1f} |"
+        )
+    print(f"| all | {op_ms:.1f} | {total:.1f} | {op_ms - total:+.1f} |")
 
 
 if __name__ == "__main__":
