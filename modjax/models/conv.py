@@ -166,9 +166,10 @@ def _shifted_sum(lhs, rhs, pads):
 def _direct_conv(lhs, rhs, pads, precision):
     """`_shifted_sum` forward; backward, the input gradient as another `_shifted_sum`.
 
-    The input gradient of a ≤ 4-channel conv is itself one (flipped kernel, channels swapped),
-    where XLA:CPU's convolution has the same fixed cost as forward (LeNet5 w0.25's second
-    conv: ~6.5 ms of a ~20 ms step on one core); a first conv's input gradient is never
+    The input gradient of such a conv is itself a conv with few output channels (flipped
+    kernel, channels swapped: the conv's ≤ 16 outputs in, its ≤ 4 inputs out), where XLA:CPU's
+    convolution has the same fixed cost as forward (LeNet5 w0.25's second conv: ~6.5 ms of a
+    ~20 ms step on one core); a first conv's input gradient is never
     computed (dropped as dead code). The kernel gradient is XLA's: autodiff through the shifted
     sum would make it kh·kw·C_in·C_out separate reductions (~100× slower). Reverse mode only
     (no `jax.jvp`).
@@ -186,8 +187,7 @@ def _direct_bwd(pads, precision, res, g):
     _, kernel_vjp = jax.vjp(lambda k: _nhwc_conv(lhs, k, pads, precision), rhs)
     (d_rhs,) = kernel_vjp(g)
     # The input gradient of a stride-1 conv is the conv of `g` with the flipped kernel, its
-    # channel axes swapped (C_out -> C_in: within the same ≤ 4-channel limits), padded
-    # k - 1 - pad.
+    # channel axes swapped (C_out in, C_in ≤ 4 out: summed channels-first), padded k - 1 - pad.
     kernel_t = jnp.transpose(jnp.flip(rhs, (0, 1)), (0, 1, 3, 2))
     back_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(rhs.shape[:2], pads))
     return _shifted_sum(g, kernel_t, back_pads), d_rhs
