@@ -141,7 +141,6 @@ def by_kind(rows):
 
 def _build(args):
     import jax  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
 
     from modjax import models, objectives, train  # noqa: PLC0415
 
@@ -160,12 +159,18 @@ def _build(args):
     step = train.make_train_step(
         model=model, tx=tx, objective=objective, preprocess=lambda x, rng: x
     )
+    return step, state, jax.device_put(_host_batch(args.batch_size))
+
+
+def _host_batch(batch_size):
+    """The profiled batch (NHWC float32, balanced labels); both sides get the same one."""
+    import numpy as np  # noqa: PLC0415
+
     rs = np.random.RandomState(0)
-    batch = jax.device_put({
-        "image": rs.randn(args.batch_size, 32, 32, 3).astype(np.float32),
-        "label": (np.arange(args.batch_size) % 10).astype(np.int32),
-    })  # fmt: skip
-    return step, state, batch
+    return {
+        "image": rs.randn(batch_size, 32, 32, 3).astype(np.float32),
+        "label": (np.arange(batch_size) % 10).astype(np.int32),
+    }
 
 
 def profile(args):
@@ -176,7 +181,8 @@ def profile(args):
     from modjax import train  # noqa: PLC0415
 
     step, state, batch = _build(args)
-    names = _op_names(step.lower(state, batch).compile().as_text())
+    step = step.lower(state, batch).compile()  # one compile: its HLO names the ops, it runs
+    names = _op_names(step.as_text())
     for _ in range(3):
         state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
@@ -213,33 +219,25 @@ def profile(args):
 
 
 def profile_torch(args, variables):
-    """(median step ms, [(aten op, self ms per step, calls per step)]) of the reference step."""
+    """(median step ms, [(aten op, self ms per step, calls per step)]) of the reference step:
+    `compare_torch.py`'s torch side (`_compare_worker.Torch`), same weights and batch."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
-    import torch_ref  # noqa: PLC0415
-    from torch_ref import train as ref_train  # noqa: PLC0415
-    from torch_ref import weights  # noqa: PLC0415
+    from _compare_worker import Torch  # noqa: PLC0415
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    model = torch_ref.get_model(
-        args.model, num_classes=10, width=args.width, mask_generators=args.method == "mwt"
-    )
-    weights.load_flax_variables(model, variables)
-    opt = ref_train.make_optimizer(model, lr=0.05)
-    rs = np.random.RandomState(0)
-    x = torch.from_numpy(rs.randn(args.batch_size, 3, 32, 32).astype(np.float32))
-    y = torch.from_numpy(np.arange(args.batch_size) % 10).long()
-    for _ in range(3):
-        ref_train.train_step(model, opt, x, y, args.method)
+    step = Torch(
+        args.model, args.method, args.width, _host_batch(args.batch_size), variables,
+        device="cpu", bf16=False,
+    )  # fmt: skip
+    step(3)
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        ref_train.train_step(model, opt, x, y, args.method)
+        step(1)
         times.append(1e3 * (time.perf_counter() - t0))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(args.steps):
-            ref_train.train_step(model, opt, x, y, args.method)
+        step(args.steps)
     ops = [
         (e.key, e.self_cpu_time_total / 1e3 / args.steps, e.count / args.steps)
         for e in prof.key_averages()
