@@ -293,31 +293,50 @@ def make_train_step(
 
 def make_eval_step(
     *,
-    model: nn.Module,
+    model: nn.Module | None = None,
+    predict_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
     preprocess: Preprocess,
     num_classes: int,
     mesh: Mesh | None = None,
-) -> Callable[[dict[str, Any], Batch], dict[str, jax.Array]]:
+    loss: bool = True,
+) -> Callable[[Any, Batch], dict[str, jax.Array]]:
     """Builds the jitted eval step `(variables, batch) -> sums`; the host divides once.
 
+    The prediction is any function of the variables and the preprocessed images, as in
+    big_vision's evaluators: a zoo `model` (its logits), or `predict_fn(variables, x) -> scores
+    [B, num_classes]` (a composed classifier, a module's vote scores, a shrunk network).
     `batch` may carry `"mask": bool [B]` marking real rows of a padded batch. Returns int32
     `correct`, `count`, `per_class_correct [num_classes]`, `per_class_count [num_classes]` and
-    float32 `loss_sum` (cross-entropy summed over real rows).
+    float32 `loss_sum` (cross-entropy of the scores summed over real rows; 0 with `loss=False`,
+    for scores that are not logits).
+
+    Raises:
+        ValueError: neither or both of `model` and `predict_fn`.
     """
+    if (model is None) == (predict_fn is None):
+        raise ValueError("make_eval_step takes exactly one of model= and predict_fn=")
+    if predict_fn is None:
+
+        def predict_fn(variables, x):
+            return model.apply(variables, x, train=False)[0]
 
     def eval_step(variables, batch):
         images = preprocess(batch["image"], jax.random.PRNGKey(0))
         labels = batch["label"]
         valid = batch.get("mask", jnp.ones(labels.shape, bool))
-        logits, _ = model.apply(variables, images, train=False)
+        logits = predict_fn(variables, images)
         hit = (jnp.argmax(logits, axis=-1) == labels) & valid
         onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * valid[:, None]
+        if loss:
+            loss_sum = jnp.sum(jnp.where(valid, cross_entropy(logits, labels), 0.0))
+        else:
+            loss_sum = jnp.zeros((), jnp.float32)
         return {
             "correct": jnp.sum(hit, dtype=jnp.int32),
             "count": jnp.sum(valid, dtype=jnp.int32),
             "per_class_correct": jnp.sum(onehot * hit[:, None], axis=0),
             "per_class_count": jnp.sum(onehot, axis=0),
-            "loss_sum": jnp.sum(jnp.where(valid, cross_entropy(logits, labels), 0.0)),
+            "loss_sum": loss_sum,
         }
 
     kwargs = {}

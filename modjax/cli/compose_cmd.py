@@ -4,6 +4,7 @@ import pathlib
 from typing import Any
 
 from modjax.cli.flags import add_bool_flag
+from modjax.modules import transform
 from modjax.runs.workdir import write_json_atomic
 
 
@@ -144,7 +145,7 @@ def _module_methods(dirs) -> list[str]:
 
 
 def compose(args) -> int:
-    from modjax.modular import export
+    from modjax.modules import export
     from modjax.runs import modules, report, task_module
 
     relabel = _parse_relabel(args.relabel)
@@ -231,7 +232,7 @@ def _print(value: dict[str, Any], args) -> None:
         e = value["export"]
         print(
             f"exported to {e['path']} ({e['bytes']} bytes; load it with jax alone, see "
-            "modjax.modular.export.LOADER_SOURCE)"
+            "modjax.modules.export.LOADER_SOURCE)"
         )
     ft = value.get("finetune")
     if ft is not None:
@@ -269,7 +270,6 @@ def _compose_panrajan(args, relabel) -> int:
     from modjax import data
     from modjax import decompose as dc
     from modjax.modular import io as module_io
-    from modjax.modular import portable
     from modjax.runs import report
 
     unsupported = [
@@ -288,7 +288,7 @@ def _compose_panrajan(args, relabel) -> int:
         )
     mods = [dc.load_decomposed(d) for d in args.modules]
     infos = [module_io.load(d).info for d in args.modules]
-    keys = [dc._vote._parent_key(m.parent) for m in mods]
+    keys = [parent_key(m.parent) for m in mods]
     if len(set(keys)) > 1 and not relabel:
         other = next(i for i, k in enumerate(keys) if k != keys[0])
         raise ValueError(
@@ -313,7 +313,7 @@ def _compose_panrajan(args, relabel) -> int:
                 )
             images, ys = data.load(spec["dataset"], "test", data_dir=args.data_dir)
             images = images[np.asarray(ys) == m.class_id]
-            pre = jax.jit(portable.input_transform(spec))
+            pre = jax.jit(transform.input_transform(spec))
             right = 0
             for i in range(0, len(images), args.batch_size):
                 x = pre(jnp.asarray(images[i : i + args.batch_size]), jax.random.key(0))

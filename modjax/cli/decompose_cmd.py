@@ -10,6 +10,7 @@ import tempfile
 import time
 
 from modjax.cli.flags import add_bool_flag
+from modjax.modules import transform
 from modjax.runs.workdir import load_run, write_json_atomic
 
 METHODS = ("panrajan",)
@@ -167,7 +168,6 @@ def decompose(args) -> int:
     import numpy as np
 
     from modjax import decompose as dc
-    from modjax.modular import portable
     from modjax.runs import report
 
     workdir = pathlib.Path(args.workdir)
@@ -191,7 +191,7 @@ def decompose(args) -> int:
             raise ValueError("--cm bln is the CNN method's; an MLP parent takes rie, c or none")
     params = variables["params"]
     parent = _describe(config, run, workdir, step, params)
-    spec = portable.preprocess_spec(
+    spec = transform.preprocess_spec(
         run.info, normalize=config.normalize, image_size=config.image_size
     )
     x, y, xt, yt = _images(run, config)

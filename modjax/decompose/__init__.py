@@ -36,10 +36,8 @@ from modjax.decompose._dense import check_parent, dense_layers, forward, monitor
 from modjax.decompose._identify import Masks, first_flags, identify
 from modjax.decompose._io import (
     load_decomposed,
-    load_dense_module,
     load_pruned,
     save_decomposed,
-    save_dense_module,
 )
 from modjax.decompose._module import METHOD, DenseModule, edge_masks, prune, sizes, unstack
 from modjax.decompose._panrajan import (
@@ -98,7 +96,6 @@ __all__ = [
     "identify",
     "inactive_and",
     "load_decomposed",
-    "load_dense_module",
     "load_pruned",
     "make_decompose",
     "make_decompose_cnn",
@@ -115,7 +112,6 @@ __all__ = [
     "remove_irrelevant",
     "run",
     "save_decomposed",
-    "save_dense_module",
     "select_samples",
     "sizes",
     "to_params",

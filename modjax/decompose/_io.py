@@ -1,9 +1,6 @@
-"""Saving and loading Pan & Rajan modules through `modjax.modular.io` (format 2, method "panrajan").
+"""Pan & Rajan module directories, in the shared format of `modjax.modules.directory`.
 
-A decomposed module is written with `modular.io.save_module` like a MwT/MODA module (manifest,
-named `.npy` groups, `SHA256SUMS`, atomic move), as a `modular.Module` with method
-`"panrajan"` whose `keep` marks the hidden nodes (dense) or channels (CNN) the module uses,
-plus these array groups::
+A decomposed module is written with method `"panrajan"` and these array groups::
 
     params/     the masked form ("dense_0/kernel", ... or "stem/conv/kernel", ...), parent-shaped
     edge_masks/ bool kept edges per dense layer (kernel != 0): the edge masks of the value
@@ -11,8 +8,9 @@ plus these array groups::
     positions/  CNN only: bool [H, W, C] kept positions per ReLU point
 
 and `info = {"kind": "dense" | "cnn", "decompose": settings, "channels": ..., "preprocess":
-...}`. `load_decomposed` verifies everything `modular.io.load` does, then refuses another
+...}`. `load_decomposed` verifies everything `modules.directory.load` does, then refuses another
 method, and edge masks or position maps that do not match the parameters (naming them).
+Version-2 directories (written through the MwT/MODA format, with a `keep` group) read the same.
 """
 
 import os
@@ -23,11 +21,11 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
+from modjax import models
 from modjax.decompose._cnn_module import CNN_KIND, CnnModule, cnn_sizes
 from modjax.decompose._module import METHOD, DenseModule, edge_masks, prune
-from modjax.modular import io as module_io
-from modjax.modular.io import ModuleFileError
-from modjax.modular.module import Module
+from modjax.modules import directory
+from modjax.modules.directory import MANIFEST, ModuleDir, ModuleFileError
 
 
 def _named(params) -> dict[str, np.ndarray]:
@@ -43,109 +41,102 @@ def _unnamed(named: Mapping[str, np.ndarray]):
     return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in named.items()})
 
 
-def _dense_keep(params) -> dict[str, np.ndarray]:
-    keep = {}
-    for name, p in params.items():
-        if name != "head":
-            w = np.asarray(p["kernel"])
-            nxt = f"dense_{int(name[6:]) + 1}"
-            w_next = np.asarray(params.get(nxt, params["head"])["kernel"])
-            keep[name] = np.any(w != 0, axis=0) & np.any(w_next != 0, axis=1)
-    return keep
-
-
 def save_decomposed(
     module: DenseModule | CnnModule,
-    directory: str | os.PathLike,
+    directory_: str | os.PathLike,
     *,
     overwrite: bool = False,
     preprocess: Mapping[str, Any] | None = None,
+    class_names: list[str] | None = None,
 ) -> pathlib.Path:
-    """Writes a dense or CNN Pan & Rajan module with `modular.io.save_module`.
+    """Writes a dense or CNN Pan & Rajan module directory, atomically.
 
     Args:
-        module: the module; its `parent` must describe a zoo model (`modular.describe_parent`:
-            model, model_kwargs, input_shape) and may add `step` and `hash`.
-        directory: the target (must not exist unless `overwrite`).
+        module: the module; its `parent` must describe a zoo model
+            (`modules.identity.describe_parent`: model, model_kwargs, input_shape, step, hash).
+        directory_: the target (must not exist unless `overwrite`).
         overwrite: replace an existing directory.
-        preprocess: the parent's test transform (`portable.preprocess_spec`), stored as
+        preprocess: the parent's test transform (`modules.transform.preprocess_spec`), stored as
             `info["preprocess"]` so `modjax compose` can evaluate the module alone.
+        class_names: the module's class name (one entry), stored as `info["class_names"]`.
 
     Raises:
-        FileExistsError: `directory` exists and `overwrite` is False.
+        FileExistsError: `directory_` exists and `overwrite` is False.
         ValueError: edge masks that are not the kernels' non-zero entries, or a parent that
             is not a zoo model (naming what is missing).
     """
+    if not isinstance(module, DenseModule | CnnModule):
+        raise TypeError(f"save_decomposed takes a DenseModule or CnnModule, not {type(module)}")
     cnn = isinstance(module, CnnModule)
+    parent = {"hash": None, "step": None, **module.parent}
+    if "model" in parent and parent["model"] not in models.MODEL_NAMES:
+        raise ValueError(f"module parent model={parent.get('model')!r} is not a zoo model")
     for name, mask in edge_masks(module.params).items() if not cnn else ():
         if not np.array_equal(mask, np.asarray(module.masks.get(name))):
             raise ValueError(f"module.masks[{name!r}] is not the non-zero pattern of its kernel")
     arrays = {"params": _named(module.params), "edge_masks": dict(module.masks)}
-    info: dict[str, Any] = {"decompose": dict(module.settings)}
+    info: dict[str, Any] = {
+        "decompose": dict(module.settings),
+        "threshold": float(module.settings.get("confidence", 0.9)),
+    }
     if cnn:
         head = np.asarray(module.params["head"]["kernel"])
         if not np.array_equal(np.asarray(module.masks["head"]), head != 0):
             raise ValueError("module.masks['head'] is not the non-zero pattern of the head kernel")
-        keep = {k: np.any(np.asarray(v, bool), axis=(0, 1)) for k, v in module.keep.items()}
         arrays["positions"] = {k: np.asarray(v, bool) for k, v in module.keep.items()}
         info["kind"] = CNN_KIND
     else:
         channels, pruned = prune(module.params)
-        keep = _dense_keep(module.params)
         arrays["pruned"] = _named(pruned)
         info.update(kind="dense", channels=channels)
     if preprocess is not None:
         info["preprocess"] = dict(preprocess)
-    value = Module(
-        keep=keep,
-        classes=(int(module.class_id),),
-        parent={"hash": None, "step": None, **module.parent},
+    if class_names is not None:
+        info["class_names"] = list(class_names)
+    return directory.save(
+        directory_,
         method=METHOD,
-        threshold=float(module.settings.get("confidence", 0.9)),
-        fallbacks=(),
-        metrics=dict(module.metrics),
+        classes=(int(module.class_id),),
+        parent=parent,
+        metrics=module.metrics,
+        info=info,
+        arrays=arrays,
+        overwrite=overwrite,
     )
-    return module_io.save_module(value, directory, arrays=arrays, info=info, overwrite=overwrite)
 
 
-def load_decomposed(directory: str | os.PathLike) -> DenseModule | CnnModule:
-    """Reads and verifies a module written by `save_decomposed` (dense or CNN).
+def from_dir(saved: ModuleDir) -> DenseModule | CnnModule:
+    """The Pan & Rajan module of a verified module directory.
 
     Raises:
-        modular.io.ModuleFileError: whatever `modular.io.load` refuses (a missing, extra,
-            damaged or altered file, naming it), another method, or edge masks / position maps
-            that do not match the parameters (naming the layer).
+        ModuleFileError: another method, or edge masks / position maps that do not match the
+            parameters (naming the layer).
     """
-    saved = module_io.load(directory)
-    root, m = saved.path, saved.module
-    if m.method != METHOD:
+    root = saved.path
+    if saved.method != METHOD:
         raise ModuleFileError(
-            f"{root / module_io.MANIFEST}: field 'method' is {m.method!r}; a Pan & Rajan module "
-            f"has {METHOD!r} (MwT/MODA modules load with modjax.modular.io.load)"
+            f"{root / MANIFEST}: field 'method' is {saved.method!r}; a Pan & Rajan module has "
+            f"{METHOD!r} (`modjax compose` reads modules of every family)"
         )
-    for group in ("params", "edge_masks"):
-        if group not in saved.arrays:
-            raise ModuleFileError(f"{root / module_io.MANIFEST} field 'arrays' lacks {group!r}")
-    params = _unnamed(saved.arrays["params"])
-    masks = dict(saved.arrays["edge_masks"])
+    params = _unnamed(directory.group(saved, "params"))
+    masks = dict(directory.group(saved, "edge_masks"))
     common = {
-        "class_id": int(m.classes[0]),
-        "parent": m.parent,
+        "class_id": int(saved.classes[0]),
+        "parent": saved.parent,
         "settings": saved.info.get("decompose", {}),
-        "metrics": m.metrics,
+        "metrics": saved.metrics,
     }
     if saved.info.get("kind") == CNN_KIND:
-        keep = dict(saved.arrays.get("positions", {}))
-        if list(keep) != list(m.keep):
-            raise ModuleFileError(
-                f"{root}: position maps {list(keep)} differ from keep {list(m.keep)}"
-            )
-        for name, pos in keep.items():
-            if not np.array_equal(np.any(pos, axis=(0, 1)), m.keep[name]):
-                raise ModuleFileError(f"{root}: the position map of {name!r} does not match keep")
+        keep = dict(directory.group(saved, "positions"))
+        if "keep" in saved.arrays:  # version 2 also stored the kept channels
+            for name, pos in keep.items():
+                if not np.array_equal(np.any(pos, axis=(0, 1)), saved.arrays["keep"].get(name)):
+                    raise ModuleFileError(
+                        f"{root}: the position map of {name!r} does not match keep"
+                    )
         if not np.array_equal(masks.get("head"), np.asarray(params["head"]["kernel"]) != 0):
             raise ModuleFileError(f"{root}: the edge mask of 'head' does not match its kernel")
-        common["metrics"] = {**cnn_sizes(keep, params["head"]["kernel"]), **m.metrics}
+        common["metrics"] = {**cnn_sizes(keep, params["head"]["kernel"]), **saved.metrics}
         return CnnModule(params=params, keep=keep, masks=masks, **common)
     for name, mask in edge_masks(params).items():
         if name not in masks or not np.array_equal(mask, masks[name]):
@@ -155,26 +146,22 @@ def load_decomposed(directory: str | os.PathLike) -> DenseModule | CnnModule:
     return DenseModule(params=params, masks=masks, **common)
 
 
-def save_dense_module(
-    module: DenseModule, directory: str | os.PathLike, *, overwrite: bool = False
-) -> pathlib.Path:
-    """`save_decomposed` for a dense module."""
-    if not isinstance(module, DenseModule):
-        raise TypeError(f"save_dense_module takes a DenseModule, not {type(module).__name__}")
-    return save_decomposed(module, directory, overwrite=overwrite)
+def load_decomposed(directory_: str | os.PathLike) -> DenseModule | CnnModule:
+    """Reads and verifies a module written by `save_decomposed` (dense or CNN).
+
+    Raises:
+        ModuleFileError: whatever `modules.directory.load` refuses (a missing, extra, damaged
+            or altered file, naming it), or what `from_dir` refuses.
+    """
+    return from_dir(directory.load(directory_))
 
 
-def load_dense_module(directory: str | os.PathLike) -> DenseModule:
-    """`load_decomposed`, refusing a CNN module (naming the directory)."""
-    module = load_decomposed(directory)
-    if not isinstance(module, DenseModule):
-        raise ModuleFileError(f"{directory} holds a CNN Pan & Rajan module, not a dense one")
-    return module
-
-
-def load_pruned(directory: str | os.PathLike) -> tuple[dict[str, int], Any]:
+def load_pruned(directory_: str | os.PathLike) -> tuple[dict[str, int], Any]:
     """`(channels, pruned params)` of a saved dense module, for `get_model("mlp", channels=...)`."""
-    saved = module_io.load(directory)
-    if saved.module.method != METHOD or "pruned" not in saved.arrays:
-        raise ModuleFileError(f"{directory} is not a dense Pan & Rajan module (no pruned form)")
+    saved = directory.load(directory_)
+    if saved.method != METHOD or "pruned" not in saved.arrays:
+        raise ModuleFileError(f"{directory_} is not a dense Pan & Rajan module (no pruned form)")
     return dict(saved.info["channels"]), _unnamed(saved.arrays["pruned"])
+
+
+__all__ = ["from_dir", "load_decomposed", "load_pruned", "save_decomposed"]

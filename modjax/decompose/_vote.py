@@ -5,16 +5,18 @@ its top-k extension (ICSE'22 reports top-5): classes are ranked voters first, ea
 the module's own-class probability, so `predict_topk(..., k=1)` equals `predict` [assumed: the
 paper does not spell out its top-5 rule]."""
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from modjax.decompose._cnn_module import CnnModule
 from modjax.decompose._cnn_net import run
 from modjax.decompose._dense import dense_layers, forward
+from modjax.decompose._module import DenseModule
+from modjax.modules.identity import parent_key
 
 
 def vote(logits: jax.Array, own: jax.Array) -> jax.Array:
@@ -98,11 +100,6 @@ def predict_topk(
     return labels[jax.lax.top_k(scores.T, k)[1]]
 
 
-def _parent_key(parent: Mapping[str, Any]) -> str:
-    keys = ("model", "model_kwargs", "dataset", "checkpoint", "step")
-    return json.dumps({k: parent.get(k) for k in keys}, sort_keys=True, default=str)
-
-
 def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
     """Stacks modules for `predict`, checking that their task labels are well defined.
 
@@ -124,7 +121,7 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
     if not modules:
         raise ValueError("compose needs at least one module")
     if labels is None:
-        parents = {_parent_key(m.parent) for m in modules}
+        parents = {parent_key(m.parent) for m in modules}
         if len(parents) > 1:
             desc = ", ".join(
                 f"class {m.class_id} of {m.parent.get('dataset')}@{m.parent.get('checkpoint')}"
@@ -140,14 +137,16 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
         raise ValueError(f"labels has {len(labels)} entries for {len(modules)} modules")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels={labels} repeats a label; each module needs its own")
-    kinds = {hasattr(m, "keep") for m in modules}
+    kinds = {type(m) for m in modules}
+    if not kinds <= {DenseModule, CnnModule}:
+        raise TypeError(f"compose takes DenseModule or CnnModule values, not {kinds}")
     if len(kinds) > 1:
         raise ValueError("modules mix dense (FSE'20) and CNN (ICSE'22) modules; compose one kind")
     shapes = {str(jax.tree.map(np.shape, m.params)) for m in modules}
     if len(shapes) > 1:
         raise ValueError(f"modules have different shapes ({len(shapes)} kinds); stack one parent")
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *[m.params for m in modules])
-    if kinds == {True}:  # CNN modules: parent params with their heads, and position keep-maps
+    if kinds == {CnnModule}:  # CNN modules: parent params with their heads, and position keep-maps
         keep = jax.tree.map(lambda *a: jnp.stack(a), *[m.keep for m in modules])
         stacked = {"params": stacked, "cnn_keep": keep}
     own = jnp.asarray([m.class_id for m in modules])

@@ -12,14 +12,13 @@ Files, one step each: `module` (the value, union, checks), `masked` (masked form
 architecture rules), `counting` (one jitted counting pass), `extract` (thresholds and
 fallbacks), `prune` (pruned form), `compose` (its values in `_composed`, its runs over data,
 calibration and accuracy, in `_compose_data`), `finetune` (MwT task head), `replace` (MODA
-adapter, CNNSplitter patch), `portable` (kept-unit values and parent hash: modules that travel),
-`io` (module directories), `export` (a composed classifier as one `jax.export` file).
+adapter, CNNSplitter patch), `portable` (kept-unit values: modules that travel), `io` (module directories in the shared
+format), `family` (what the module layer needs: methods, scorers of saved modules).
 """
 
 from modjax.modular import (
     compose,
     counting,
-    export,
     finetune,
     io,
     masked,
@@ -43,11 +42,11 @@ from modjax.modular.module import (
     Module,
     check_method,
     check_module,
-    describe_parent,
     kernel_rate,
     module_for_class,
     union,
 )
+from modjax.modules.identity import describe_parent
 
 __all__ = [
     "METHODS",
@@ -64,7 +63,6 @@ __all__ = [
     "describe_parent",
     "drop_generators",
     "effective_keep",
-    "export",
     "extract",
     "extract_modules",
     "finetune",

@@ -1,4 +1,4 @@
-"""Module composition: modules of one parent in one fused pruned pass, parents side by side.
+"""MwT/MODA module composition: modules of one parent in one fused pruned pass, as scorers.
 
 Pipeline (METHODS §4.7, §5.5, §5.7 step 5)::
 
@@ -9,12 +9,12 @@ Pipeline (METHODS §4.7, §5.5, §5.7 step 5)::
     composed = calibrate(composed, cal)           # min-max normalized logits, then argmax
     result = evaluate_composed(composed, images, labels, batch_size=256, preprocess=to_float)
 
-Modules are grouped by parent (canonical JSON of `module.parent`). Each group is **one** pruned
-network over the union of its modules' keep-masks (STYLE §2: modules of one parent compose in one
-fused pass): MODA slices the output rows of the group's classes (§5.5); MwT keeps all N outputs of
-the original classifier and takes the group's columns (§4.6–4.7, no head, no fine-tuning). Groups
-are combined by concatenating their (optionally min-max calibrated) logits; the prediction is the
-argmax over all outputs.
+Modules are grouped by parent (`modules.identity.parent_key`). Each group becomes **one**
+`modules.Scorer` over the pruned network of the union of its modules' keep-masks (STYLE §2:
+modules of one parent compose in one fused pass): MODA slices the output rows of the group's
+classes (§5.5); MwT keeps all N outputs of the original classifier and takes the group's columns
+(§4.6–4.7, no head, no fine-tuning). The scorers are joined by `modules.compose_scorers`, the
+composition every family shares, so these groups mix with other families' scorers.
 
 `compose_one_by_one` is the CNNSplitter-style baseline (§4.7): one pruned network per module, each
 contributing its own-class logit. Its column t equals the parent masked with u_t at column t, while
@@ -25,19 +25,20 @@ every module of a parent has the same keep-masks (e.g. one module per parent).
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from modjax import models
-from modjax.modular._compose_data import evaluate_composed, fit_calibration
-from modjax.modular._composed import Composed, Group, parent_key
 from modjax.modular.module import Module, union
 from modjax.modular.prune import prune
-
-CALIBRATION_EPS = 1e-12
-"""A class whose calibration max equals its min is divided by 1 instead of 0 (a constant logit)."""
+from modjax.modules.compose import (
+    Composed,
+    calibrate,
+    compose_scorers,
+    evaluate_composed,
+    fit_calibration,
+    pure_apply,
+)
+from modjax.modules.identity import parent_key
+from modjax.modules.scorer import Scorer, network_scorer
 
 
 def _group_modules(modules: Sequence[Module]) -> dict[str, list[Module]]:
@@ -62,185 +63,38 @@ def _variables_for(key: str, group: Sequence[Module], variables_by_parent: Mappi
     return variables_by_parent[key]
 
 
-def _size(parent: Mapping[str, Any], model: nn.Module, variables) -> dict[str, int]:
-    """Params and MACs of a pruned network and of its parent (MwT generators excluded)."""
-    size = {"params": models.count_params(variables["params"])}
-    shape = parent.get("input_shape")
-    if shape:
-        summary = models.summarize(
-            models.get_model(parent["model"], **parent["model_kwargs"]), tuple(shape)
-        )
-        size.update(
-            macs=models.count_macs(model, tuple(shape)),
-            parent_params=summary["params"] - summary["generator_params"],
-            parent_macs=summary["macs"],
-        )
-    return size
+def module_scorer(
+    module: Module, variables: Mapping[str, Any], classes: Sequence[int] | None = None
+) -> Scorer:
+    """The `Scorer` of a MwT/MODA module: its pruned network's logits at `classes`.
 
-
-def _build_group(key: str, module: Module, variables: Mapping[str, Any], classes) -> Group:
-    """One pruned network for `module`'s keep-masks, outputting `classes` (parent ids)."""
-    parent, method = module.parent, module.method
-    shape = parent.get("input_shape")
-    if method == "moda":
-        model, pv = prune(
-            parent["model"],
-            parent["model_kwargs"],
-            variables,
-            module.keep,
-            classes=list(classes),
-            method=method,
-            input_shape=shape,
-        )
-        columns = tuple(range(len(classes)))
-    else:  # MwT keeps the whole N-way classifier (§4.6); take the group's columns
-        model, pv = prune(
-            parent["model"],
-            parent["model_kwargs"],
-            variables,
-            module.keep,
-            classes=None,
-            method=method,
-            input_shape=shape,
-        )
-        columns = tuple(int(c) for c in classes)
-    return Group(
-        key,
-        dict(parent),
-        method,
-        tuple(int(c) for c in classes),
-        model,
-        pv,
-        columns,
-        _size(parent, model, pv),
-    )
-
-
-def _output_ids(
-    groups: Sequence[Group], relabel: Mapping[tuple[str, int], int] | None
-) -> tuple[tuple[int, ...], tuple[tuple[str | None, int], ...]]:
-    """Output ids in group order after `relabel`; raises naming any clash."""
-    relabel = {(d, int(c)): int(v) for (d, c), v in (relabel or {}).items()}
-    sources = tuple((g.parent.get("dataset"), int(c)) for g in groups for c in g.classes)
-    unused = sorted(set(relabel) - set(sources), key=str)
-    if unused:
-        raise ValueError(
-            f"relabel keys {unused} name no composed (dataset, class id); composed: {list(sources)}"
-        )
-    ids, seen = [], {}
-    for src in sources:
-        new = relabel.get(src, src[1])
-        if new in seen:
-            other = seen[new]
-            if other == src:
-                raise ValueError(
-                    f"class {src[1]} of dataset {src[0]!r} comes from two different parents; "
-                    "compose it from one parent only"
-                )
-            if other[0] != src[0] and new == src[1] and other == (other[0], new):
-                raise ValueError(
-                    f"class id {new} clashes: dataset {other[0]!r} class {other[1]} and dataset "
-                    f"{src[0]!r} class {src[1]} (different datasets); pass "
-                    f"relabel={{(dataset, class_id): new_id}} to give them distinct ids"
-                )
-            raise ValueError(
-                f"output id {new} clashes: (dataset, class) {other} and {src} both map to it "
-                f"(relabel={relabel}); give them distinct ids"
-            )
-        seen[new] = src
-        ids.append(new)
-    return tuple(ids), sources
-
-
-def _check_calibration(groups: Sequence[Group], calibration: Mapping) -> tuple[list, dict]:
-    """Validates `{parent key: (min, max)}` over each parent's composed classes (sorted) and
-    returns one `(min, max)` per group, restricted to that group's classes."""
-    classes: dict[str, list[int]] = {}
-    for g in groups:
-        classes.setdefault(g.key, []).extend(g.classes)
-    classes = {k: sorted(set(v)) for k, v in classes.items()}
-    stray = set(calibration) - set(classes)
-    if stray:
-        raise ValueError(
-            f"calibration has {len(stray)} key(s) that name no parent of this composition "
-            "(keys: parent_key(module.parent), i.e. Group.key)"
-        )
-    checked = {}
-    for key, cls in classes.items():
-        if key not in calibration:
-            g = next(g for g in groups if g.key == key)
-            raise ValueError(
-                f"calibration has no entry for the parent of classes {cls} "
-                f"({g.parent.get('model')} on {g.parent.get('dataset')}); use fit_calibration"
-            )
-        lo, hi = (np.asarray(a, np.float32) for a in calibration[key])
-        if lo.shape != (len(cls),) or hi.shape != lo.shape:
-            raise ValueError(
-                f"calibration of classes {cls} has shapes {lo.shape}, {hi.shape}; expected "
-                f"({len(cls)},) each"
-            )
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi >= lo).all()):
-            raise ValueError(f"calibration of classes {cls} needs finite min <= max")
-        checked[key] = (lo, hi)
-    out = []
-    for g in groups:
-        idx = [classes[g.key].index(c) for c in g.classes]
-        lo, hi = checked[g.key]
-        out.append((lo[idx], hi[idx]))
-    return out, checked
-
-
-def _pure_apply(groups, cal_list, preprocess_by_parent) -> Callable:
-    pre = dict(preprocess_by_parent or {})
-    plan = []
-    for i, g in enumerate(groups):
-        scale = None
-        if cal_list is not None:  # min-max normalization (§5.7 step 5), constants on the host
-            lo, hi = cal_list[i]
-            rng = hi - lo
-            scale = (lo, np.where(rng > CALIBRATION_EPS, rng, 1.0).astype(np.float32))
-        plan.append((g.model, np.asarray(g.columns, np.int32), scale, pre.get(g.key)))
-
-    def apply_fn(variables, x):
-        outs = []
-        for (model, cols, scale, fn), v in zip(plan, variables):
-            logits, _ = model.apply(v, x if fn is None else fn(x), train=False)
-            z = logits[:, cols]
-            if scale is not None:
-                z = (z - scale[0]) / scale[1]
-            outs.append(z)
-        return jnp.concatenate(outs, axis=-1).astype(jnp.float32)
-
-    return apply_fn
-
-
-def _make_apply(groups, cal_list, preprocess_by_parent) -> Callable[[jax.Array], jax.Array]:
-    jitted = jax.jit(_pure_apply(groups, cal_list, preprocess_by_parent))
-    variables = [g.variables for g in groups]
-    return lambda x: jitted(variables, x)
-
-
-def pure_apply(composed: Composed) -> tuple[Callable, list[dict[str, Any]]]:
-    """`(fn, variables)` with `fn(variables, x) == composed.apply_fn(x)`, not jitted.
-
-    The variables travel as an argument (one `{"params", "batch_stats"}` per group), e.g. for
-    `jax.export`; calibration and per-parent preprocessing are constants inside `fn`.
+    Args:
+        module: a module (or the `union` of one parent's modules).
+        variables: the parent's `{"params", "batch_stats"}` (MwT generators included), or the
+            parent-shaped values its saved units assemble (`portable.assemble`).
+        classes: the parent class ids to score (default: `module.classes`).
     """
-    groups = list(composed.groups)
-    cal_list = None
-    if composed.calibration is not None:
-        cal_list, _ = _check_calibration(groups, composed.calibration)
-    fn = _pure_apply(groups, cal_list, composed.preprocess_by_parent)
-    return fn, [g.variables for g in groups]
-
-
-def _finish(groups, relabel, calibration, preprocess_by_parent) -> Composed:
-    ids, sources = _output_ids(groups, relabel)
-    cal_list, checked = (None, None)
-    if calibration is not None:
-        cal_list, checked = _check_calibration(groups, calibration)
-    apply = _make_apply(groups, cal_list, preprocess_by_parent)
-    return Composed(apply, ids, tuple(groups), sources, checked, preprocess_by_parent)
+    parent, method = module.parent, module.method
+    classes = tuple(int(c) for c in (module.classes if classes is None else classes))
+    moda = method == "moda"  # MODA slices the classes' rows; MwT keeps the N-way head (§4.6)
+    model, pv = prune(
+        parent["model"],
+        parent["model_kwargs"],
+        variables,
+        module.keep,
+        classes=list(classes) if moda else None,
+        method=method,
+        input_shape=parent.get("input_shape"),
+    )
+    return network_scorer(
+        key=parent_key(parent),
+        parent=parent,
+        method=method,
+        classes=classes,
+        model=model,
+        variables=pv,
+        columns=range(len(classes)) if moda else classes,
+    )
 
 
 def compose(
@@ -281,9 +135,13 @@ def compose(
     groups = []
     for key, group in _group_modules(modules).items():
         variables = _variables_for(key, group, variables_by_parent)
-        u = union(group)
-        groups.append(_build_group(key, u, variables, u.classes))
-    return _finish(groups, relabel, calibration, preprocess_by_parent)
+        groups.append(module_scorer(union(group), variables))
+    return compose_scorers(
+        groups,
+        relabel=relabel,
+        calibration=calibration,
+        preprocess_by_parent=preprocess_by_parent,
+    )
 
 
 def compose_one_by_one(
@@ -298,7 +156,7 @@ def compose_one_by_one(
 
     Same classes and output order as `compose`, but every class t is predicted by its own
     module's network (keep-masks u_t) through its own-class logit, so nothing is shared.
-    `groups` holds one entry per class (`key` = its parent key, so `preprocess_by_parent` and
+    `groups` holds one scorer per class (`key` = its parent key, so `preprocess_by_parent` and
     `calibration` are keyed exactly as for `compose`).
 
     Raises:
@@ -313,35 +171,23 @@ def compose_one_by_one(
             for c in m.classes:
                 by_class.setdefault(c, m)
         for c in classes:
-            groups.append(_build_group(key, by_class[c], variables, (c,)))
-    return _finish(groups, relabel, calibration, preprocess_by_parent)
-
-
-def calibrate(composed: Composed, calibration: Mapping[str, tuple[Any, Any]] | None) -> Composed:
-    """The same composition with min-max calibrated outputs (None: raw logits); no re-pruning.
-
-    Args:
-        composed: from `compose` or `compose_one_by_one`.
-        calibration: `{parent key: (min [k], max [k])}` over each parent's composed classes in
-            sorted order, e.g. `fit_calibration(group, ...)` of each fused group.
-    """
-    return _finish(
-        list(composed.groups), _relabel_of(composed), calibration, composed.preprocess_by_parent
+            groups.append(module_scorer(by_class[c], variables, (c,)))
+    return compose_scorers(
+        groups,
+        relabel=relabel,
+        calibration=calibration,
+        preprocess_by_parent=preprocess_by_parent,
     )
-
-
-def _relabel_of(composed: Composed) -> dict[tuple[str, int], int]:
-    return {src: new for src, new in zip(composed.sources, composed.classes) if src[1] != new}
 
 
 __all__ = [
     "Composed",
-    "Group",
     "calibrate",
     "compose",
     "compose_one_by_one",
     "evaluate_composed",
     "fit_calibration",
+    "module_scorer",
     "parent_key",
     "pure_apply",
 ]

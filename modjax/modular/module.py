@@ -5,24 +5,17 @@ layer, so modules of one parent stack and compose in one pass. `modjax.modular.m
 into the `masks=` argument of the zoo's `apply`.
 """
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from modjax import models
+from modjax.modules import jsonrules
 
 METHODS = ("mwt", "moda")
-"""Extraction methods: MwT generator masks (§4.5) and MODA activations (§5.4)."""
-
-DECOMPOSITION_METHODS = ("panrajan",)
-"""Methods that cut modules from an already trained model (Pan & Rajan, METHODS §7): their
-modules carry edge masks (dense) or position maps (CNN) besides `keep`, and compose by voting
-(`modjax.decompose`), not by the keep-mask union of MwT/MODA."""
-
-MODULE_METHODS = METHODS + DECOMPOSITION_METHODS
-"""Every method a saved `Module` may carry (`modular.io`)."""
+"""This family's methods: MwT generator masks (§4.5) and MODA activations (§5.4); registered
+with the module layer by `modjax.modular.family`."""
 
 
 class FallbackEvent(NamedTuple):
@@ -48,12 +41,11 @@ class Module(NamedTuple):
         keep: `{layer: bool [C]}` in forward order; for MwT the masked convs, for MODA the
             tracked layers.
         classes: parent class ids the module covers (sorted).
-        parent: JSON-able description of the parent (see `describe_parent`): `model`,
+        parent: JSON-able description of the parent (`modules.identity.describe_parent`): `model`,
             `model_kwargs` (with `num_classes`, `width`, `mask_generators`), `dataset`,
             `checkpoint`, `input_shape`.
-        method: `"mwt"` or `"moda"` (extracted), or `"panrajan"` (decomposed; see
-            `DECOMPOSITION_METHODS`: its `keep` marks the channels/nodes the module uses).
-        threshold: τ used by `extract` (Pan & Rajan: the CI confidence bar).
+        method: `"mwt"` or `"moda"`.
+        threshold: τ used by `extract`.
         fallbacks: the fallback events of these classes.
         metrics: JSON-able scalars, e.g. `kernel_rate` (KRR, METHODS §10.1), `num_samples`.
     """
@@ -74,59 +66,12 @@ def check_method(method: str) -> str:
     return method
 
 
-def check_masked(module: "Module", operation: str) -> None:
-    """Refuses a decomposed (Pan & Rajan) module in a MwT/MODA-only operation, naming both.
-
-    Raises:
-        ValueError: `module.method` is not one of `METHODS`.
-    """
-    if module.method not in METHODS:
-        raise ValueError(
-            f"{operation} works on MwT/MODA keep-mask modules; the module of classes "
-            f"{list(module.classes)} is a {module.method!r} module (Pan & Rajan, cut from a "
-            "trained model): compose and replace it by voting with modjax.decompose.compose "
-            "(or `modjax compose`, which dispatches on the method)"
-        )
-
-
 def check_threshold(threshold: float) -> float:
     """Returns τ as a float if it is in (0, 1], else raises `ValueError` naming it."""
     ok = isinstance(threshold, int | float) and not isinstance(threshold, bool)
     if not ok or not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold={threshold!r} must be in (0, 1] (τ = 0.9 in MwT and MODA)")
     return float(threshold)
-
-
-def describe_parent(
-    model: str,
-    *,
-    dataset: str | None = None,
-    checkpoint: str | None = None,
-    input_shape: Sequence[int] | None = None,
-    **model_kwargs,
-) -> dict[str, Any]:
-    """A JSON-able description of a zoo parent model, stored in every `Module`.
-
-    Args:
-        model: zoo name (`models.MODEL_NAMES`).
-        dataset: dataset name the parent was trained on.
-        checkpoint: identity of the parent checkpoint (e.g. path and step, or a hash).
-        input_shape: one example's shape `(H, W, C)`, used to trace channel counts.
-        **model_kwargs: `models.get_model` keyword arguments; `num_classes`, `width` and
-            `mask_generators` are always recorded (with their defaults).
-
-    Raises:
-        ValueError: whatever `models.get_model` rejects.
-    """
-    kwargs = {"num_classes": 10, "width": 1.0, "mask_generators": False, **model_kwargs}
-    models.get_model(model, **kwargs)  # validates
-    return {
-        "model": model,
-        "model_kwargs": kwargs,
-        "dataset": dataset,
-        "checkpoint": checkpoint,
-        "input_shape": None if input_shape is None else [int(d) for d in input_shape],
-    }
 
 
 def kernel_rate(keep: Mapping[str, np.ndarray]) -> float:
@@ -171,11 +116,6 @@ def module_for_class(
     )
 
 
-def _canonical(x: Any) -> str:
-    """A comparable form of JSON-like metadata (tuples and lists compare equal)."""
-    return json.dumps(x, sort_keys=True, default=str)
-
-
 def union(modules: Sequence[Module]) -> Module:
     """The module of a set of classes: OR of the keep-masks (METHODS §4.6 u_T, §5.5 M[l]).
 
@@ -186,12 +126,12 @@ def union(modules: Sequence[Module]) -> Module:
     if not modules:
         raise ValueError("union needs at least one module")
     for m in modules:
-        check_masked(m, "union (compose/replace of masked modules)")
+        check_method(m.method)
     first = modules[0]
     for m in modules[1:]:
         for field in ("parent", "method", "threshold"):
             a, b = getattr(first, field), getattr(m, field)
-            if _canonical(a) != _canonical(b):
+            if jsonrules.canonical(a) != jsonrules.canonical(b):
                 raise ValueError(
                     f"cannot unite modules of classes {first.classes} and {m.classes}: "
                     f"{field} differs ({a!r} vs {b!r})"
@@ -238,16 +178,12 @@ def check_module(module: Module) -> None:
 
 
 __all__ = [
-    "DECOMPOSITION_METHODS",
     "METHODS",
-    "MODULE_METHODS",
     "FallbackEvent",
     "Module",
-    "check_masked",
     "check_method",
     "check_module",
     "check_threshold",
-    "describe_parent",
     "kernel_rate",
     "module_for_class",
     "union",

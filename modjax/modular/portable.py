@@ -16,11 +16,10 @@ modules of one parent fuse exactly (METHODS §4.6 u_T, §5.5): the union's block
 `assemble` rebuilds a parent-shaped pytree that is exact on every covered column (zero elsewhere)
 and `check_covered` proves that `prune` of the union reads covered entries only.
 
-`parent_hash` names a parent by its weights: sha256 over its `params` and `batch_stats` leaves in
-a canonical order, so a module cut at step s of a run never silently meets another parent.
+A parent is named by its weights (`modules.identity.parent_hash`), so a module cut at step s of a
+run never silently meets another parent.
 """
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -55,20 +54,6 @@ def _flat(variables: Mapping[str, Any], *, abstract: bool = False) -> dict[str, 
             for path, leaf in traverse_util.flatten_dict(tree).items():
                 out["/".join((col, *path))] = leaf if abstract else np.asarray(leaf)
     return dict(sorted(out.items()))
-
-
-def parent_hash(variables: Mapping[str, Any]) -> str:
-    """`"sha256:<hex>"` over a parent's `params` and `batch_stats` (MwT generators included).
-
-    Leaves are visited in sorted path order; each contributes its path, dtype, shape and
-    C-order bytes, so the hash names the weights, not the pytree's container types.
-    """
-    h = hashlib.sha256()
-    for name, leaf in _flat(variables).items():
-        leaf = np.ascontiguousarray(leaf)
-        h.update(f"{name}|{leaf.dtype.str}|{list(leaf.shape)}|".encode())
-        h.update(leaf.tobytes())
-    return "sha256:" + h.hexdigest()
 
 
 def _abstract(model_name: str, model_kwargs: Mapping[str, Any], input_shape) -> dict[str, Any]:
@@ -271,40 +256,6 @@ def rebuild(
     return prune(model_name, model_kwargs, variables, keep, **kw)
 
 
-def preprocess_spec(info, *, normalize: bool, image_size: int | None) -> dict[str, Any]:
-    """The JSON record of a dataset's test transform (`data.make_preprocess` arguments)."""
-    return {
-        "dataset": info.name,
-        "image_shape": [int(d) for d in info.image_shape],
-        "image_size": image_size,
-        "normalize": bool(normalize),
-        "mean": [float(m) for m in info.mean],
-        "std": [float(s) for s in info.std],
-    }
-
-
-def input_transform(spec: Mapping[str, Any], *, augment: bool = False):
-    """`preprocess(images, rng) -> float32` from a `preprocess_spec` record.
-
-    The recorded image shape, mean and std override the registry's, so a saved module keeps its
-    input transform if the registry changes; `augment=True` adds the dataset's train-time
-    augmentation (MwT task-module fine-tuning).
-    """
-    import dataclasses
-
-    from modjax import data
-
-    info = dataclasses.replace(
-        data.get_info(spec["dataset"]),
-        image_shape=tuple(spec["image_shape"]),
-        mean=tuple(spec["mean"]),
-        std=tuple(spec["std"]),
-    )
-    return data.make_preprocess(
-        info, augment=augment, normalize=spec["normalize"], image_size=spec["image_size"]
-    )
-
-
 def model_kwargs_of(model) -> dict[str, Any]:
     """The `get_model` keyword arguments of a zoo model instance (JSON-able: lists, dicts)."""
     import dataclasses
@@ -331,10 +282,7 @@ __all__ = [
     "Units",
     "assemble",
     "check_covered",
-    "input_transform",
     "kept_units",
     "model_kwargs_of",
-    "parent_hash",
-    "preprocess_spec",
     "rebuild",
 ]

@@ -21,6 +21,7 @@ from modjax.modular import io as module_io
 from modjax.modular import portable
 from modjax.modular.compose import parent_key
 from modjax.modular.io import ModuleFileError
+from modjax.modules import identity, transform
 from modjax.runs.workdir import load_run, write_json_atomic
 
 
@@ -39,7 +40,7 @@ def describe_run(config, run, step: int, variables) -> dict[str, Any]:
         mask_generators=config.method == "mwt",
         **kwargs,
     )
-    return {**parent, "step": int(step), "hash": portable.parent_hash(variables)}
+    return {**parent, "step": int(step), "hash": identity.parent_hash(variables)}
 
 
 def restore_parent(module, workdir: str | os.PathLike, data_dir: str | None = None):
@@ -158,7 +159,7 @@ def modularize_workdir(
     )
     shape = tuple(run.input_shape)
     names = run.info.class_names
-    spec = portable.preprocess_spec(
+    spec = transform.preprocess_spec(
         run.info, normalize=config.normalize, image_size=config.image_size
     )
     rows, saved = [], []

@@ -23,6 +23,7 @@ from modjax.modular import io as module_io
 from modjax.modular import portable
 from modjax.modular.compose import parent_key
 from modjax.modular.io import ModuleFileError
+from modjax.modules import transform
 
 
 def units_of(saved: module_io.Saved) -> portable.Units:
@@ -115,7 +116,7 @@ def build_composition(
         vbp[key] = variables
         spec = info_section(group[0], "preprocess")
         specs[key] = spec
-        pre[key] = functools.partial(portable.input_transform(spec), rng=jax.random.PRNGKey(0))
+        pre[key] = functools.partial(transform.input_transform(spec), rng=jax.random.PRNGKey(0))
     shapes = {tuple(s["image_shape"]) for s in specs.values()}
     if len(shapes) > 1:
         raise ValueError(
@@ -201,7 +202,7 @@ def compose_dirs(
             images, labels = load_split(g.parent["dataset"], "train", data_dir)
             sel = np.isin(labels, g.classes)
             batches = data.eval_batches(images[sel], labels[sel], global_batch_size=batch_size)
-            fn = portable.input_transform(specs[g.key])
+            fn = transform.input_transform(specs[g.key])
             cal[g.key] = cp.fit_calibration(g, batches, preprocess=fn)
         composed = cp.calibrate(composed, cal)
     names = class_names(saved)

@@ -98,8 +98,8 @@ def run_pipeline(
         ValueError: a non-modular method or bad class ids, before any work.
     """
     from modjax import data
-    from modjax.modular import export
     from modjax.modular import io as module_io
+    from modjax.modules import export
     from modjax.runs import report, training
     from modjax.runs.workdir import load_run, write_json_atomic
 

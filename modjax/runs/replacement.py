@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from modjax.modules import transform
 from modjax.runs.workdir import load_run
 
 
@@ -49,7 +50,6 @@ def replace_class(
 
     from modjax import data
     from modjax.modular import compose as cp
-    from modjax.modular import portable
     from modjax.modular import replace as rp
     from modjax.runs import modules, training
 
@@ -106,7 +106,7 @@ def replace_class(
     lo, hi = cp.fit_calibration(
         composed.groups[0],
         data.eval_batches(s_images, s_labels, global_batch_size=256),
-        preprocess=portable.input_transform(spec),
+        preprocess=transform.input_transform(spec),
     )
     lo, hi = float(lo[0]), float(hi[0])
 

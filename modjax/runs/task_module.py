@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from modjax.modular import portable
 from modjax.modular.compose import parent_key
+from modjax.modules import transform
 from modjax.runs.modules import info_section, load_split
 
 
@@ -76,7 +76,7 @@ def finetune_task(
     model, variables = finetune.make_task_head(
         group.model, group.variables, num_outputs=len(classes), seed=seed
     )
-    eval_pre = portable.input_transform(spec)
+    eval_pre = transform.input_transform(spec)
     t0 = time.perf_counter()
     res = finetune.finetune_task_module(
         model,
@@ -84,7 +84,7 @@ def finetune_task(
         (tr_x[train_idx], tr_y[train_idx]),
         (tr_x[val_idx], tr_y[val_idx]),
         num_classes=len(classes),
-        train_preprocess=portable.input_transform(spec, augment=True),
+        train_preprocess=transform.input_transform(spec, augment=True),
         eval_preprocess=eval_pre,
         num_epochs=epochs,
         t_max=t_max,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from modjax.cli import main
-from modjax.modular import export
+from modjax.modules import export
 from tests.conftest import REPO
 
 SMOKE_MODA = str(REPO / "experiments" / "configs" / "smoke_moda.py")

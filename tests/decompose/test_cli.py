@@ -38,7 +38,7 @@ def test_decompose_writes_one_module_per_class(run, tmp_path, capsys):
     assert 0 <= summary["composed_accuracy"] <= 1
     printed = capsys.readouterr().out
     assert "edge_rate" in printed and "voting-composed" in printed
-    module = dc.load_dense_module(out / "class_4")
+    module = dc.load_decomposed(out / "class_4")
     assert module.class_id == 4 and module.parent["checkpoint"] == str(run.resolve())
     channels, pruned = dc.load_pruned(out / "class_4")
     x = np.asarray(jax.random.uniform(jax.random.key(0), (7, 8, 8, 1)))

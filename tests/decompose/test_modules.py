@@ -81,8 +81,8 @@ def described(parent):
 
 def test_save_load_round_trip(described, modules, tmp_path):
     m = described[2]
-    path = dc.save_dense_module(m, tmp_path / "class_2")
-    back = dc.load_dense_module(path)
+    path = dc.save_decomposed(m, tmp_path / "class_2")
+    back = dc.load_decomposed(path)
     assert back.class_id == 2 and back.settings == m.settings
     assert back.parent == {"hash": None, "step": None, **m.parent}
     for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(m.params)):
@@ -90,12 +90,12 @@ def test_save_load_round_trip(described, modules, tmp_path):
     channels, _ = dc.load_pruned(path)
     assert channels == dc.prune(m.params)[0]
     with pytest.raises(FileExistsError):
-        dc.save_dense_module(m, path)
+        dc.save_decomposed(m, path)
     with pytest.raises(ValueError, match=r"parent lacks \['model', 'model_kwargs', 'input_shape'"):
-        dc.save_dense_module(modules[0], tmp_path / "no_parent")  # not a zoo description
+        dc.save_decomposed(modules[0], tmp_path / "no_parent")  # not a zoo description
     np.save(path / "edge_masks" / "00000.npy", ~back.masks["dense_0"], allow_pickle=False)
     with pytest.raises(ModuleFileError, match="edited or damaged"):
-        dc.load_dense_module(path)
+        dc.load_decomposed(path)
 
 
 def test_too_few_confident_samples_names_the_class(parent):
@@ -121,7 +121,7 @@ def test_directory_is_the_modular_io_format(described, tmp_path):
     from modjax.modular import io
 
     m = described[1]
-    path = dc.save_dense_module(m, tmp_path / "class_1")
+    path = dc.save_decomposed(m, tmp_path / "class_1")
     saved = io.load(path)
     assert saved.module.method == "panrajan" and saved.module.classes == (1,)
     for name, mask in m.masks.items():

@@ -12,10 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax.modules import transform
 from modjax import data, models
 from modjax import modular as mz
 from modjax.modular import compose as cp
-from modjax.modular import export, portable
+from modjax.modular import portable
+from modjax.modules import export
 
 SHAPE = (8, 8, 1)
 
@@ -32,9 +34,9 @@ def composed():
     for c in (2, 7):
         keep = {n: rng.random(k) < 0.5 for n, k in points.items()}
         modules.append(mz.Module(keep, (c,), parent, "moda", 0.9, (), {}))
-    spec = portable.preprocess_spec(data.get_info("digits"), normalize=True, image_size=None)
+    spec = transform.preprocess_spec(data.get_info("digits"), normalize=True, image_size=None)
     key = cp.parent_key(parent)
-    pre = functools.partial(portable.input_transform(spec), rng=jax.random.PRNGKey(0))
+    pre = functools.partial(transform.input_transform(spec), rng=jax.random.PRNGKey(0))
     out = cp.compose(
         modules, {key: v}, preprocess_by_parent={key: pre}, relabel={("digits", 7): 17}
     )

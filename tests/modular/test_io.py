@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax.modules import transform
+from modjax.modules import identity
 from modjax import data, models
 from modjax import modular as mz
 from modjax.modular import compose as cp
@@ -30,7 +32,7 @@ def _parent(name, shape=SHAPE, **kw):
     v = jax.device_get(v)
     method = "mwt" if kw.get("mask_generators") else "moda"
     parent = mz.describe_parent(name, dataset="digits", input_shape=shape, **kw)
-    parent = {**parent, "step": 7, "hash": portable.parent_hash(v)}
+    parent = {**parent, "step": 7, "hash": identity.parent_hash(v)}
     return model, v, parent, method
 
 
@@ -66,7 +68,7 @@ def _save(tmp_path, parent_fixture, c, name=None):
         input_shape=shape,
     )
     size = None if shape == SHAPE else shape[0]
-    spec = portable.preprocess_spec(data.get_info("digits"), normalize=True, image_size=size)
+    spec = transform.preprocess_spec(data.get_info("digits"), normalize=True, image_size=size)
     info = {"preprocess": spec, "class_names": [f"digit {c}"]}
     path = module_io.save_module(
         module,
@@ -127,7 +129,7 @@ def test_saved_modules_compose_like_the_parent(tmp_path, name, kw):
     mods, dirs = zip(*(_save(tmp_path, fixture, c) for c in (1, 4, 6)))
     composed, specs = run_modules.build_composition(run_modules.load_dirs(dirs))
     key = cp.parent_key(parent)
-    pre = functools.partial(portable.input_transform(specs[key]), rng=jax.random.PRNGKey(0))
+    pre = functools.partial(transform.input_transform(specs[key]), rng=jax.random.PRNGKey(0))
     reference = cp.compose(list(mods), {key: v}, preprocess_by_parent={key: pre})
     x = jax.random.randint(jax.random.key(3), (16, *SHAPE), 0, 256).astype(jnp.float32)
     np.testing.assert_array_equal(composed.apply_fn(x), reference.apply_fn(x))
@@ -240,12 +242,12 @@ def test_resealed_forgeries_are_caught(tmp_path, mlp):
 
 def test_parent_hash_names_the_weights(mlp):
     _, v, _, _ = mlp
-    h = portable.parent_hash(v)
+    h = identity.parent_hash(v)
     reordered = {"batch_stats": {}, "params": dict(reversed(list(v["params"].items())))}
-    assert portable.parent_hash(reordered) == h
+    assert identity.parent_hash(reordered) == h
     bumped = jax.tree.map(lambda x: x, v)
     bumped["params"]["head"]["bias"] = bumped["params"]["head"]["bias"] + 1e-6
-    assert portable.parent_hash(bumped) != h
+    assert identity.parent_hash(bumped) != h
 
 
 def test_method_arrays_travel_and_interrupted_saves_leave_nothing(tmp_path, mlp, monkeypatch):

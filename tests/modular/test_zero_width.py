@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax.modules import identity
 from modjax import models
 from modjax.modular.prune import masked_equivalent, prune
 from tests.modular.test_prune import CASES, _build, _kwargs, _logits, _parent_macs, _shape
@@ -108,7 +109,7 @@ def test_module_with_an_empty_layer_composes_and_travels(tmp_path):
     np.testing.assert_allclose(both.apply_fn(x), want, rtol=1e-5, atol=1e-5)
 
     # Saved with its kept units alone, the module rebuilds to the same pruned network.
-    parent = {**parent, "step": 3, "hash": portable.parent_hash(variables)}
+    parent = {**parent, "step": 3, "hash": identity.parent_hash(variables)}
     empty = empty._replace(parent=parent)
     kw = {"classes": [1], "method": "moda", "input_shape": parent["input_shape"]}
     units = portable.kept_units("mlp", parent["model_kwargs"], variables, empty.keep, **kw)

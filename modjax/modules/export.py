@@ -1,6 +1,7 @@
 """A composed classifier as one file that runs with only `jax` and `numpy` installed.
 
-`export_composed` lowers `compose.pure_apply(composed)` with `jax.export` (serialized StableHLO,
+Any composition exports, whatever families its scorers come from. `export_composed` lowers
+`compose.pure_apply(composed)` with `jax.export` (serialized StableHLO,
 symbolic batch dimension `b`) and writes a zip::
 
     exported.bin   jax.export serialization of  f(params, images float32 [b, H, W, C]) -> logits
@@ -20,7 +21,6 @@ import io
 import json
 import os
 import pathlib
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.modular.compose import Composed, pure_apply
+from modjax.modules import atomic
+from modjax.modules.compose import Composed, pure_apply
 
 FORMAT = "modjax.composed"
 FORMAT_VERSION = 1
@@ -121,21 +122,25 @@ def export_composed(
         "input_shape": list(shape),
         "input": "float32 [B, H, W, C] raw pixel values 0-255",
         "calibrated": composed.calibration is not None,
+        "members": [
+            {
+                "method": g.method,
+                "model": g.parent.get("model"),
+                "dataset": g.parent.get("dataset"),
+                "hash": g.parent.get("hash"),
+                "classes": [int(c) for c in g.classes],
+            }
+            for g in composed.groups
+        ],
         "platforms": list(exported.platforms),
         "jax_version": jax.__version__,
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("exported.bin", bytes(exported.serialize()))
-            z.writestr("params.npz", buf.getvalue())
-            z.writestr("meta.json", json.dumps(meta, indent=2))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("exported.bin", bytes(exported.serialize()))
+        z.writestr("params.npz", buf.getvalue())
+        z.writestr("meta.json", json.dumps(meta, indent=2))
+    atomic.write_bytes(target, archive.getvalue())
     return target
 
 

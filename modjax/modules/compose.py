@@ -1,0 +1,360 @@
+"""Composition of any scorers: outputs side by side, relabelling, calibration, evaluation.
+
+    composed = compose_scorers([s_moda, s_panrajan, s_mwt], relabel={("fashion_mnist", 3): 13})
+    cal = {s.key: fit_calibration(s, train_batches_of(s)) for s in composed.groups}
+    composed = calibrate(composed, cal)           # min-max normalized scores, then argmax
+    scores = composed.apply_fn(x)                 # [B, len(composed.classes)]
+    result = evaluate_composed(composed, images, labels, batch_size=256)
+
+The scorers may come from any family and any parent (`scorer.Scorer`); the prediction is the
+argmax over all outputs. Calibration (METHODS §5.7 step 5) maps each output to
+`(z − min) / (max − min)` over its parent's training samples of the composed classes, which is
+what makes the scores of different parents, and of different families, comparable.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from modjax import loop, train
+from modjax.modules.scorer import Scorer
+from modjax.typing import Batch
+
+CALIBRATION_EPS = 1e-12
+"""A class whose calibration max equals its min is divided by 1 instead of 0 (a constant score)."""
+
+
+class Composed(NamedTuple):
+    """A composed classifier.
+
+    Attributes:
+        apply_fn: jitted `x float32 [B, ...] -> scores float32 [B, len(classes)]`.
+        classes: output class ids in output order (the parents' ids, or `relabel`'s new ids).
+        groups: the scorers, in output order.
+        sources: `(dataset, parent class id)` of every output.
+        calibration: `{parent key: (min [k], max [k])}` applied before the argmax, or None.
+        preprocess_by_parent: per-parent input transforms given to `compose_scorers`.
+    """
+
+    apply_fn: Callable[[jax.Array], jax.Array]
+    classes: tuple[int, ...]
+    groups: tuple[Scorer, ...]
+    sources: tuple[tuple[str | None, int], ...]
+    calibration: dict[str, tuple[np.ndarray, np.ndarray]] | None
+    preprocess_by_parent: Mapping[str, Callable[[jax.Array], jax.Array]] | None = None
+
+
+def _output_ids(
+    groups: Sequence[Scorer], relabel: Mapping[tuple[str, int], int] | None
+) -> tuple[tuple[int, ...], tuple[tuple[str | None, int], ...]]:
+    """Output ids in group order after `relabel`; raises naming any clash."""
+    relabel = {(d, int(c)): int(v) for (d, c), v in (relabel or {}).items()}
+    sources = tuple((g.parent.get("dataset"), int(c)) for g in groups for c in g.classes)
+    unused = sorted(set(relabel) - set(sources), key=str)
+    if unused:
+        raise ValueError(
+            f"relabel keys {unused} name no composed (dataset, class id); composed: {list(sources)}"
+        )
+    ids, seen = [], {}
+    for g in groups:
+        for c in g.classes:
+            src = (g.parent.get("dataset"), int(c))
+            new = relabel.get(src, src[1])
+            if new in seen:
+                other, og = seen[new]
+                who = f"{g.method} module of {_describe(g)}"
+                was = f"{og.method} module of {_describe(og)}"
+                if other == src:
+                    raise ValueError(
+                        f"class {src[1]} of dataset {src[0]!r} is claimed twice: by a {was} and "
+                        f"by a {who}; compose it from one module only, or give one of them "
+                        f"another id with relabel {{({src[0]!r}, {src[1]}): NEW}}"
+                    )
+                if other[0] != src[0] and new == src[1] and other == (other[0], new):
+                    raise ValueError(
+                        f"class id {new} clashes: dataset {other[0]!r} class {other[1]} ({was}) "
+                        f"and dataset {src[0]!r} class {src[1]} ({who}); pass "
+                        "relabel={(dataset, class_id): new_id} to give them distinct ids"
+                    )
+                raise ValueError(
+                    f"output id {new} clashes: (dataset, class) {other} and {src} both map to "
+                    f"it (relabel={relabel}); give them distinct ids"
+                )
+            seen[new] = (src, g)
+            ids.append(new)
+    return tuple(ids), sources
+
+
+def _describe(g: Scorer) -> str:
+    p = g.parent
+    return f"{p.get('model')} on {p.get('dataset')!r} (step {p.get('step')})"
+
+
+def _check_calibration(groups: Sequence[Scorer], calibration: Mapping) -> tuple[list, dict]:
+    """Validates `{parent key: (min, max)}` over each parent's composed classes (sorted) and
+    returns one `(min, max)` per group, restricted to that group's classes."""
+    classes: dict[str, list[int]] = {}
+    for g in groups:
+        classes.setdefault(g.key, []).extend(g.classes)
+    classes = {k: sorted(set(v)) for k, v in classes.items()}
+    stray = set(calibration) - set(classes)
+    if stray:
+        raise ValueError(
+            f"calibration has {len(stray)} key(s) that name no parent of this composition "
+            "(keys: the scorers' `key`, i.e. identity.parent_key(parent))"
+        )
+    checked = {}
+    for key, cls in classes.items():
+        if key not in calibration:
+            g = next(g for g in groups if g.key == key)
+            raise ValueError(
+                f"calibration has no entry for the parent of classes {cls} "
+                f"({_describe(g)}); use fit_calibration"
+            )
+        lo, hi = (np.asarray(a, np.float32) for a in calibration[key])
+        if lo.shape != (len(cls),) or hi.shape != lo.shape:
+            raise ValueError(
+                f"calibration of classes {cls} has shapes {lo.shape}, {hi.shape}; expected "
+                f"({len(cls)},) each"
+            )
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi >= lo).all()):
+            raise ValueError(f"calibration of classes {cls} needs finite min <= max")
+        checked[key] = (lo, hi)
+    out = []
+    for g in groups:
+        idx = [classes[g.key].index(c) for c in g.classes]
+        lo, hi = checked[g.key]
+        out.append((lo[idx], hi[idx]))
+    return out, checked
+
+
+def _pure_apply(groups, cal_list, preprocess_by_parent) -> Callable:
+    pre = dict(preprocess_by_parent or {})
+    plan = []
+    for i, g in enumerate(groups):
+        scale = None
+        if cal_list is not None:  # min-max normalization (§5.7 step 5), constants on the host
+            lo, hi = cal_list[i]
+            rng = hi - lo
+            scale = (lo, np.where(rng > CALIBRATION_EPS, rng, 1.0).astype(np.float32))
+        plan.append((g.score_fn, scale, pre.get(g.key, g.preprocess)))
+
+    def apply_fn(variables, x):
+        outs = []
+        for (score_fn, scale, fn), v in zip(plan, variables):
+            z = score_fn(v, x if fn is None else fn(x)).astype(jnp.float32)
+            if scale is not None:
+                z = (z - scale[0]) / scale[1]
+            outs.append(z)
+        return jnp.concatenate(outs, axis=-1)
+
+    return apply_fn
+
+
+def pure_apply(composed: Composed) -> tuple[Callable, list[Any]]:
+    """`(fn, variables)` with `fn(variables, x) == composed.apply_fn(x)`, not jitted.
+
+    The variables travel as an argument (one pytree per scorer), e.g. for `jax.export` or
+    `train.make_eval_step(predict_fn=fn)`; calibration and preprocessing are constants in `fn`.
+    """
+    groups = list(composed.groups)
+    cal_list = None
+    if composed.calibration is not None:
+        cal_list, _ = _check_calibration(groups, composed.calibration)
+    fn = _pure_apply(groups, cal_list, composed.preprocess_by_parent)
+    return fn, [g.variables for g in groups]
+
+
+def compose_scorers(
+    scorers: Sequence[Scorer],
+    *,
+    relabel: Mapping[tuple[str, int], int] | None = None,
+    calibration: Mapping[str, tuple[Any, Any]] | None = None,
+    preprocess_by_parent: Mapping[str, Callable[[jax.Array], jax.Array]] | None = None,
+) -> Composed:
+    """One classifier from scorers of any families and parents: outputs concatenated.
+
+    Args:
+        scorers: `Scorer`s, in output order.
+        relabel: `{(dataset, class_id): new_id}`; required when scorers of different datasets
+            share class ids. Unmapped outputs keep their parent ids.
+        calibration: `{parent key: (min [k], max [k])}` over each parent's composed classes,
+            sorted (`fit_calibration`); None: raw scores.
+        preprocess_by_parent: `{parent key: f(x) -> x}`, overriding the scorers' `preprocess`.
+
+    Raises:
+        ValueError: no scorers, one class claimed twice (naming both modules and the class),
+            clashing ids across datasets without `relabel`, bad `relabel` keys or calibration.
+        TypeError: an entry that is not a `Scorer`.
+    """
+    if not scorers:
+        raise ValueError("scorers is empty; expected at least one module scorer to compose")
+    for s in scorers:
+        if not isinstance(s, Scorer):
+            raise TypeError(f"compose_scorers takes Scorer values; got {type(s).__name__}")
+    groups = list(scorers)
+    ids, sources = _output_ids(groups, relabel)
+    cal_list, checked = (None, None)
+    if calibration is not None:
+        cal_list, checked = _check_calibration(groups, calibration)
+    jitted = jax.jit(_pure_apply(groups, cal_list, preprocess_by_parent))
+    variables = [g.variables for g in groups]
+    return Composed(
+        lambda x: jitted(variables, x),
+        ids,
+        tuple(groups),
+        sources,
+        checked,
+        preprocess_by_parent,
+    )
+
+
+def calibrate(composed: Composed, calibration: Mapping[str, tuple[Any, Any]] | None) -> Composed:
+    """The same composition with min-max calibrated outputs (None: raw scores)."""
+    relabel = {src: new for src, new in zip(composed.sources, composed.classes) if src[1] != new}
+    return compose_scorers(
+        composed.groups,
+        relabel=relabel,
+        calibration=calibration,
+        preprocess_by_parent=composed.preprocess_by_parent,
+    )
+
+
+def fit_calibration(
+    composed_or_scorer: Composed | Scorer,
+    batches: Iterable[Batch],
+    *,
+    preprocess: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-class `(min, max)` of a scorer's outputs over calibration data (METHODS §5.7 step 5).
+
+    Use each scorer's own training data (its parent's training samples of its classes).
+
+    Args:
+        composed_or_scorer: a `Scorer`, or a `Composed` with one scorer.
+        batches: batches `{"image", optional "mask"}` (padding rows with mask False ignored).
+        preprocess: `(images, rng) -> the scorer's input` (default: cast to float32, then the
+            scorer's own `preprocess`).
+
+    Returns:
+        For a `Scorer`: `(min [k], max [k])` float32 NumPy; for a `Composed`: `{key: (min, max)}`.
+
+    Raises:
+        ValueError: a `Composed` with several scorers, or no valid rows in `batches`.
+    """
+    if isinstance(composed_or_scorer, Composed):
+        if len(composed_or_scorer.groups) != 1:
+            raise ValueError(
+                f"fit_calibration of a Composed needs exactly one scorer, got "
+                f"{len(composed_or_scorer.groups)}; calibrate each of composed.groups on its "
+                "own parent's training data"
+            )
+        g = composed_or_scorer.groups[0]
+        return {g.key: fit_calibration(g, batches, preprocess=preprocess)}
+    g = composed_or_scorer
+    k = len(g.classes)
+
+    def step(variables, images, mask):
+        if preprocess is not None:
+            x = preprocess(images, jax.random.PRNGKey(0))
+        else:
+            x = images.astype(jnp.float32)
+            x = x if g.preprocess is None else g.preprocess(x)
+        z = g.score_fn(variables, x)
+        m = mask[:, None]
+        return jnp.min(jnp.where(m, z, jnp.inf), 0), jnp.max(jnp.where(m, z, -jnp.inf), 0)
+
+    step = jax.jit(step)
+    lo = np.full(k, np.inf, np.float32)
+    hi = np.full(k, -np.inf, np.float32)
+    for batch in batches:
+        images = jnp.asarray(batch["image"])
+        mask = jnp.asarray(batch.get("mask", np.ones(images.shape[0], bool)))
+        a, b = jax.device_get(step(g.variables, images, mask))
+        lo, hi = np.minimum(lo, a), np.maximum(hi, b)
+    if not np.isfinite(lo).all():
+        raise ValueError("fit_calibration saw no valid rows in batches")
+    return lo, hi
+
+
+def evaluate_composed(
+    composed: Composed,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    preprocess: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> dict[str, Any]:
+    """Accuracy of a composition on the test samples of its classes (METHODS §10.6).
+
+    Samples whose label is not in `composed.classes` are dropped; the rest are remapped to output
+    positions and predicted by the argmax over all outputs, with `train.make_eval_step` and
+    `loop.evaluate` (fixed batches, the last padded and masked, so the step compiles once).
+
+    Args:
+        composed: from `compose_scorers` / `calibrate`.
+        images: `[n, ...]` (uint8 or float).
+        labels: `[n]` int, in the composition's output id space (`composed.classes`).
+        batch_size: examples per step.
+        preprocess: `(images, rng) -> float32` producing `apply_fn`'s input (default: a cast
+            to float32, for compositions whose scorers carry their own transforms).
+
+    Returns:
+        `{"accuracy", "count", "correct", "per_class_accuracy": {id: acc}, "per_class_count":
+        {id: n}}` (classes without test samples get NaN accuracy).
+
+    Raises:
+        ValueError: `batch_size` < 1, mismatched lengths, or no sample of the composed classes.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    ids = np.asarray(composed.classes)
+    k = len(ids)
+    keep = np.isin(labels, ids)
+    if not keep.any():
+        raise ValueError(f"no test sample has a label in the composed classes {list(ids)}")
+    images, labels = images[keep], labels[keep]
+    order = np.argsort(ids)
+    position = order[np.searchsorted(ids[order], labels)].astype(np.int32)
+    fn, variables = pure_apply(composed)
+    eval_step = train.make_eval_step(
+        predict_fn=fn,
+        preprocess=preprocess or (lambda x, rng: x.astype(jnp.float32)),
+        num_classes=k,
+        loss=False,
+    )
+    result = loop.evaluate(
+        eval_step=eval_step,
+        variables=variables,
+        images=images,
+        labels=position,
+        global_batch_size=batch_size,
+        prefetch=0,
+    )
+    count = np.bincount(position, minlength=k)
+    correct = np.rint(np.nan_to_num(result["per_class_accuracy"]) * count).astype(np.int64)
+    per_class = result["per_class_accuracy"]
+    return {
+        "accuracy": float(correct.sum() / count.sum()),
+        "correct": int(correct.sum()),
+        "count": int(count.sum()),
+        "per_class_accuracy": {int(c): float(a) for c, a in zip(ids, per_class)},
+        "per_class_count": {int(c): int(m) for c, m in zip(ids, count)},
+    }
+
+
+__all__ = [
+    "CALIBRATION_EPS",
+    "Composed",
+    "calibrate",
+    "compose_scorers",
+    "evaluate_composed",
+    "fit_calibration",
+    "pure_apply",
+]
