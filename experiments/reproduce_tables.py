@@ -70,7 +70,7 @@ def _modules(workdir: pathlib.Path, data_dir, progress: bool) -> dict:
 
 
 def _composed_all(workdir: pathlib.Path, num_classes: int, data_dir) -> float:
-    from modjax.runs import modules as run_modules
+    from modjax.runs import compose as run_modules
 
     dirs = [workdir / "modules" / f"class_{c}" for c in range(num_classes)]
     return float(run_modules.compose_dirs(dirs, data_dir=data_dir)["accuracy"])
@@ -172,7 +172,7 @@ def _mwt_reuse_metrics(
     from modjax.modular import compose as cp
     from modjax.modular import io as module_io
     from modjax.modular.portable import input_transform
-    from modjax.runs import modules as run_modules
+    from modjax.runs import compose as run_modules
     from modjax.runs import task_module
     from modjax.runs.modularize import restore_parent
     from modjax.runs.pipeline import parent_restricted_accuracy

@@ -4,7 +4,6 @@ import pathlib
 from typing import Any
 
 from modjax.cli.flags import add_bool_flag
-from modjax.modules import transform
 from modjax.runs.workdir import write_json_atomic
 
 
@@ -12,20 +11,22 @@ def add_parser(sub) -> None:
     """Registers the `compose` sub-command on `sub` (argparse subparsers)."""
     p = sub.add_parser(
         "compose",
-        help="compose saved modules into one classifier and evaluate it",
-        description="Load saved module directories (no training workdir is needed: each holds "
-        "its kept-unit weights, input transform and parent hash), build one pruned network per "
-        "parent over the union of its modules (outputs of different parents concatenated), and "
-        "evaluate on the test split(s) of the involved datasets, restricted to the composed "
-        "classes. Modules claiming one parent (model, dataset, step) with different hashes are "
-        "refused.",
+        help="compose saved modules of any families into one classifier and evaluate it",
+        description="Load module directories of any family and parent (no training workdir is "
+        "needed: each holds its weights, input transform and parent hash) and build one "
+        "classifier: MwT/MODA modules of one parent fuse into one pruned network, Pan & Rajan "
+        "modules of one parent vote, DeepArc networks (shrink, repair) give their logits; the "
+        "outputs sit side by side and the prediction is their argmax (use --calibrate when "
+        "parents or families differ). Evaluate on the test split(s) of the involved datasets, "
+        "restricted to the composed classes. A class claimed by two modules needs --relabel.",
     )
     p.add_argument(
         "--modules",
         nargs="+",
         required=True,
         metavar="DIR",
-        help="module directories written by `modjax modularize`, e.g. mods/class_3",
+        help="module directories written by `modjax modularize`, `decompose`, `shrink` or "
+        "`repair`, e.g. mods/class_3",
     )
     p.add_argument(
         "--relabel",
@@ -128,36 +129,12 @@ def _parse_relabel(items) -> dict[tuple[str, int], int]:
     return out
 
 
-def _module_methods(dirs) -> list[str]:
-    """Each directory's manifest method (fully verified later by its loader)."""
-    import json
-
-    from modjax.modular.io import MANIFEST, ModuleFileError
-
-    methods = []
-    for d in dirs:
-        path = pathlib.Path(d) / MANIFEST
-        try:
-            methods.append(json.loads(path.read_text()).get("method"))
-        except (OSError, ValueError, AttributeError) as e:
-            raise ModuleFileError(f"{path} cannot be read as a module manifest ({e})") from None
-    return methods
-
-
 def compose(args) -> int:
     from modjax.modules import export
-    from modjax.runs import modules, report, task_module
+    from modjax.runs import compose as modules
+    from modjax.runs import report, task_module
 
     relabel = _parse_relabel(args.relabel)
-    methods = _module_methods(args.modules)
-    if "panrajan" in methods:
-        if set(methods) != {"panrajan"}:
-            other = next(d for d, m in zip(args.modules, methods) if m != "panrajan")
-            raise ValueError(
-                f"{other} is a {methods[args.modules.index(other)]!r} module but others are Pan "
-                "& Rajan ('panrajan') modules; voting and keep-mask composition do not mix"
-            )
-        return _compose_panrajan(args, relabel)
     if args.out and pathlib.Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a file name for the JSON result")
     if args.batch_size < 1:
@@ -190,7 +167,7 @@ def compose(args) -> int:
             data_dir=args.data_dir,
         )
     if args.export:
-        spec = saved[0].info["preprocess"]
+        spec = saved[0].info["preprocess"]  # one raw input shape (runs.compose.check_inputs)
         path = export.export_composed(
             composed,
             args.export,
@@ -259,80 +236,3 @@ def _check_finetune_args(args) -> None:
         raise ValueError(f"--finetune-batch-size={args.finetune_batch_size} must be >= 1")
     if not 0.0 < args.val_fraction < 1.0:
         raise ValueError(f"--val-fraction={args.val_fraction} must be in (0, 1) (MwT: 0.1)")
-
-
-def _compose_panrajan(args, relabel) -> int:
-    """Voting composition (METHODS §7.5) of Pan & Rajan modules, evaluated per module class."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from modjax import data
-    from modjax import decompose as dc
-    from modjax.modular import io as module_io
-    from modjax.runs import report
-
-    unsupported = [
-        flag
-        for flag, on in (
-            ("--calibrate", args.calibrate),
-            ("--finetune-epochs", args.finetune_epochs > 0),
-            ("--export", bool(args.export)),
-        )
-        if on
-    ]
-    if unsupported:
-        raise ValueError(
-            f"{', '.join(unsupported)} work on MwT/MODA modules; {args.modules[0]} is a Pan & "
-            "Rajan module, composed by voting without calibration, fine-tuning or export"
-        )
-    mods = [dc.load_decomposed(d) for d in args.modules]
-    infos = [module_io.load(d).info for d in args.modules]
-    keys = [parent_key(m.parent) for m in mods]
-    if len(set(keys)) > 1 and not relabel:
-        other = next(i for i, k in enumerate(keys) if k != keys[0])
-        raise ValueError(
-            f"{args.modules[other]} comes from another parent ({mods[other].parent.get('model')} "
-            f"on {mods[other].parent.get('dataset')!r}, step {mods[other].parent.get('step')}) "
-            f"than {args.modules[0]}; pass --relabel DATASET:CLASS=NEW to map their classes into "
-            "one task"
-        )
-    labels = [relabel.get((m.parent.get("dataset"), m.class_id), m.class_id) for m in mods]
-    stacked, own, label_arr = dc.compose(mods, labels=labels)
-    rows, value = [], {"method": "panrajan", "modules": [str(d) for d in args.modules]}
-    value["classes"] = labels
-    if args.eval:
-        fn = jax.jit(lambda x: dc.predict(stacked, own, label_arr, x))
-        hits = count = 0
-        for d, m, info, label in zip(args.modules, mods, infos, labels):
-            spec = info.get("preprocess")
-            if spec is None:
-                raise ValueError(
-                    f"{d} has no recorded input transform (info.preprocess); compose it with "
-                    "--no-eval or save it with `modjax decompose`"
-                )
-            images, ys = data.load(spec["dataset"], "test", data_dir=args.data_dir)
-            images = images[np.asarray(ys) == m.class_id]
-            pre = jax.jit(transform.input_transform(spec))
-            right = 0
-            for i in range(0, len(images), args.batch_size):
-                x = pre(jnp.asarray(images[i : i + args.batch_size]), jax.random.key(0))
-                right += int(np.sum(np.asarray(fn(x)) == label))
-            rows.append({"output_id": label, "dataset": spec["dataset"], "class": m.class_id,
-                         "test_samples": len(images),
-                         "accuracy": right / max(len(images), 1)})  # fmt: skip
-            hits, count = hits + right, count + len(images)
-        value.update(accuracy=hits / max(count, 1), count=count, per_class=rows)
-    if args.out:
-        write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
-    where = f"; result in {args.out}" if args.out else ""
-    if rows:
-        print(report.format_table(rows, ["output_id", "dataset", "class", "test_samples",
-                                         "accuracy"]))  # fmt: skip
-        print(
-            f"\nvoting composition of {len(mods)} Pan & Rajan modules: accuracy "
-            f"{value['accuracy']:.4f} on {value['count']} test samples{where}"
-        )
-    else:
-        print(f"voting composition of {len(mods)} Pan & Rajan modules, not evaluated{where}")
-    return 0

@@ -20,6 +20,7 @@ ResNet block output `layer{s}.{b}` (applied after the post-add ReLU).
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import numpy as np
@@ -267,7 +268,32 @@ def masked_layers(
     }
 
 
+
+def model_kwargs_of(model: nn.Module) -> dict[str, Any]:
+    """The `get_model` keyword arguments of a zoo model instance (JSON-able: lists, dicts).
+
+    `get_model(<its zoo family name>, **model_kwargs_of(m))` rebuilds `m`, including models
+    that block surgery or pruning made (e.g. a `resnet_cifar` with fewer `blocks`).
+    """
+
+    def plain(x):
+        if isinstance(x, Mapping):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [plain(v) for v in x]
+        if isinstance(x, np.generic):
+            return x.item()
+        return x
+
+    skip = {"parent", "name"}
+    return {
+        f.name: plain(getattr(model, f.name))
+        for f in dataclasses.fields(model)
+        if f.init and f.name not in skip
+    }
+
 __all__ = [
+    "model_kwargs_of",
     "MASK_SUFFIX",
     "MLP",
     "MODEL_NAMES",

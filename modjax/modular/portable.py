@@ -256,33 +256,11 @@ def rebuild(
     return prune(model_name, model_kwargs, variables, keep, **kw)
 
 
-def model_kwargs_of(model) -> dict[str, Any]:
-    """The `get_model` keyword arguments of a zoo model instance (JSON-able: lists, dicts)."""
-    import dataclasses
-
-    def plain(x):
-        if isinstance(x, Mapping):
-            return {str(k): plain(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [plain(v) for v in x]
-        if isinstance(x, np.generic):
-            return x.item()
-        return x
-
-    skip = {"parent", "name"}
-    return {
-        f.name: plain(getattr(model, f.name))
-        for f in dataclasses.fields(model)
-        if f.init and f.name not in skip
-    }
-
-
 __all__ = [
     "UNIT_COLLECTIONS",
     "Units",
     "assemble",
     "check_covered",
     "kept_units",
-    "model_kwargs_of",
     "rebuild",
 ]

@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+
 from modjax import data
 
 
@@ -52,4 +54,13 @@ def describe_transform(spec: Mapping[str, Any]) -> str:
     return ", ".join(steps)
 
 
-__all__ = ["describe_transform", "input_transform", "preprocess_spec"]
+
+
+def test_transform(spec: Mapping[str, Any]):
+    """`x -> float32` of a module's recorded test transform (no augmentation, fixed key): the
+    `preprocess` its scorer applies to raw pixels inside a composition."""
+    fn = input_transform(spec)
+    return lambda x: fn(x, jax.random.PRNGKey(0))
+
+
+__all__ = ["describe_transform", "input_transform", "preprocess_spec", "test_transform"]

@@ -5,16 +5,16 @@ data, model and optimizer from a config; train and evaluate in a workdir), `work
 a run's checkpoint, atomic JSON), `report` (metrics lines and tables),
 `callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN stop, progress bar,
 checkpoints), `modularize` (cut module directories from a run; restore a module's parent by
-hash), `modules` (compose module directories without any workdir), `task_module` (MwT task-module
+hash), `compose` (module directories of any families into one classifier, without any workdir), `task_module` (MwT task-module
 fine-tuning), `replacement` (MODA module replacement).
 The library below (`modjax.loop`, `modjax.modular`, ...) never touches a workdir.
 """
 
 from modjax.runs import (
     callbacks,
+    compose,
     config,
     modularize,
-    modules,
     replacement,
     report,
     task_module,
@@ -24,9 +24,9 @@ from modjax.runs import (
 
 __all__ = [
     "callbacks",
+    "compose",
     "config",
     "modularize",
-    "modules",
     "replacement",
     "report",
     "task_module",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modjax import models
 from modjax.modular import io as module_io
 from modjax.modular import portable
 from modjax.modular.compose import parent_key
@@ -200,7 +201,7 @@ def modularize_workdir(
         info = {
             "pruned": {
                 "model": parent["model"],
-                "model_kwargs": portable.model_kwargs_of(pruned),
+                "model_kwargs": models.model_kwargs_of(pruned),
                 "outputs": list(range(run.info.num_classes)) if classes is None else classes,
             },
             "preprocess": spec,

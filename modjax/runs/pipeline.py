@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from modjax.runs import compose as run_modules
 from modjax.runs import modularize as run_modularize
-from modjax.runs import modules as run_modules
 from modjax.runs.config import TrainConfig
 
 

@@ -3,7 +3,7 @@
     value = replace_class("runs/weak", "strong/modules/class_3", target_class=3, epochs=5)
     value["accuracy"], value["change"]["moda_adapter"]
 
-The strong module is rebuilt from its directory alone (`runs.modules.build_composition`); the
+The strong module is rebuilt from its directory alone (`runs.compose.build_composition`); the
 weak run is restored from its workdir. METHODS §5.7; the pure parts live in
 `modjax.modular.replace`.
 """
@@ -51,11 +51,12 @@ def replace_class(
     from modjax import data
     from modjax.modular import compose as cp
     from modjax.modular import replace as rp
-    from modjax.runs import modules, training
+    from modjax.runs import compose as modules
+    from modjax.runs import training
 
     _check(epochs, batch_size, learning_rate)
     saved = modules.load_dirs([module_dir])  # validate cheap inputs before restoring runs
-    module = saved[0].module
+    module = saved[0]
     if len(module.classes) != 1:
         raise ValueError(
             f"--module {module_dir} holds classes {list(module.classes)}; replacement needs a "

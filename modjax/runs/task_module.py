@@ -1,6 +1,6 @@
 """The MwT task module of a composition, fine-tuned on its dataset (METHODS §4.6).
 
-value = compose_dirs(dirs)                       # runs.modules
+value = compose_dirs(dirs)                       # runs.compose
 summary = finetune_task(value, epochs=10)        # best-validation and last-epoch accuracy
 """
 
@@ -12,18 +12,19 @@ import numpy as np
 
 from modjax.modular.compose import parent_key
 from modjax.modules import transform
-from modjax.runs.modules import info_section, load_split
+from modjax.modules.directory import section as info_section
+from modjax.runs.compose import load_split
 
 
 def check_task_modules(saved) -> None:
     """Raises `ValueError` unless every loaded module is MwT and all share one parent."""
-    other = [f"{s.path} ({s.module.method})" for s in saved if s.module.method != "mwt"]
+    other = [f"{s.path} ({s.method})" for s in saved if s.method != "mwt"]
     if other:
         raise ValueError(
             f"--finetune-epochs needs MwT modules (METHODS §4.6 task module); not MwT: "
             f"{', '.join(other)}"
         )
-    parents = {parent_key(s.module.parent) for s in saved}
+    parents = {parent_key(s.parent) for s in saved}
     if len(parents) > 1:
         raise ValueError(
             f"--finetune-epochs needs modules of one parent; --modules come from {len(parents)} "
@@ -74,7 +75,7 @@ def finetune_task(
             f"samples of classes {classes.tolist()}; pass a smaller one"
         )
     model, variables = finetune.make_task_head(
-        group.model, group.variables, num_outputs=len(classes), seed=seed
+        group.network.model, group.variables, num_outputs=len(classes), seed=seed
     )
     eval_pre = transform.input_transform(spec)
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Shared helpers of the commands: restoring a training run's checkpoint, atomic JSON results.
 
 Module directories (describing a run as a parent, restoring it by hash) live in
-`modjax.runs.modules`.
+`modjax.runs.compose`.
 """
 
 import dataclasses

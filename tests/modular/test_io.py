@@ -18,7 +18,7 @@ from modjax import modular as mz
 from modjax.modular import compose as cp
 from modjax.modular import io as module_io
 from modjax.modular import portable
-from modjax.runs import modules as run_modules
+from modjax.runs import compose as run_modules
 
 SHAPE = (8, 8, 1)  # digits
 N = 10

@@ -1,0 +1,244 @@
+"""`modjax compose`: module directories of any families and parents into one classifier.
+
+    result = compose_dirs(["moda/class_3", "panrajan/class_1", "deeparc_net"], calibrate=True)
+    result["accuracy"], result["composed"].apply_fn
+
+`compose_dirs` reads each directory (`modules.directory.load`), asks the family that made it
+(`modules.registry.family_of(method)`) for its scorers, and joins them with
+`modules.compose_scorers`: MwT/MODA modules of one parent fuse into one pruned network, Pan &
+Rajan modules of one parent vote, DeepArc networks give their logits. Every module applies its
+own recorded input transform to the shared raw input, so modules of datasets with the same raw
+image shape compose (MNIST with Fashion-MNIST, at 28 or resized to 32 px); other shapes are
+refused, naming both modules. Datasets are read (by name, from `data_dir`) only to calibrate or
+evaluate.
+"""
+
+import os
+import pathlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modjax import data
+from modjax.modules import compose as mcompose
+from modjax.modules import directory, identity, registry, transform
+from modjax.modules.directory import ModuleDir, ModuleFileError
+
+
+def load_dirs(dirs: Sequence[str | os.PathLike]) -> list[ModuleDir]:
+    """Loads and verifies module directories of any registered family.
+
+    Raises:
+        ValueError: no directories; ModuleFileError for a damaged, altered or old-format one,
+            or one whose method no registered family reads (naming it).
+    """
+    if not dirs:
+        raise ValueError("no module directories given")
+    saved = [directory.load(d) for d in dirs]
+    for s in saved:
+        try:
+            registry.family_of(s.method)
+        except ValueError as e:
+            raise ModuleFileError(f"{s.path / directory.MANIFEST}: {e}") from None
+    return saved
+
+
+def check_inputs(saved: Sequence[ModuleDir]) -> dict[str, dict[str, Any]]:
+    """`{path: input transform}` of every module, refusing raw shapes that differ.
+
+    Raises:
+        ModuleFileError: a module without a recorded transform.
+        ValueError: two modules whose raw inputs differ in shape, naming both modules, both
+            shapes and the transform each applies.
+    """
+    specs = {str(s.path): directory.section(s, "preprocess") for s in saved}
+    first = saved[0]
+    for s in saved[1:]:
+        a, b = specs[str(first.path)], specs[str(s.path)]
+        if tuple(a["image_shape"]) != tuple(b["image_shape"]):
+            raise ValueError(
+                f"{first.path} ({first.method}, {first.parent.get('model')}) reads raw images "
+                f"of shape {tuple(a['image_shape'])} but {s.path} ({s.method}, "
+                f"{s.parent.get('model')}) reads {tuple(b['image_shape'])}: no common input. "
+                f"Transforms: {transform.describe_transform(a)}; "
+                f"{transform.describe_transform(b)}"
+            )
+    return specs
+
+
+def build_composition(
+    saved: Sequence[ModuleDir],
+    *,
+    relabel: Mapping[tuple[str, int], int] | None = None,
+) -> tuple[mcompose.Composed, dict[str, dict[str, Any]]]:
+    """`(composed, {scorer key: input transform})` from loaded directories alone.
+
+    Families are asked in order of first appearance; their scorers keep that order.
+
+    Raises:
+        ValueError: modules that cannot compose (clashing ids, different raw input shapes,
+            units that do not cover a fused network), naming the modules.
+    """
+    check_inputs(saved)
+    by_family: dict[str, list[ModuleDir]] = {}
+    for s in saved:
+        by_family.setdefault(registry.family_of(s.method).name, []).append(s)
+    scorers = []
+    for name, group in by_family.items():
+        scorers += registry.families()[name].scorers(group)
+    specs = {}
+    for s in saved:
+        specs.setdefault(identity.parent_key(s.parent), directory.section(s, "preprocess"))
+    return mcompose.compose_scorers(scorers, relabel=relabel), specs
+
+
+def class_names(saved: Sequence[ModuleDir]) -> dict[tuple[str, int], str]:
+    """`{(dataset, class id): name}` from the modules' manifests (ids where none is recorded)."""
+    out = {}
+    for s in saved:
+        names = s.info.get("class_names")
+        if names is not None and len(names) == len(s.classes):
+            for c, n in zip(s.classes, names):
+                out[(s.parent.get("dataset"), int(c))] = str(n)
+    return out
+
+
+def load_split(dataset: str, split: str, data_dir: str | None):
+    """One split of a dataset by name (modules record the name, not a workdir)."""
+    return data.load(dataset, split, data_dir=data_dir)
+
+
+def calibrate_on_train(composed, *, data_dir: str | None, batch_size: int):
+    """Min-max calibration of every scorer on its dataset's training samples of its classes."""
+    cal: dict[str, list] = {}
+    for g in composed.groups:
+        images, labels = load_split(g.parent["dataset"], "train", data_dir)
+        sel = np.isin(labels, g.classes)
+        batches = data.eval_batches(images[sel], labels[sel], global_batch_size=batch_size)
+        lo, hi = mcompose.fit_calibration(g, batches)
+        cal.setdefault(g.key, []).append((g.classes, lo, hi))
+    merged = {}
+    for key, parts in cal.items():  # one (min, max) per parent over its sorted classes
+        by_class = {c: (lo[i], hi[i]) for cls, lo, hi in parts for i, c in enumerate(cls)}
+        order = sorted(by_class)
+        merged[key] = (
+            np.asarray([by_class[c][0] for c in order], np.float32),
+            np.asarray([by_class[c][1] for c in order], np.float32),
+        )
+    return mcompose.calibrate(composed, merged)
+
+
+def test_set(composed, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the involved test sets, restricted to the composed classes, labels mapped
+    to output ids."""
+    out_id = dict(zip(composed.sources, composed.classes))
+    test_x, test_y = [], []
+    for dataset in dict.fromkeys(d for d, _ in composed.sources):
+        images, labels = load_split(dataset, "test", data_dir)
+        mapping = {c: i for (d, c), i in out_id.items() if d == dataset}
+        sel = np.isin(labels, list(mapping))
+        test_x.append(images[sel])
+        test_y.append(np.array([mapping[int(c)] for c in labels[sel]], np.int64))
+    return np.concatenate(test_x), np.concatenate(test_y)
+
+
+def compose_dirs(
+    dirs: Sequence[str | os.PathLike],
+    *,
+    relabel: Mapping[tuple[str, int], int] | None = None,
+    calibrate: bool = False,
+    evaluate: bool = True,
+    data_dir: str | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Composes module directories of any families into one classifier; calibrates and
+    evaluates on request.
+
+    Args:
+        dirs: module directories (`modjax modularize`, `decompose`, `shrink`, `repair`).
+        relabel: `{(dataset, class id): new id}` for clashing ids of different datasets.
+        calibrate: min-max calibrate each scorer on its dataset's training samples of its
+            classes (METHODS §5.7 step 5); reads the training splits.
+        evaluate: evaluate on the test split of every involved dataset.
+        data_dir: dataset directory (default `$MODJAX_DATA_DIR`).
+        batch_size: evaluation and calibration batch size.
+
+    Returns:
+        `{"composed", "saved", "classes", "sources", "names", "calibrated", "groups", "size"}`
+        plus `"accuracy", "count", "per_class", "eval_time_s"` when `evaluate`.
+
+    Raises:
+        ValueError (ModuleFileError for damaged or old directories): naming the module.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size={batch_size!r} must be >= 1")
+    saved = load_dirs(dirs)
+    composed, specs = build_composition(saved, relabel=relabel)
+    if calibrate:
+        composed = calibrate_on_train(composed, data_dir=data_dir, batch_size=batch_size)
+    names = class_names(saved)
+    groups = [
+        {
+            "method": g.method,
+            "model": g.parent["model"],
+            "dataset": g.parent.get("dataset"),
+            "hash": g.parent.get("hash"),
+            "step": g.parent.get("step"),
+            "classes": list(g.classes),
+            **g.size,
+        }
+        for g in composed.groups
+    ]
+    size = {
+        k: sum(g.get(k, 0) for g in groups)
+        for k in ("params", "macs", "parent_params", "parent_macs")
+    }
+    size.update(
+        relative_params=size["params"] / max(size["parent_params"], 1),
+        relative_macs=size["macs"] / max(size["parent_macs"], 1),
+    )
+    value = {
+        "composed": composed,
+        "saved": saved,
+        "modules": [str(pathlib.Path(d).resolve()) for d in dirs],
+        "classes": list(composed.classes),
+        "sources": [list(s) for s in composed.sources],
+        "names": [names.get(tuple(s), str(s[1])) for s in composed.sources],
+        "relabel": [[d, c, n] for (d, c), n in (relabel or {}).items()],
+        "calibrated": calibrate,
+        "groups": groups,
+        "size": size,
+    }
+    if not evaluate:
+        return value
+    images, labels = test_set(composed, data_dir)
+    t0 = time.perf_counter()
+    result = mcompose.evaluate_composed(composed, images, labels, batch_size=batch_size)
+    value["eval_time_s"] = time.perf_counter() - t0
+    value["per_class"] = [
+        {
+            "output_id": i,
+            "dataset": d,
+            "class": c,
+            "name": n,
+            "test_samples": result["per_class_count"][i],
+            "accuracy": result["per_class_accuracy"][i],
+        }
+        for (d, c), i, n in zip(composed.sources, composed.classes, value["names"])
+    ]
+    value.update(accuracy=result["accuracy"], count=result["count"])
+    return value
+
+
+__all__ = [
+    "build_composition",
+    "calibrate_on_train",
+    "check_inputs",
+    "class_names",
+    "compose_dirs",
+    "load_dirs",
+    "load_split",
+    "test_set",
+]
