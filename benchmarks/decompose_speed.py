@@ -4,7 +4,7 @@ Run: nice -n 10 python benchmarks/decompose_speed.py [MODEL.npz]   (~3 min on a 
 
 Decomposes all 10 classes of MNIST-4 (TI-SNE + CM-RIE: 1,000 positives and 990 negatives per
 class) with `make_decompose` (one jitted, vmapped call) and with the literal NumPy loop of
-`tests/decompose/_reference.py` (the reference code's per-sample, per-edge rules). The literal
+`benchmarks/panrajan_ref/dense.py` (the reference code's per-sample, per-edge rules). The literal
 loop is timed on one class and multiplied by 10 (it is linear in classes). The model is the
 one `experiments/panrajan_train_stage.py` trains (default path below); without it a randomly
 initialized MLP-4×49 is used with confidence 0. Writes `results/decompose_speed_cpu.md`.
@@ -23,9 +23,9 @@ ROOT = pathlib.Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
+from benchmarks.panrajan_ref import dense as ref  # noqa: E402
 from modjax import decompose as dc  # noqa: E402
 from modjax import models  # noqa: E402
-from tests.decompose import _reference as ref  # noqa: E402
 
 DEFAULT = pathlib.Path("/work/panrajan_work/models/MNIST-4")
 
@@ -40,12 +40,12 @@ def main(model_path: pathlib.Path) -> None:
         model = models.get_model("mlp", depth=4)
         params = model.init(jax.random.key(0), jnp.ones((1, 784)))["params"]
         confidence, source = 0.0, "random init (no trained MNIST-4 found)"
-    probs = dc.parent_probs(params, x)
-    s = dc.select_samples(
+    probs = dc.dense.pipeline.parent_probs(params, x)
+    s = dc.samples.select_samples(
         x, y, probs, num_positives=1000, negatives_per_class=110, confidence=confidence
     )
     pos, neg = jnp.asarray(s.positives), jnp.asarray(s.negatives)
-    fn = dc.make_decompose(ti="sne", cm="rie")
+    fn = dc.dense.decompose.make_decompose(ti="sne", cm="rie")
     t0 = time.perf_counter()
     jax.block_until_ready(fn(params, pos, neg))
     compile_s = time.perf_counter() - t0
@@ -56,7 +56,7 @@ def main(model_path: pathlib.Path) -> None:
         runs.append(time.perf_counter() - t0)
     fast = statistics.median(runs)
 
-    layers = dc.dense_layers(params)
+    layers = dc.dense.parent.to_layers(params)
     ws = [np.asarray(w, np.float64) for w, _ in layers]
     bs = [np.asarray(b, np.float64) for _, b in layers]
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Pan & Rajan as a family of the module layer: saved modules of one parent score by their vote.
 
 The modules of one parent become one scorer whose output for class c is module c's vote score,
-2 + p_own when the module votes for its class and p_own otherwise (`_vote.vote_scores`), so the
+2 + p_own when the module votes for its class and p_own otherwise (`vote.vote_scores`), so the
 argmax over them is the paper's vote (METHODS §7.5) and, once calibrated, they sit beside any
 other family's scores. Registered through the `modjax.families` entry point.
 """
@@ -12,10 +12,9 @@ import jax
 import numpy as np
 
 from modjax import models
-from modjax.decompose._cnn_module import CnnModule
-from modjax.decompose._io import from_dir, load_pruned
-from modjax.decompose._module import METHOD
-from modjax.decompose._vote import compose, module_logits, vote_scores
+from modjax.decompose.cnn.module import CnnModule
+from modjax.decompose.io import METHOD, from_dir, load_pruned
+from modjax.decompose.vote import compose, module_logits, vote_scores
 from modjax.modules import directory, identity, transform
 from modjax.modules.directory import ModuleDir
 from modjax.modules.registry import Family
@@ -28,7 +27,9 @@ def _size(parent, mods, saved) -> dict[str, int]:
     net = models.get_model(parent["model"], **parent["model_kwargs"])
     whole = models.summarize(net, shape)
     if isinstance(mods[0], CnnModule):
-        head = int(np.size(mods[0].params["head"]["kernel"]) + np.size(mods[0].params["head"]["bias"]))
+        head = int(
+            np.size(mods[0].params["head"]["kernel"]) + np.size(mods[0].params["head"]["bias"])
+        )
         params = whole["params"] + (len(mods) - 1) * head
         macs = len(mods) * whole["macs"]
     else:
@@ -95,11 +96,28 @@ def scorers(saved: Sequence[ModuleDir]) -> list[Scorer]:
     return [group_scorer(g) for g in groups.values()]
 
 
+def units(saved: ModuleDir) -> dict:
+    """The parent's hidden units a module uses: dense, the nodes with an incoming and an outgoing
+    edge; CNN, the channels of each ReLU point with any kept position."""
+    if "positions" in saved.arrays:
+        return {k: np.any(v, axis=(0, 1)) for k, v in saved.arrays["positions"].items()}
+    params = {}
+    for name, kernel in directory.group(saved, "edge_masks").items():
+        params[name] = np.asarray(kernel, bool)
+    hidden = sorted((n for n in params if n != "head"), key=lambda n: int(n.split("_")[1]))
+    out = {}
+    for i, name in enumerate(hidden):
+        nxt = params[hidden[i + 1]] if i + 1 < len(hidden) else params["head"]
+        out[name] = np.any(params[name], axis=0) & np.any(nxt, axis=1)
+    return out
+
+
 FAMILY = Family(
     name="panrajan",
     methods=(METHOD,),
     scorers=scorers,
     summary="Pan & Rajan (FSE'20, ICSE'22): modules cut from a trained dense network or CNN",
+    units=units,
 )
 
-__all__ = ["FAMILY", "group_scorer", "scorers"]
+__all__ = ["FAMILY", "group_scorer", "scorers", "units"]

@@ -11,8 +11,8 @@ take it like any module::
     info.preprocess    the parent's test transform; info.class_names
 
 The manifest's `parent` is the network it was made from (content hash included); its `classes`
-are every class of the parent. `network_scorer` turns the directory into a `modules.Scorer`
-(its logits).
+are every class of the parent, or the subset asked for. `network_scorer` turns the directory into a `modules.Scorer`
+(its logits at its classes).
 """
 
 import os
@@ -41,6 +41,7 @@ def save_network(
     class_names: Sequence[str] | None = None,
     operation: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    classes: Sequence[int] | None = None,
     overwrite: bool = False,
 ) -> pathlib.Path:
     """Writes a network made by DeepArc as a module directory (see the module docstring).
@@ -55,6 +56,8 @@ def save_network(
         class_names: one name per class.
         operation: JSON record of what DeepArc did (`{"operation": "shrink", "removed": [...]}`).
         metrics: JSON scalars (accuracy before/after, parameter share, ...).
+        classes: the classes the directory scores (default: all): a network restricted to some
+            classes composes beside modules of the others.
         overwrite: replace an existing directory.
 
     Raises:
@@ -65,17 +68,24 @@ def save_network(
     if models.model_kwargs_of(models.get_model(model_name, **kwargs)) != kwargs:
         raise ValueError(f"model_name={model_name!r} does not rebuild the given network")
     num_classes = int(kwargs["num_classes"])
+    classes = list(range(num_classes)) if classes is None else [int(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes) or not all(
+        0 <= c < num_classes for c in classes
+    ):
+        raise ValueError(f"classes={classes} must be distinct class ids in [0, {num_classes})")
     info: dict[str, Any] = {
         "network": {"model": model_name, "model_kwargs": kwargs},
         "deeparc": dict(operation or {}),
         "preprocess": dict(preprocess),
     }
     if class_names is not None:
-        info["class_names"] = [str(n) for n in class_names]
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
+        info["class_names"] = [str(class_names[c]) for c in classes]
     return directory.save(
         directory_,
         method=METHOD,
-        classes=range(num_classes),
+        classes=classes,
         parent=parent,
         metrics={
             "params": models.count_params(variables["params"]),
@@ -111,7 +121,7 @@ def load_network(saved: ModuleDir) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def network_scorer(saved: ModuleDir) -> scorer.Scorer:
-    """The `Scorer` of a `"deeparc"` module directory: the network's logits, every class.
+    """The `Scorer` of a `"deeparc"` module directory: the network's logits at its classes.
 
     Raises:
         ModuleFileError: as `load_network`.
@@ -126,7 +136,7 @@ def network_scorer(saved: ModuleDir) -> scorer.Scorer:
         classes=classes,
         model=model,
         variables=variables,
-        columns=range(len(classes)),
+        columns=classes,
         preprocess=transform.test_transform(spec),
     )
 

@@ -86,12 +86,18 @@ def scorers(saved: Sequence[ModuleDir]) -> list[Scorer]:
     return [group_scorer(g) for g in groups.values()]
 
 
+def units(saved: ModuleDir) -> dict:
+    """The keep-masks: the parent's channels or neurons the module keeps, per mask point."""
+    return dict(directory.group(saved, "keep"))
+
+
 FAMILY = Family(
     name="modular",
     methods=METHODS,
     scorers=scorers,
     summary="MwT (ICSE'24) and MODA: modules from modular training, pruned to smaller networks",
     objectives=METHODS,
+    units=units,
 )
 
-__all__ = ["FAMILY", "group_scorer", "scorers", "units_of"]
+__all__ = ["FAMILY", "group_scorer", "scorers", "units", "units_of"]

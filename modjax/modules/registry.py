@@ -36,6 +36,10 @@ class Family:
             may fuse several modules of one parent into one scorer).
         summary: one line for `--help` and tables.
         objectives: the methods that are training objectives (`modjax train --method`).
+        units: `(loaded directory) -> {layer: bool [C]}`, the parent's hidden units (neurons,
+            channels) the module uses, so overlap is one computation for every family
+            (`metrics.jaccard_coupling` over the concatenated masks); None for a family whose
+            modules are whole networks.
     """
 
     name: str
@@ -43,6 +47,7 @@ class Family:
     scorers: Callable[[Sequence[ModuleDir]], list[Scorer]]
     summary: str = ""
     objectives: tuple[str, ...] = ()
+    units: Callable[[ModuleDir], dict[str, Any]] | None = None
 
 
 def _entry_points() -> Sequence[Any]:

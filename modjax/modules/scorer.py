@@ -122,4 +122,29 @@ def network_scorer(
     )
 
 
-__all__ = ["Network", "ScoreFn", "Scorer", "network_scorer", "network_size"]
+def restrict(s: Scorer, classes: Sequence[int]) -> Scorer:
+    """The same scorer, scoring only `classes` (a subset of `s.classes`, in the given order).
+
+    Raises:
+        ValueError: a class `s` does not score, naming it and the module's classes.
+    """
+    classes = tuple(int(c) for c in classes)
+    missing = [c for c in classes if c not in s.classes]
+    if missing or not classes or len(set(classes)) != len(classes):
+        raise ValueError(
+            f"classes {list(classes)} must be distinct classes of the module, which scores "
+            f"{list(s.classes)} ({s.method} module of {s.parent.get('model')})"
+        )
+    idx = np.asarray([s.classes.index(c) for c in classes], np.int32)
+    inner = s.score_fn
+
+    def score_fn(variables, x):
+        return inner(variables, x)[:, idx]
+
+    network = None
+    if s.network is not None:
+        network = Network(s.network.model, tuple(s.network.columns[i] for i in idx))
+    return s._replace(classes=classes, score_fn=score_fn, network=network)
+
+
+__all__ = ["Network", "ScoreFn", "Scorer", "network_scorer", "network_size", "restrict"]

@@ -23,26 +23,68 @@ import numpy as np
 
 from modjax import data
 from modjax.modules import compose as mcompose
-from modjax.modules import directory, identity, registry, transform
+from modjax.modules import directory, identity, registry, scorer, transform
 from modjax.modules.directory import ModuleDir, ModuleFileError
 
 
-def load_dirs(dirs: Sequence[str | os.PathLike]) -> list[ModuleDir]:
-    """Loads and verifies module directories of any registered family.
+def parse_dir(spec: str | os.PathLike) -> tuple[pathlib.Path, tuple[int, ...] | None]:
+    """`DIR` or `DIR:C1,C2,...` (only those classes of the module) -> `(path, classes or None)`.
 
     Raises:
-        ValueError: no directories; ModuleFileError for a damaged, altered or old-format one,
-            or one whose method no registered family reads (naming it).
+        ValueError: a class list that is not comma-separated ints.
+    """
+    text = os.fspath(spec)
+    path, sep, tail = text.rpartition(":")
+    if not sep or pathlib.Path(text).exists() or not tail or not path:
+        return pathlib.Path(text), None
+    try:
+        classes = tuple(int(c) for c in tail.split(","))
+    except ValueError:
+        raise ValueError(
+            f"module {text!r}: after ':' give the classes to keep, e.g. {path}:3,5"
+        ) from None
+    return pathlib.Path(path), classes
+
+
+def load_dirs(dirs: Sequence[str | os.PathLike]) -> list[ModuleDir]:
+    """Loads and verifies module directories of any registered family (`DIR` or
+    `DIR:C1,C2`; see `selection`).
+
+    Raises:
+        ValueError: no directories, or a class the module does not score; ModuleFileError for a
+            damaged, altered or old-format one, or one whose method no registered family reads
+            (naming it).
     """
     if not dirs:
         raise ValueError("no module directories given")
-    saved = [directory.load(d) for d in dirs]
-    for s in saved:
+    saved = []
+    for spec in dirs:
+        path, classes = parse_dir(spec)
+        d = directory.load(path)
+        if classes is not None:
+            missing = [c for c in classes if c not in d.classes]
+            if missing or len(set(classes)) != len(classes):
+                raise ValueError(
+                    f"{spec}: classes {list(classes)} must be distinct classes of the module, "
+                    f"which scores {list(d.classes)}"
+                )
         try:
-            registry.family_of(s.method)
+            registry.family_of(d.method)
         except ValueError as e:
-            raise ModuleFileError(f"{s.path / directory.MANIFEST}: {e}") from None
+            raise ModuleFileError(f"{d.path / directory.MANIFEST}: {e}") from None
+        saved.append(d)
     return saved
+
+
+def selection(dirs: Sequence[str | os.PathLike]) -> dict[pathlib.Path, tuple[int, ...]]:
+    """`{directory: classes}` of the entries `DIR:C1,C2` that keep only some of a module's
+    classes (e.g. two classes of a DeepArc network, which scores every class)."""
+    out = {}
+    for spec in dirs:
+        path, classes = parse_dir(spec)
+        if classes is not None:
+            out[path] = classes
+    return out
 
 
 def check_inputs(saved: Sequence[ModuleDir]) -> dict[str, dict[str, Any]]:
@@ -72,10 +114,12 @@ def build_composition(
     saved: Sequence[ModuleDir],
     *,
     relabel: Mapping[tuple[str, int], int] | None = None,
+    select: Mapping[pathlib.Path, Sequence[int]] | None = None,
 ) -> tuple[mcompose.Composed, dict[str, dict[str, Any]]]:
     """`(composed, {scorer key: input transform})` from loaded directories alone.
 
-    Families are asked in order of first appearance; their scorers keep that order.
+    Families are asked in order of first appearance; their scorers keep that order. `select`
+    (`selection(dirs)`) keeps only some classes of the directories it names.
 
     Raises:
         ValueError: modules that cannot compose (clashing ids, different raw input shapes,
@@ -85,9 +129,19 @@ def build_composition(
     by_family: dict[str, list[ModuleDir]] = {}
     for s in saved:
         by_family.setdefault(registry.family_of(s.method).name, []).append(s)
+    chosen = {pathlib.Path(p): set(c) for p, c in (select or {}).items()}
     scorers = []
     for name, group in by_family.items():
-        scorers += registry.families()[name].scorers(group)
+        for sc in registry.families()[name].scorers(group):
+            wanted = {
+                c
+                for s in group
+                if identity.parent_key(s.parent) == sc.key
+                for c in chosen.get(s.path, s.classes)
+            }
+            if not set(sc.classes) <= wanted:
+                sc = scorer.restrict(sc, [c for c in sc.classes if c in wanted])
+            scorers.append(sc)
     specs = {}
     for s in saved:
         specs.setdefault(identity.parent_key(s.parent), directory.section(s, "preprocess"))
@@ -157,7 +211,8 @@ def compose_dirs(
     evaluates on request.
 
     Args:
-        dirs: module directories (`modjax modularize`, `decompose`, `shrink`, `repair`).
+        dirs: module directories (`modjax modularize`, `decompose`, `shrink`, `repair`); an
+            entry `DIR:C1,C2` keeps only those classes of the module.
         relabel: `{(dataset, class id): new id}` for clashing ids of different datasets.
         calibrate: min-max calibrate each scorer on its dataset's training samples of its
             classes (METHODS §5.7 step 5); reads the training splits.
@@ -175,7 +230,7 @@ def compose_dirs(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"--batch-size={batch_size!r} must be >= 1")
     saved = load_dirs(dirs)
-    composed, specs = build_composition(saved, relabel=relabel)
+    composed, specs = build_composition(saved, relabel=relabel, select=selection(dirs))
     if calibrate:
         composed = calibrate_on_train(composed, data_dir=data_dir, batch_size=batch_size)
     names = class_names(saved)
@@ -240,5 +295,7 @@ __all__ = [
     "compose_dirs",
     "load_dirs",
     "load_split",
+    "parse_dir",
+    "selection",
     "test_set",
 ]

@@ -11,6 +11,8 @@ from modjax import decompose as dc
 from modjax import models
 from modjax.cli import main
 from modjax.cli.decompose_cmd import add_parser, decompose
+from modjax.modules import identity
+from modjax.runs import training
 from tests.conftest import REPO
 
 SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
@@ -47,6 +49,24 @@ def test_decompose_writes_one_module_per_class(run, tmp_path, capsys):
     np.testing.assert_allclose(np.asarray(small), np.asarray(full), rtol=1e-5, atol=1e-5)
 
 
+def test_decompose_names_its_parent_by_the_one_content_hash(run, tmp_path):
+    out = tmp_path / "mods"
+    flags = ["--confidence", "0", "--positives", "3", "--negatives", "2", "--cm", "c"]
+    assert decompose(_args("--workdir", str(run), "--out", str(out), *flags)) == 0
+    restored = training.load_run(run)
+    expected = identity.parent_hash(restored.variables)
+    summary = json.loads((out / "modules.json").read_text())
+    assert summary["parent"]["hash"] == expected and summary["step"] == restored.step
+    for c in (0, 7):
+        manifest = json.loads((out / f"class_{c}" / "manifest.json").read_text())
+        assert manifest["parent"]["hash"] == expected
+        assert manifest["parent"]["step"] == restored.step
+        assert identity.parent_key(manifest["parent"]) == identity.parent_key(restored.describe())
+        assert manifest["info"]["class_names"] == [str(c)]
+        assert manifest["info"]["preprocess"] == restored.preprocess_spec()
+    assert not list(tmp_path.glob(".mods.tmp-*"))  # written through one atomic directory
+
+
 def test_decompose_errors_name_the_problem(run, tmp_path):
     with pytest.raises(ValueError, match=r"class \d+ has \d+ training samples .*--confidence"):
         decompose(_args("--workdir", str(run), "--out", str(tmp_path / "a")))
@@ -58,31 +78,25 @@ def test_decompose_errors_name_the_problem(run, tmp_path):
         decompose(_args("--workdir", str(empty), "--out", str(tmp_path / "b")))
 
 
-def test_compose_votes_panrajan_modules(run, tmp_path, capsys):
+def test_compose_and_eval_take_panrajan_modules(run, tmp_path, capsys):
     out = tmp_path / "mods"
     flags = ["--confidence", "0", "--positives", "3", "--negatives", "2", "--cm", "c"]
     assert decompose(_args("--workdir", str(run), "--out", str(out), *flags)) == 0
+    parent = json.loads((out / "modules.json").read_text())["parent"]
     capsys.readouterr()
     result = tmp_path / "composed.json"
     argv = ["compose", "--modules", str(out / "class_1"), str(out / "class_4")]
     assert main([*argv, "--out", str(result)]) == 0
     value = json.loads(result.read_text())
-    assert value["method"] == "panrajan" and value["classes"] == [1, 4]
-    assert [r["class"] for r in value["per_class"]] == [1, 4] and 0 <= value["accuracy"] <= 1
-    assert "voting composition of 2 Pan & Rajan modules" in capsys.readouterr().out
-    # a module of another parent (another step) needs --relabel, and the error names its file
-    other = dc.load_decomposed(out / "class_4")
-    moved = dc.save_decomposed(
-        other._replace(parent={**other.parent, "step": 999}), tmp_path / "other_4",
-        preprocess=json.loads((out / "class_4" / "manifest.json").read_text())["info"][
-            "preprocess"],
-    )  # fmt: skip
-    assert main(["compose", "--modules", str(out / "class_1"), str(moved)]) == 2
-    err = capsys.readouterr().err
-    assert f"{moved} comes from another parent" in err and "--relabel" in err
-    relabel = ["--relabel", "digits:4=4", "--no-eval"]
-    assert main(["compose", "--modules", str(out / "class_1"), str(moved), *relabel]) == 0
-    assert main(["compose", "--modules", str(out / "class_1"), "--calibrate"]) == 2
-    assert "--calibrate work on MwT/MODA modules" in capsys.readouterr().err
+    assert value["classes"] == [1, 4] and 0 <= value["accuracy"] <= 1
+    assert [r["class"] for r in value["per_class"]] == [1, 4]
+    assert [(g["method"], g["hash"]) for g in value["groups"]] == [("panrajan", parent["hash"])]
+    capsys.readouterr()
+    assert main(["eval", "--module", str(out / "class_4"), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert one["method"] == "panrajan" and one["classes"] == [4] and one["count"] == 36
+    assert one["parent"]["hash"] == parent["hash"]
     with pytest.raises(ValueError, match="--cm bln is the CNN method's"):
         decompose(_args("--workdir", str(run), "--out", str(tmp_path / "x"), "--cm", "bln"))
+    with pytest.raises(ValueError, match=r"--out .*mods exists"):
+        decompose(_args("--workdir", str(run), "--out", str(out)))

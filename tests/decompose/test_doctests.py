@@ -5,20 +5,11 @@ import importlib
 
 import pytest
 
-MODULES = [
-    "_channel",
-    "_cnn_identify",
-    "_cnn_modularize",
-    "_cnn_module",
-    "_cnn_net",
-    "_cnn_panrajan",
-    "_dense",
-    "_identify",
-    "_module",
-    "_panrajan",
-    "_pipeline",
-    "_samples",
-    "_vote",
+STEPS = ["parent", "identify", "channel", "decompose", "module", "pipeline"]
+MODULES = [f"{kind}.{step}" for kind in ("dense", "cnn") for step in STEPS] + [
+    "io",
+    "samples",
+    "vote",
 ]
 
 

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.panrajan_ref import dense as ref
 from modjax import models
-from modjax.decompose import _channel as channel_lib
-from modjax.decompose._dense import dense_layers
-from modjax.decompose._identify import first_flags, identify
-from modjax.decompose._panrajan import make_decompose, variant
-from tests.decompose import _reference as ref
+from modjax.decompose.dense import channel as channel_lib
+from modjax.decompose.dense.decompose import make_decompose, variant
+from modjax.decompose.dense.identify import first_flags, identify
+from modjax.decompose.dense.parent import to_layers
 
 
 def _parent(depth, seed, *, inputs=8, hidden=6, classes=4, scale=1.0):
@@ -27,7 +27,7 @@ def _samples(seed, num, inputs=8):
 
 
 def _np_layers(params):
-    layers = dense_layers(params)
+    layers = to_layers(params)
     return [np.asarray(w, np.float64) for w, _ in layers], [
         np.asarray(b, np.float64) for _, b in layers
     ]
@@ -54,9 +54,7 @@ def test_identify_matches_reference(depth, parity, kwargs):
         else _ref_with_guard(ws, bs, pos, neg, parity, guard, **kwargs)
     )
     masks = jax.jit(
-        lambda p, x, y: identify(
-            dense_layers(p), x, y, parity=parity, guard_fraction=guard, **kwargs
-        )
+        lambda p, x, y: identify(to_layers(p), x, y, parity=parity, guard_fraction=guard, **kwargs)
     )(params, pos, neg)
     for l, (km, bm) in enumerate(zip(masks.kernels, masks.biases)):
         np.testing.assert_array_equal(np.asarray(km) & (ws[l] != 0), want_D[l] != 0, f"kernel {l}")
@@ -129,7 +127,7 @@ def test_decompose_matches_reference(depth, parity, cm, ti):
             D, d = ref.remove_irrelevant(D, d, c, parity=parity)
         if cm != "none":
             D, d = ref.channel(D, d, c, parity=parity)
-        got = dense_layers(jax.tree.map(lambda x, c=c: x[c], out))
+        got = to_layers(jax.tree.map(lambda x, c=c: x[c], out))
         for l, (w, b) in enumerate(got):
             np.testing.assert_allclose(
                 np.asarray(w), D[l], rtol=1e-5, atol=1e-6, err_msg=f"c{c} W{l}"
@@ -166,7 +164,7 @@ def test_padding_positives_are_skipped(parity):
     want_D, want_d = _ref_with_guard(ws, bs, pos[:7], neg, parity, 0.6, **kw)
     masks = jax.jit(
         lambda p, x, y, v: identify(
-            dense_layers(p), x, y, parity=parity, guard_fraction=0.6, valid=v, **kw
+            to_layers(p), x, y, parity=parity, guard_fraction=0.6, valid=v, **kw
         )
     )(params, padded, neg, valid)
     for l, (km, bm) in enumerate(zip(masks.kernels, masks.biases)):

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.panrajan_ref import dense as ref
 from modjax import decompose as dc
 from modjax import models
 from modjax.modular.io import ModuleFileError
-from tests.decompose import _reference as ref
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def modules(parent):
 def test_vote_matches_reference():
     logits = np.asarray(jax.random.normal(jax.random.key(2), (4, 64, 5)) * 3)
     own = np.array([3, 0, 4, 1])
-    got = jax.jit(dc.vote)(jnp.asarray(logits), jnp.asarray(own))
+    got = jax.jit(dc.vote.vote)(jnp.asarray(logits), jnp.asarray(own))
     np.testing.assert_array_equal(np.asarray(got), ref.vote(logits, own))
 
 
@@ -40,7 +40,7 @@ def test_compose_predicts_labels_and_checks_parents(modules, parent):
     _, _, x, _ = parent
     stacked, own, labels = dc.compose(modules)
     pred = jax.jit(dc.predict)(stacked, own, labels, jnp.asarray(x))
-    logits = np.asarray(dc.module_logits(stacked, jnp.asarray(x)))
+    logits = np.asarray(dc.vote.module_logits(stacked, jnp.asarray(x)))
     np.testing.assert_array_equal(np.asarray(pred), ref.vote(logits, np.arange(3)))
     other = modules[1]._replace(parent={"dataset": "other", "checkpoint": "b"})
     with pytest.raises(ValueError, match="different parents.*labels="):
@@ -110,25 +110,25 @@ def test_bad_parents_are_named():
     with pytest.raises(ValueError, match="dense_1 has activation 'tanh'"):
         dc.check_parent("mlp", activations=["relu", "tanh"])
     with pytest.raises(ValueError, match="unsupported architecture"):
-        dc.dense_layers({"conv_0": {"kernel": np.ones((3, 3, 1, 2)), "bias": np.ones(2)}})
+        dc.dense.parent.to_layers({"conv_0": {"kernel": np.ones((3, 3, 1, 2)), "bias": np.ones(2)}})
     with pytest.raises(ValueError, match="ti='x'"):
-        dc.make_decompose(ti="x")
+        dc.dense.decompose.make_decompose(ti="x")
 
 
-def test_directory_is_the_modular_io_format(described, tmp_path):
-    """`modular.io.load` reads a decomposed module: method "panrajan", edge masks as arrays."""
-    from modjax.modular import compose as modular_compose
+def test_directory_is_the_shared_format(described, tmp_path):
+    """A decomposed module is a module directory of the shared layer: method "panrajan", edge
+    masks as arrays, read by its family and refused by the MwT/MODA view."""
     from modjax.modular import io
+    from modjax.modules import directory, registry
 
     m = described[1]
     path = dc.save_decomposed(m, tmp_path / "class_1")
-    saved = io.load(path)
-    assert saved.module.method == "panrajan" and saved.module.classes == (1,)
+    saved = directory.load(path)
+    assert saved.method == "panrajan" and saved.classes == (1,)
     for name, mask in m.masks.items():
         np.testing.assert_array_equal(saved.arrays["edge_masks"][name], mask)
     assert saved.info["channels"] == dc.prune(m.params)[0] and saved.info["kind"] == "dense"
-    keep = {k: v for k, v in saved.module.keep.items()}
-    assert list(keep) == ["dense_0", "dense_1"] and keep["dense_0"].dtype == bool
-    with pytest.raises(ValueError, match=r"union .* classes \[1\] is a 'panrajan' module"):
-        key = modular_compose.parent_key(saved.module.parent)
-        modular_compose.compose([saved.module], {key: {"params": {}}})
+    units = registry.family_of(saved.method).units(saved)
+    assert list(units) == ["dense_0", "dense_1"] and units["dense_0"].dtype == bool
+    with pytest.raises(ModuleFileError, match=r"'panrajan'; MwT/MODA modules have one of"):
+        io.load(path)

@@ -9,6 +9,7 @@ from modjax import models
 from modjax import modular as mz
 from modjax.modular import compose as cp
 from modjax.modular.prune import masked_equivalent
+from modjax.modules import Scorer, compose_scorers
 
 SHAPE = (8, 8, 1)
 N = 4
@@ -81,8 +82,8 @@ def test_mwt_composition_keeps_the_classifier_and_takes_columns():
     parent = mz.describe_parent("lenet5", dataset="s", input_shape=shape, **kw)
     modules = _modules(parent, method="mwt", points={"conv_1": 8})
     composed = cp.compose([modules[2], modules[0]], {cp.parent_key(parent): variables})
-    assert composed.classes == (0, 2) and composed.groups[0].columns == (0, 2)
-    assert composed.groups[0].model.num_classes == 3  # whole N-way classifier kept
+    assert composed.classes == (0, 2) and composed.groups[0].network.columns == (0, 2)
+    assert composed.groups[0].network.model.num_classes == 3  # whole N-way classifier kept
     x = _x(shape=shape)
     want = _masked_logits(parent, variables, mz.union([modules[0], modules[2]]).keep, x, "mwt")
     np.testing.assert_allclose(composed.apply_fn(x), want[:, [0, 2]], rtol=1e-5, atol=1e-5)
@@ -172,19 +173,19 @@ def test_calibration_maps_calibration_logits_into_unit_interval():
 
 
 def test_evaluate_composed_on_hand_built_data():
-    class Fake:
-        classes = (7, 2, 5)
+    def score_fn(variables, x):  # predicts output position = round(x[:, 0, 0, 0])
+        del variables
+        return jax.nn.one_hot(jnp.round(x[:, 0, 0, 0]).astype(jnp.int32), 3)
 
-        @staticmethod
-        def apply_fn(x):  # predicts output position = round(x[:, 0, 0, 0])
-            return jax.nn.one_hot(jnp.round(x[:, 0, 0, 0]).astype(jnp.int32), 3)
+    scorer = Scorer("k", {"dataset": "d"}, "any", (7, 2, 5), score_fn, {}, {})
+    fake = compose_scorers([scorer])
 
     pos = np.array([0, 1, 2, 2, 0, 1, 1])  # predicted positions
     labels = np.array([7, 2, 5, 7, 7, 9, 2])  # class 9 is not composed: dropped
     images = np.zeros((7, 2, 2, 1), np.float32)
     images[:, 0, 0, 0] = pos
     r = cp.evaluate_composed(
-        Fake, images, labels, batch_size=4, preprocess=lambda x, rng: x.astype(jnp.float32)
+        fake, images, labels, batch_size=4, preprocess=lambda x, rng: x.astype(jnp.float32)
     )
     # kept: (7→0 ✓), (2→1 ✓), (5→2 ✓), (7 pred 2 ✗), (7→0 ✓), (2→1 ✓)
     assert r["count"] == 6 and r["correct"] == 5

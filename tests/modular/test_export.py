@@ -12,12 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.modules import transform
 from modjax import data, models
 from modjax import modular as mz
 from modjax.modular import compose as cp
-from modjax.modular import portable
-from modjax.modules import export
+from modjax.modules import export, transform
 
 SHAPE = (8, 8, 1)
 

@@ -104,6 +104,51 @@ def test_count_step_matches_naive_loop_mwt(lenet_mwt):
     _assert_counts(counts, expected, n)
 
 
+def test_mlp_mwt_extraction_then_pruning_equals_the_masked_form():
+    """Neuron-level MwT on the MLP: count → τ → modules → pruned form == masked form."""
+    kw = {"num_classes": N, "depth": 3, "hidden": 8, "mask_generators": True}
+    model = models.get_model("mlp", **kw)
+    variables = _perturb_generators(_init(model, LENET_SHAPE))
+    parent = mz.describe_parent("mlp", dataset="synthetic", input_shape=LENET_SHAPE, **kw)
+    images, labels = _data(20)
+    assert list(models.masked_layers(model, input_shape=LENET_SHAPE)) == [
+        "dense_0",
+        "dense_1",
+        "dense_2",
+    ]
+    with jax.transfer_guard("disallow"):
+        result = mz.extract_modules(
+            eval_batches(images, labels, global_batch_size=8),
+            variables=variables,
+            parent=parent,
+            preprocess=to_float,
+            method="mwt",
+            threshold=0.5,
+            disable=True,
+        )
+    expected, n = _naive_counts(model, variables, images, labels, np.ones(20, bool), "mwt")
+    assert 0 < sum(v.sum() for v in expected.values()) < n.sum() * 3 * 8  # non-trivial
+    _assert_counts(result.counts, expected, n)
+    x = to_float(jnp.asarray(_data(5, seed=3)[0]), None)
+    plain = mz.masked_form_model(result.modules[0])
+    assert not plain.mask_generators
+    stripped = mz.drop_generators(variables)
+    assert jax.tree.structure(stripped) == jax.tree.structure(_init(plain, LENET_SHAPE))
+    dropped = 0
+    for m in result.modules:
+        assert list(m.keep) == ["dense_0", "dense_1", "dense_2"]
+        want, _ = plain.apply(stripped, x, masks=mz.as_masks(m))
+        pruned, pv = mz.prune.prune(
+            "mlp", kw, variables, m.keep, method="mwt", input_shape=LENET_SHAPE
+        )
+        assert "generator" not in str(jax.tree.structure(pv))
+        assert pruned.channels == {n: int(k.sum()) for n, k in m.keep.items() if not k.all()}
+        got, _ = pruned.apply(pv, x)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        dropped += sum(int((~k).sum()) for k in m.keep.values())
+    assert dropped > 0  # some module drops neurons: the pruned form is really narrower
+
+
 @pytest.mark.parametrize("name", ["lenet5", "mlp"])
 def test_count_step_matches_naive_loop_moda(name):
     kwargs = {"depth": 2, "hidden": 6} if name == "mlp" else {"width": 0.5}
@@ -346,7 +391,7 @@ def test_extract_modules_end_to_end_without_implicit_transfers(lenet_mwt):
         assert m.fallbacks == tuple(e for e in events if e.class_id == c)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16"])
+@pytest.mark.parametrize("name", ["resnet18", "vgg16", "mlp"])
 def test_method_layers_are_mask_points_of_the_masked_form(name):
     for method, generators in (("moda", False), ("mwt", True)):
         parent = mz.describe_parent(name, num_classes=N, width=0.125, mask_generators=generators)

@@ -11,13 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.modules import transform
-from modjax.modules import identity
 from modjax import data, models
 from modjax import modular as mz
 from modjax.modular import compose as cp
+from modjax.modular import family as modular_family
 from modjax.modular import io as module_io
 from modjax.modular import portable
+from modjax.modules import identity, transform
 from modjax.runs import compose as run_modules
 
 SHAPE = (8, 8, 1)  # digits
@@ -97,7 +97,7 @@ def test_round_trip_forward_order_permissions(tmp_path, mlp):
     assert list(saved.module.keep) == forward != list(module.keep)
     manifest = json.loads((path / "manifest.json").read_text())
     assert [e["name"] for e in manifest["arrays"]["keep"]] == forward
-    assert manifest["format_version"] == module_io.FORMAT_VERSION == 2
+    assert manifest["format_version"] == module_io.FORMAT_VERSION == 3
     assert manifest["parent"]["hash"].startswith("sha256:") and manifest["parent"]["step"] == 7
     for n in forward:
         np.testing.assert_array_equal(saved.module.keep[n], module.keep[n])
@@ -140,7 +140,7 @@ def test_saved_modules_compose_like_the_parent(tmp_path, name, kw):
     classes = list(m.classes) if m.method == "moda" else None
     shape = tuple(parent["input_shape"])
     model, pv = portable.rebuild(
-        [run_modules.units_of(one)],
+        [modular_family.units_of(one)],
         parent["model"],
         parent["model_kwargs"],
         m.keep,
@@ -186,9 +186,9 @@ def _corrupt(case, path):
         _edit_json(path, lambda m: m.update(format_version=1))
         return r"field 'format_version' is 1"
     if case == "missing key":
-        _edit_json(path, lambda m: m.pop("threshold"))
+        _edit_json(path, lambda m: m.pop("classes"))
         _reseal(path)
-        return r"manifest\.json lacks field 'threshold'"
+        return r"manifest\.json lacks field 'classes'"
     if case == "missing parent key":
         _edit_json(path, lambda m: m["parent"].pop("hash"))
         _reseal(path)
@@ -231,13 +231,17 @@ def test_resealed_forgeries_are_caught(tmp_path, mlp):
     _edit_json(a, lambda m: m.update(classes=[7]))
     _reseal(a)
     with pytest.raises(module_io.ModuleFileError, match=r"field 'classes' is \[7\]"):
-        run_modules.units_of(module_io.load(a))
-    # Same parent description, another hash: refused, naming both directories.
+        modular_family.units_of(module_io.load(a))
+    # Same parent description, another hash: another parent (identity is the content hash),
+    # so its class 5 beside the real parent's class 5 is a class claimed twice, naming both.
     _edit_json(b, lambda m: m["parent"].update(hash="sha256:" + "0" * 64))
     _reseal(b)
-    _, c = _save(tmp_path, mlp, 6)
-    with pytest.raises(module_io.ModuleFileError, match=r"class_5.*'parent\.hash'.*class_6"):
-        run_modules.load_dirs([c, b])
+    _, c = _save(tmp_path / "real", mlp, 5)
+    _, d = _save(tmp_path / "real", mlp, 6)
+    composed, _ = run_modules.build_composition(run_modules.load_dirs([d, b]))
+    assert len(composed.groups) == 2 and composed.classes == (6, 5)
+    with pytest.raises(ValueError, match=r"class 5 of dataset 'digits' is claimed twice"):
+        run_modules.build_composition(run_modules.load_dirs([c, b]))
 
 
 def test_parent_hash_names_the_weights(mlp):

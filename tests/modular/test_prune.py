@@ -76,6 +76,7 @@ CASES = [
     Case("resnet18", False, "moda", (0, 1, 6)),
     Case("mobilenet", True, "mwt", None),
     Case("mobilenet", False, "moda", (3, 4)),
+    Case("mlp", True, "mwt", None),  # neuron-level MwT: every hidden dense layer masked
 ]
 
 
@@ -277,7 +278,9 @@ def test_mobilenet_mwt_keeps_first_depthwise_whole():
 # ----------------------------------------------------------------------------- all-ones keep
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[6], CASES[9]], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [CASES[1], CASES[3], CASES[6], CASES[9], CASES[10]], ids=lambda c: c.name
+)
 def test_all_ones_keep_is_the_parent(case):
     built = _build(case)
     kw = _kwargs(case)
@@ -288,7 +291,7 @@ def test_all_ones_keep_is_the_parent(case):
     for field in ("channels", "residual", "dw_inputs"):
         assert getattr(pruned, field, None) is None
     assert models.count_params(pv["params"]) == _backbone_params(built.variables["params"])
-    assert models.count_macs(pruned, SHAPE) == _parent_macs(case)
+    assert models.count_macs(pruned, _shape(case.name)) == _parent_macs(case)
 
     def strip(tree):
         return (

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from modjax.modules import identity
 from modjax import models
 from modjax.modular.prune import masked_equivalent, prune
+from modjax.modules import identity
 from tests.modular.test_prune import CASES, _build, _kwargs, _logits, _parent_macs, _shape
 
 # The last mask point feeds the head directly (no residual shortcut around it).

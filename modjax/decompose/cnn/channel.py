@@ -2,7 +2,7 @@
 
 **Channelling** collapses the outputs into V_c (index c) and V_uc (index `neg` = 1 if c = 0,
 else 0): the edges and the bias into V_uc are the means over the unconcerned outputs, the other
-outputs are zeroed; it is FSE'20's CM-C (`channel`), true bias mean.
+outputs are zeroed; it is FSE'20's CM-C (`dense.channel.channel`), true bias mean.
 
 **MC-BLN** (backtrack through the last layer, the paper's chosen variant) marks the last hidden
 nodes that contribute only and strongly to V_uc and adds the positions they come from to the
@@ -25,7 +25,7 @@ the branch inputs feed other layers too and are left as they are [interpretation
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose._channel import channel
+from modjax.decompose.dense.channel import channel
 
 BLN_DELTA = 0.5
 """MC-BLN's δ (METHODS §7.7)."""

@@ -1,6 +1,6 @@
 """The parent of a dense decomposition: its layers as `(W, b)` pairs and the monitoring pass.
 
-Pan & Rajan (FSE'20) decompose a ReLU MLP (METHODS §3.1, §7.1). `dense_layers` reads the zoo
+Pan & Rajan (FSE'20) decompose a ReLU MLP (METHODS §3.1, §7.1). `to_layers` reads the zoo
 MLP's parameters into a list of `(kernel [n_in, n_out], bias [n_out])`, hidden layers first and
 the output layer last, and rejects anything else by name; `monitor` is the paper's monitoring
 pass, which decides every node's activity with the original weights.
@@ -17,7 +17,7 @@ Layers = list[tuple[jax.Array, jax.Array]]
 """`[(W_1, b_1), …, (W_L, b_L)]`: hidden layers, then the output layer."""
 
 
-def check_parent(model_name: str, *, activations: Sequence[str] | None = None) -> None:
+def check(model_name: str, *, activations: Sequence[str] | None = None) -> None:
     """Checks that a parent can be decomposed by the dense (FSE'20) method.
 
     Args:
@@ -29,7 +29,7 @@ def check_parent(model_name: str, *, activations: Sequence[str] | None = None) -
         ValueError: another architecture, or a non-ReLU hidden activation (naming the layer).
 
     Example:
-        >>> check_parent("mlp", activations=["relu", "relu"])
+        >>> check("mlp", activations=["relu", "relu"])
     """
     if model_name != "mlp":
         raise ValueError(
@@ -45,7 +45,7 @@ def check_parent(model_name: str, *, activations: Sequence[str] | None = None) -
             )
 
 
-def dense_layers(params: Mapping[str, Any]) -> Layers:
+def to_layers(params: Mapping[str, Any]) -> Layers:
     """The zoo MLP's parameters as `[(W, b), …]`, hidden layers `dense_0…` then `head`.
 
     Args:
@@ -62,7 +62,7 @@ def dense_layers(params: Mapping[str, Any]) -> Layers:
         >>> import numpy as np
         >>> p = {"dense_0": {"kernel": np.ones((4, 3)), "bias": np.zeros(3)},
         ...      "head": {"kernel": np.ones((3, 2)), "bias": np.zeros(2)}}
-        >>> [w.shape for w, _ in dense_layers(p)]
+        >>> [w.shape for w, _ in to_layers(p)]
         [(4, 3), (3, 2)]
     """
     names = sorted((k for k in params if k.startswith("dense_")), key=lambda k: int(k[6:]))
@@ -88,7 +88,7 @@ def dense_layers(params: Mapping[str, Any]) -> Layers:
 
 
 def to_params(layers: Layers) -> dict[str, dict[str, jax.Array]]:
-    """Inverse of `dense_layers`: `{"dense_i": {kernel, bias}, "head": …}` (any leading axes)."""
+    """Inverse of `to_layers`: `{"dense_i": {kernel, bias}, "head": …}` (any leading axes)."""
     names = [f"dense_{i}" for i in range(len(layers) - 1)] + ["head"]
     return {n: {"kernel": w, "bias": b} for n, (w, b) in zip(names, layers)}
 
@@ -100,7 +100,7 @@ def monitor(layers: Layers, x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
     active iff z_l[j] > 0. This is the reference code's pass, not the model's forward pass.
 
     Args:
-        layers: `dense_layers(params)`.
+        layers: `to_layers(params)`.
         x: inputs `[N, ...]`, flattened row-major.
 
     Returns:

@@ -7,22 +7,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.decompose._dense import dense_layers, forward
-from modjax.decompose._module import DenseModule, unstack
-from modjax.decompose._panrajan import make_decompose, variant
-from modjax.decompose._samples import select_samples
+from modjax.decompose.dense.decompose import make_decompose, variant
+from modjax.decompose.dense.module import DenseModule, unstack
+from modjax.decompose.dense.parent import forward, to_layers
+from modjax.decompose.samples import select_samples
 
 
 def parent_probs(params: Mapping[str, Any], images: np.ndarray, *, batch: int = 4096) -> np.ndarray:
     """The parent's softmax outputs `[N, K]` (its real forward pass, with ReLU)."""
-    layers = dense_layers(params)
+    layers = to_layers(params)
     fn = jax.jit(lambda x: jax.nn.softmax(forward(layers, x), axis=-1))
     return np.concatenate(
         [np.asarray(fn(images[i : i + batch])) for i in range(0, len(images), batch)]
     )
 
 
-def decompose_dense(
+def decompose(
     params: Mapping[str, Any],
     images: np.ndarray,
     labels: np.ndarray,
@@ -67,8 +67,7 @@ def decompose_dense(
         >>> p = m.init(jax.random.key(0), jnp.ones((1, 3)))["params"]
         >>> x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
         >>> y = np.argmax(np.asarray(m.apply({"params": p}, x)[0]), 1)
-        >>> mods = decompose_dense(p, x, y, confidence=0.0, num_positives=2,
-        ...                        negatives_per_class=1)
+        >>> mods = decompose(p, x, y, confidence=0.0, num_positives=2, negatives_per_class=1)
         >>> [mod.class_id for mod in mods]
         [0, 1]
     """

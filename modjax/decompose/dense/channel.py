@@ -8,7 +8,7 @@ integer, so one function serves every class under `vmap`). The negative output i
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose._dense import Layers
+from modjax.decompose.dense.parent import Layers
 
 RIE_PARITY_TOLERANCE = 0.05
 """The reference code's CM-RIE criterion |D_L[i, c]| < 0.05 (parity); the paper's is = 0."""

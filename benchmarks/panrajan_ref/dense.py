@@ -1,4 +1,4 @@
-"""A literal NumPy Pan & Rajan decomposition (FSE'20), one sample at a time, for tests.
+"""A literal NumPy Pan & Rajan decomposition (FSE'20), one sample at a time.
 
 It follows the reference code's `Slice` class (`modifyThroughInterSection` for CI,
 `dynamicmodify` for TI, `backtrack` for CM-RIE, the "short circuit" for CM-C) loop by loop,

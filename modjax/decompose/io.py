@@ -22,10 +22,15 @@ import numpy as np
 from flax import traverse_util
 
 from modjax import models
-from modjax.decompose._cnn_module import CNN_KIND, CnnModule, cnn_sizes
-from modjax.decompose._module import METHOD, DenseModule, edge_masks, prune
+from modjax.decompose.cnn import module as cnn_module
+from modjax.decompose.cnn.module import CnnModule
+from modjax.decompose.dense import module as dense_module
+from modjax.decompose.dense.module import DenseModule
 from modjax.modules import directory
 from modjax.modules.directory import MANIFEST, ModuleDir, ModuleFileError
+
+METHOD = "panrajan"
+"""The `method` of every Pan & Rajan module directory, dense or CNN."""
 
 
 def _named(params) -> dict[str, np.ndarray]:
@@ -71,7 +76,7 @@ def save_decomposed(
     parent = {"hash": None, "step": None, **module.parent}
     if "model" in parent and parent["model"] not in models.MODEL_NAMES:
         raise ValueError(f"module parent model={parent.get('model')!r} is not a zoo model")
-    for name, mask in edge_masks(module.params).items() if not cnn else ():
+    for name, mask in dense_module.edge_masks(module.params).items() if not cnn else ():
         if not np.array_equal(mask, np.asarray(module.masks.get(name))):
             raise ValueError(f"module.masks[{name!r}] is not the non-zero pattern of its kernel")
     arrays = {"params": _named(module.params), "edge_masks": dict(module.masks)}
@@ -84,11 +89,11 @@ def save_decomposed(
         if not np.array_equal(np.asarray(module.masks["head"]), head != 0):
             raise ValueError("module.masks['head'] is not the non-zero pattern of the head kernel")
         arrays["positions"] = {k: np.asarray(v, bool) for k, v in module.keep.items()}
-        info["kind"] = CNN_KIND
+        info["kind"] = cnn_module.KIND
     else:
-        channels, pruned = prune(module.params)
+        channels, pruned = dense_module.prune(module.params)
         arrays["pruned"] = _named(pruned)
-        info.update(kind="dense", channels=channels)
+        info.update(kind=dense_module.KIND, channels=channels)
     if preprocess is not None:
         info["preprocess"] = dict(preprocess)
     if class_names is not None:
@@ -126,7 +131,7 @@ def from_dir(saved: ModuleDir) -> DenseModule | CnnModule:
         "settings": saved.info.get("decompose", {}),
         "metrics": saved.metrics,
     }
-    if saved.info.get("kind") == CNN_KIND:
+    if saved.info.get("kind") == cnn_module.KIND:
         keep = dict(directory.group(saved, "positions"))
         if "keep" in saved.arrays:  # version 2 also stored the kept channels
             for name, pos in keep.items():
@@ -136,9 +141,9 @@ def from_dir(saved: ModuleDir) -> DenseModule | CnnModule:
                     )
         if not np.array_equal(masks.get("head"), np.asarray(params["head"]["kernel"]) != 0):
             raise ModuleFileError(f"{root}: the edge mask of 'head' does not match its kernel")
-        common["metrics"] = {**cnn_sizes(keep, params["head"]["kernel"]), **saved.metrics}
+        common["metrics"] = {**cnn_module.sizes(keep, params["head"]["kernel"]), **saved.metrics}
         return CnnModule(params=params, keep=keep, masks=masks, **common)
-    for name, mask in edge_masks(params).items():
+    for name, mask in dense_module.edge_masks(params).items():
         if name not in masks or not np.array_equal(mask, masks[name]):
             raise ModuleFileError(
                 f"{root}: the edge mask of {name!r} does not match its kernel's non-zero entries"
@@ -164,4 +169,4 @@ def load_pruned(directory_: str | os.PathLike) -> tuple[dict[str, int], Any]:
     return dict(saved.info["channels"]), _unnamed(saved.arrays["pruned"])
 
 
-__all__ = ["from_dir", "load_decomposed", "load_pruned", "save_decomposed"]
+__all__ = ["METHOD", "from_dir", "load_decomposed", "load_pruned", "save_decomposed"]

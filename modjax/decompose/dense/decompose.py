@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose import _channel as channel_lib
-from modjax.decompose._dense import dense_layers, to_params
-from modjax.decompose._identify import identify
+from modjax.decompose.dense import channel as channel_lib
+from modjax.decompose.dense.identify import identify
+from modjax.decompose.dense.parent import to_layers, to_params
 
 
 class Variant(NamedTuple):
@@ -101,7 +101,7 @@ def decompose_class(
     if cm not in CM_VARIANTS:
         raise ValueError(f"cm={cm!r} must be one of {list(CM_VARIANTS)}")
     v = variant(ti, paper_constants=paper_constants)
-    layers = dense_layers(params)
+    layers = to_layers(params)
     masks = identify(
         layers,
         positives,

@@ -24,10 +24,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose._dense import Layers, monitor
+from modjax.decompose.dense.parent import Layers, monitor
 
 
-class Masks(NamedTuple):
+class WeightMasks(NamedTuple):
     """Keep-masks of one module after CI and TI: `kernels[l]` like W_l, `biases[l]` like b_l."""
 
     kernels: list[jax.Array]
@@ -87,7 +87,7 @@ def identify(
     guard_fraction: float = 45 / 490,
     parity: bool = False,
     valid: jax.Array | None = None,
-) -> Masks:
+) -> WeightMasks:
     """CI on `positives` and TI on `negatives` for one module, as keep-masks.
 
     Args:
@@ -105,7 +105,7 @@ def identify(
             are skipped; None means all valid.
 
     Returns:
-        `Masks` of the module: D_l = W_l · kernels[l], d_l = b_l · biases[l].
+        `WeightMasks` of the module: D_l = W_l · kernels[l], d_l = b_l · biases[l].
 
     Example:
         >>> layers = [(jnp.array([[1.0, -1.0]]), jnp.zeros(2)), (jnp.ones((2, 2)), jnp.zeros(2))]
@@ -152,4 +152,4 @@ def identify(
     keep_col = jnp.maximum(last_first, out_restored) > out_zero
     kernels.append(jnp.broadcast_to(keep_col, w_out.shape))
     biases.append(jnp.maximum(_last(~zero_out, t_ci), out_restored) > out_zero)
-    return Masks(kernels, biases)
+    return WeightMasks(kernels, biases)

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from modjax.decompose._cnn_net import relu_points, run
+from modjax.decompose.cnn.parent import relu_points, run
 
-CNN_KIND = "cnn"
-"""`settings["kind"]` of CNN modules (dense ones have `"dense"` or no kind)."""
+KIND = "cnn"
+"""`settings["kind"]` of CNN modules and the `kind` their directories record (`io`)."""
 
 
 class CnnModule(NamedTuple):
@@ -31,7 +31,7 @@ class CnnModule(NamedTuple):
         class_id: the module's class (its positive output).
         parent: JSON-able parent description (`modular.describe_parent` plus step and hash).
         settings: `{"kind": "cnn", "cm", "delta", "confidence", ...}`.
-        metrics: JSON-able scalars (`cnn_sizes(...)` and whatever the caller adds).
+        metrics: JSON-able scalars (`sizes(...)` and whatever the caller adds).
     """
 
     params: dict[str, Any]
@@ -43,11 +43,11 @@ class CnnModule(NamedTuple):
     metrics: dict[str, Any]
 
 
-def cnn_sizes(keep: Mapping[str, np.ndarray], head_kernel: np.ndarray) -> dict[str, float]:
+def sizes(keep: Mapping[str, np.ndarray], head_kernel: np.ndarray) -> dict[str, float]:
     """Position, channel and head-edge retention of a module (fractions of the parent's).
 
     Example:
-        >>> cnn_sizes({"a": np.array([[[True, False]], [[True, False]]])}, np.ones((2, 3)))
+        >>> sizes({"a": np.array([[[True, False]], [[True, False]]])}, np.ones((2, 3)))
         {'position_rate': 0.5, 'channel_rate': 0.5, 'head_edge_rate': 1.0}
     """
     positions = sum(int(np.count_nonzero(k)) for k in keep.values())
@@ -62,14 +62,14 @@ def cnn_sizes(keep: Mapping[str, np.ndarray], head_kernel: np.ndarray) -> dict[s
     }
 
 
-def unstack_cnn(
+def unstack(
     params: Mapping[str, Any],
     stacked: Mapping[str, Any],
     *,
     parent: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> list[CnnModule]:
-    """Splits `make_decompose_cnn`'s `[C, ...]` output into one `CnnModule` per class."""
+    """Splits `decompose.make_decompose`'s `[C, ...]` output into one `CnnModule` per class."""
     host = jax.device_get(dict(stacked))
     base = jax.device_get(dict(params))
     num = host["head"]["kernel"].shape[0]
@@ -85,14 +85,14 @@ def unstack_cnn(
                 masks={"head": head["kernel"] != 0},
                 class_id=c,
                 parent=dict(parent),
-                settings={"kind": CNN_KIND, **settings},
-                metrics=cnn_sizes(keep, head["kernel"]),
+                settings={"kind": KIND, **settings},
+                metrics=sizes(keep, head["kernel"]),
             )
         )
     return out
 
 
-def cnn_logits(module: CnnModule, x: Any) -> Any:
+def logits(module: CnnModule, x: Any) -> Any:
     """The module's `[B, K]` outputs on `x` (library maths, jit it at the call site)."""
     head = (module.params["head"]["kernel"], module.params["head"]["bias"])
     return run(module.params, x, keep=module.keep, head=head)[0]

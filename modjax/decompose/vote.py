@@ -6,17 +6,29 @@ the module's own-class probability, so `predict_topk(..., k=1)` equals `predict`
 paper does not spell out its top-5 rule]."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.decompose._cnn_module import CnnModule
-from modjax.decompose._cnn_net import run
-from modjax.decompose._dense import dense_layers, forward
-from modjax.decompose._module import DenseModule
+from modjax.decompose.cnn.module import CnnModule
+from modjax.decompose.cnn.parent import run
+from modjax.decompose.dense.module import DenseModule
+from modjax.decompose.dense.parent import forward, to_layers
 from modjax.modules.identity import parent_key
+
+
+class CnnStack(NamedTuple):
+    """`compose`'s stack of CNN modules, each leaf with a leading module axis `[M, ...]`.
+
+    Attributes:
+        params: the parent's params with each module's channelled head.
+        keep: `{point: bool [M, H, W, C]}` each module's position keep-maps.
+    """
+
+    params: dict[str, Any]
+    keep: dict[str, Any]
 
 
 def vote(logits: jax.Array, own: jax.Array) -> jax.Array:
@@ -66,17 +78,17 @@ def vote_scores(logits: jax.Array, own: jax.Array) -> jax.Array:
 
 
 def module_logits(stacked: Any, x: jax.Array) -> jax.Array:
-    """`[M, B, K]` logits of M modules (`compose`'s stack) on `x [B, ...]`."""
-    if "cnn_keep" in stacked:
-        return jax.vmap(lambda p, k: run(p, x, keep=k)[0])(stacked["params"], stacked["cnn_keep"])
-    return jax.vmap(lambda p: forward(dense_layers(p), x))(stacked)
+    """`[M, B, K]` logits of M modules (`compose`'s stack: a `CnnStack` or dense params)."""
+    if isinstance(stacked, CnnStack):
+        return jax.vmap(lambda p, k: run(p, x, keep=k)[0])(stacked.params, stacked.keep)
+    return jax.vmap(lambda p: forward(to_layers(p), x))(stacked)
 
 
 def predict(stacked: Any, own: jax.Array, labels: jax.Array, x: jax.Array) -> jax.Array:
     """The composed model's labels: `labels[vote(...)]`; jit-able (see `compose` for checks).
 
     Args:
-        stacked: module params with a leading module axis `[M, ...]` (one shape for all).
+        stacked: `compose`'s stack, a leading module axis `[M, ...]` (one shape for all).
         own: `[M]` each module's positive output index.
         labels: `[M]` the task label each module stands for.
         x: `[B, ...]` inputs.
@@ -112,7 +124,8 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
         labels: the task label of each module, or None for their class ids.
 
     Returns:
-        `(stacked params, own [M], labels [M])` as arrays.
+        `(stacked, own [M], labels [M])`: the dense modules' params, or a `CnnStack`, with a
+        leading module axis, and the arrays.
 
     Raises:
         ValueError: no modules, different parents without `labels`, repeated labels, a
@@ -148,6 +161,6 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *[m.params for m in modules])
     if kinds == {CnnModule}:  # CNN modules: parent params with their heads, and position keep-maps
         keep = jax.tree.map(lambda *a: jnp.stack(a), *[m.keep for m in modules])
-        stacked = {"params": stacked, "cnn_keep": keep}
+        stacked = CnnStack(params=stacked, keep=keep)
     own = jnp.asarray([m.class_id for m in modules])
     return stacked, own, jnp.asarray(labels)

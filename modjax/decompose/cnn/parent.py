@@ -1,6 +1,6 @@
 """The parent of a CNN decomposition: the no-BN CIFAR ResNet-v1 as a pure function of its params.
 
-Pan & Rajan (ICSE'22) decompose ResNets without BatchNorm (METHODS §3.8, §7.7). `cnn_layout`
+Pan & Rajan (ICSE'22) decompose ResNets without BatchNorm (METHODS §3.8, §7.7). `layout`
 reads the zoo `resnet_cifar` parameter tree (`stem`, `layer{s}_{b}` with `conv1`, `conv2` and an
 optional 1×1 `shortcut`, `head`) and rejects anything else by name, BatchNorm included; the
 forward pass here is the zoo model's, written out so that a module can zero single positions
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-CNN_MODELS = ("resnet_cifar", "resnet20_nobn", "resnet32_nobn", "resnet56_nobn")
+MODELS = ("resnet_cifar", "resnet20_nobn", "resnet32_nobn", "resnet56_nobn")
 """Zoo parents of the CNN decomposition (with `batch_norm=False` where it is an option)."""
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -36,7 +36,7 @@ class Block(NamedTuple):
     shortcut: bool
 
 
-def check_cnn_parent(model_name: str, model_kwargs: Mapping[str, Any] | None = None) -> None:
+def check(model_name: str, model_kwargs: Mapping[str, Any] | None = None) -> None:
     """Checks that a zoo parent can be decomposed by the CNN (ICSE'22) method.
 
     Args:
@@ -48,8 +48,8 @@ def check_cnn_parent(model_name: str, model_kwargs: Mapping[str, Any] | None = N
         ValueError: another architecture, or BatchNorm (naming the model and option).
 
     Example:
-        >>> check_cnn_parent("resnet20_nobn")
-        >>> check_cnn_parent("resnet_cifar", {"depth": 8, "batch_norm": False})
+        >>> check("resnet20_nobn")
+        >>> check("resnet_cifar", {"depth": 8, "batch_norm": False})
     """
     kwargs = dict(model_kwargs or {})
     depth = model_name[6:]
@@ -63,10 +63,10 @@ def check_cnn_parent(model_name: str, model_kwargs: Mapping[str, Any] | None = N
             "needs the ResNet without BN: resnet20_nobn / resnet32_nobn / resnet56_nobn, or "
             "batch_norm=False"
         )
-    if model_name not in CNN_MODELS and not bn_variant:
+    if model_name not in MODELS and not bn_variant:
         raise ValueError(
             f"unsupported architecture {model_name!r}: the CNN decomposition (ICSE'22) supports "
-            f"the CIFAR ResNet-v1 without BatchNorm ({list(CNN_MODELS)}); the dense method "
+            f"the CIFAR ResNet-v1 without BatchNorm ({list(MODELS)}); the dense method "
             "(FSE'20) takes 'mlp'"
         )
 
@@ -84,7 +84,7 @@ def _conv(params: Mapping[str, Any], where: str) -> tuple[jax.Array, jax.Array]:
     return params["conv"]["kernel"], params["conv"]["bias"]
 
 
-def cnn_layout(params: Mapping[str, Any]) -> list[Block]:
+def layout(params: Mapping[str, Any]) -> list[Block]:
     """The residual blocks of a zoo `resnet_cifar` parameter tree, in forward order.
 
     Raises:
@@ -95,7 +95,7 @@ def cnn_layout(params: Mapping[str, Any]) -> list[Block]:
         >>> from modjax import models
         >>> m = models.get_model("resnet_cifar", depth=8, width=0.25, batch_norm=False)
         >>> p = m.init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))["params"]
-        >>> [(b.name, b.stride, b.shortcut) for b in cnn_layout(p)]
+        >>> [(b.name, b.stride, b.shortcut) for b in layout(p)]
         [('layer1.0', 1, False), ('layer2.0', 2, True), ('layer3.0', 2, True)]
     """
     blocks = [k for k in params if k.startswith("layer")]
@@ -129,7 +129,7 @@ def cnn_layout(params: Mapping[str, Any]) -> list[Block]:
 def relu_points(params: Mapping[str, Any]) -> list[str]:
     """The act names of the ReLU points, in forward order: the inactive maps' keys."""
     names = ["stem"]
-    for blk in cnn_layout(params):
+    for blk in layout(params):
         names += [f"{blk.name}.conv1", blk.name]
     return names
 
@@ -179,7 +179,7 @@ def run(
         return a * keep[name].astype(a.dtype) if name in keep else a
 
     h = act("stem", conv2d(x, params["stem"]))
-    for blk in cnn_layout(params):
+    for blk in layout(params):
         p = params[blk.key]
         inner = act(f"{blk.name}.conv1", conv2d(h, p["conv1"], blk.stride))
         branch = conv2d(inner, p["conv2"])

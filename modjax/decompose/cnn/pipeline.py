@@ -7,14 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax.decompose._cnn_modularize import BLN_DELTA
-from modjax.decompose._cnn_module import CnnModule, unstack_cnn
-from modjax.decompose._cnn_net import cnn_layout, run
-from modjax.decompose._cnn_panrajan import make_decompose_cnn
-from modjax.decompose._samples import select_samples
+from modjax.decompose.cnn.channel import BLN_DELTA
+from modjax.decompose.cnn.decompose import make_decompose
+from modjax.decompose.cnn.module import CnnModule, unstack
+from modjax.decompose.cnn.parent import layout, run
+from modjax.decompose.samples import select_samples
 
 
-def cnn_probs(params: Mapping[str, Any], images: np.ndarray, *, batch: int = 500) -> np.ndarray:
+def parent_probs(params: Mapping[str, Any], images: np.ndarray, *, batch: int = 500) -> np.ndarray:
     """The parent's softmax outputs `[N, K]` on preprocessed images `[N, H, W, C]`."""
     fn = jax.jit(lambda x: jax.nn.softmax(run(params, x)[0], axis=-1))
     return np.concatenate(
@@ -38,7 +38,7 @@ def class_groups(images: np.ndarray, labels: np.ndarray, *, num_classes: int, pe
     return np.stack(out)
 
 
-def decompose_cnn(
+def decompose(
     params: Mapping[str, Any],
     images: np.ndarray,
     labels: np.ndarray,
@@ -76,7 +76,7 @@ def decompose_cnn(
         ValueError: BatchNorm or another architecture; a class with too few confident
             positives (naming it and the count found) or too few images for TI.
     """
-    cnn_layout(params)  # BatchNorm / architecture errors before any forward pass
+    layout(params)  # BatchNorm / architecture errors before any forward pass
     num_classes = int(params["head"]["kernel"].shape[-1])
     if num_classes < 2:
         raise ValueError(f"the parent has {num_classes} output; decomposition needs >= 2 classes")
@@ -84,7 +84,7 @@ def decompose_cnn(
     if per_class is None:
         per_class = max(1, round(num_positives / (num_classes - 1)))
     images = np.asarray(images, np.float32)
-    probs = cnn_probs(params, images)
+    probs = parent_probs(params, images)
     samples = select_samples(
         images,
         labels,
@@ -95,7 +95,7 @@ def decompose_cnn(
         allow_fewer=allow_fewer,
     )
     groups = class_groups(images, labels, num_classes=num_classes, per_class=per_class)
-    fn = make_decompose_cnn(cm=cm, delta=delta, chunk=chunk)
+    fn = make_decompose(cm=cm, delta=delta, chunk=chunk)
     stacked = fn(
         params,
         jnp.asarray(samples.positives),
@@ -109,7 +109,7 @@ def decompose_cnn(
         "num_positives": num_positives,
         "negatives_per_class": per_class,
     }
-    modules = unstack_cnn(params, stacked, parent=dict(parent or {}), settings=settings)
+    modules = unstack(params, stacked, parent=dict(parent or {}), settings=settings)
     return [
         m._replace(metrics={**m.metrics, "num_confident": int(samples.num_confident[m.class_id])})
         for m in modules

@@ -15,9 +15,10 @@ import jax
 import numpy as np
 
 from modjax import models
-from modjax.decompose._dense import dense_layers, to_params
+from modjax.decompose.dense.parent import to_layers, to_params
 
-METHOD = "panrajan"
+KIND = "dense"
+"""The `kind` a dense module's directory records (`io`; a directory without one is dense too)."""
 
 
 class DenseModule(NamedTuple):
@@ -98,7 +99,7 @@ def prune(params: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Any]]:
         >>> channels, q["head"]["bias"].tolist()
         ({'dense_0': 1}, [6.5])
     """
-    layers = [(np.array(w, np.float32), np.array(b, np.float32)) for w, b in dense_layers(params)]
+    layers = [(np.array(w, np.float32), np.array(b, np.float32)) for w, b in to_layers(params)]
     num_hidden = len(layers) - 1
     for l in range(num_hidden):
         (w, b), (w_next, b_next) = layers[l], layers[l + 1]
@@ -135,7 +136,7 @@ def sizes(params: Mapping[str, Any], *, input_shape=None) -> dict[str, Any]:
         `edge_rate`, `nodes` (hidden nodes of the pruned form), `node_rate`, `macs` (pruned
         form) and `mac_rate`.
     """
-    layers = dense_layers(params)
+    layers = to_layers(params)
     if input_shape is None:
         input_shape = (int(layers[0][0].shape[0]),)
     total_edges = sum(int(np.size(w)) for w, _ in layers)

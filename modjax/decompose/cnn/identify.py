@@ -11,7 +11,7 @@ set operations, so the map of class c is
 with z the parent's pre-activation (monitoring pass: the parent's own forward pass, ReLUs
 included; METHODS §7.7 fixes no other pass for CNNs). TI at 1:1 draws its negatives from every
 other class, the same images for every module, so `class_reductions` reduces each class's
-samples once and `combine` forms every class's map from them: C reductions, not C·(C−1).
+samples once and `inactive_maps` forms every class's map from them: C reductions, not C·(C−1).
 
 The dense head is the output layer: FSE'20's CI and TI leave an output layer's edges as they
 are (copy, then the max/min rule keeps both signs; METHODS §7.2), so CI/TI change only maps.
@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from modjax.decompose._cnn_net import run
+from modjax.decompose.cnn.parent import run
 
 
 def inactive_and(
@@ -105,7 +105,9 @@ def class_reductions(
     return pos, neg
 
 
-def combine(pos: Mapping[str, jax.Array], neg: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+def inactive_maps(
+    pos: Mapping[str, jax.Array], neg: Mapping[str, jax.Array]
+) -> dict[str, jax.Array]:
     """Every class's CI + TI inactive maps: its positives' map AND the other classes' TI maps.
 
     Args:
@@ -117,7 +119,7 @@ def combine(pos: Mapping[str, jax.Array], neg: Mapping[str, jax.Array]) -> dict[
     Example:
         >>> pos = {"a": jnp.array([[True, True], [True, False]])}
         >>> neg = {"a": jnp.array([[True, False], [True, True]])}
-        >>> combine(pos, neg)["a"].tolist()
+        >>> inactive_maps(pos, neg)["a"].tolist()
         [[True, True], [True, False]]
     """
 

@@ -1,0 +1,2 @@
+"""Project `compare`: the four method families on one network, one table (`python -m
+experiments.compare --help`)."""
