@@ -4,7 +4,9 @@ import pathlib
 from typing import Any
 
 from modjax.cli.flags import add_bool_flag
-from modjax.runs.workdir import write_json_atomic
+from modjax.modules import atomic, export
+from modjax.runs import compose as modules
+from modjax.runs import report, task_module
 
 
 def add_parser(sub) -> None:
@@ -40,9 +42,18 @@ def add_parser(sub) -> None:
         p,
         "calibrate",
         default=False,
-        help="min-max normalize each output by its range over its parent's training samples "
-        "of the composed classes before the argmax (METHODS §5.7 step 5) (default: off: raw "
-        "logits)",
+        help="calibrate the outputs on training data before the argmax, by the rule of "
+        "--calibration (default: off: raw scores)",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=("minmax", "platt"),
+        default="minmax",
+        help="with --calibrate: minmax = each output divided into its range over its parent's "
+        "training samples of its classes (METHODS §5.7 step 5, MODA's rule); platt = each "
+        "output mapped to the log-odds of a logistic fit against the training samples of every "
+        "composed class, which puts modules of different parents and families on one scale "
+        "(use it to mix families) (default: %(default)s)",
     )
     p.add_argument(
         "--data-dir", help="dataset directory (default: each run's, or $MODJAX_DATA_DIR)"
@@ -130,10 +141,6 @@ def _parse_relabel(items) -> dict[tuple[str, int], int]:
 
 
 def compose(args) -> int:
-    from modjax.modules import export
-    from modjax.runs import compose as modules
-    from modjax.runs import report, task_module
-
     relabel = _parse_relabel(args.relabel)
     if args.out and pathlib.Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a file name for the JSON result")
@@ -148,6 +155,7 @@ def compose(args) -> int:
         args.modules,
         relabel=relabel,
         calibrate=args.calibrate,
+        calibration=args.calibration,
         data_dir=args.data_dir,
         batch_size=args.batch_size,
         evaluate=args.eval,
@@ -177,15 +185,14 @@ def compose(args) -> int:
         )
         value["export"] = {"path": str(path.resolve()), "bytes": path.stat().st_size}
     if args.out:
-        write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
+        atomic.write_json(pathlib.Path(args.out), value)
     _print(value, args)
     return 0
 
 
 def _print(value: dict[str, Any], args) -> None:
-    from modjax.runs import report
-
-    size, cal = value["size"], " (calibrated)" if value["calibrated"] else ""
+    size = value["size"]
+    cal = f" (calibrated: {value['calibrated']})" if value["calibrated"] else ""
     where = f"; result in {args.out}" if args.out else ""
     sizes = (
         f"params {size['params']} ({size['relative_params']:.3f} of parents), MACs "

@@ -12,6 +12,7 @@ argmax over all outputs. Calibration (METHODS §5.7 step 5) maps each output to
 what makes the scores of different parents, and of different families, comparable.
 """
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -22,6 +23,8 @@ import numpy as np
 from modjax import loop, train
 from modjax.modules.scorer import Scorer
 from modjax.typing import Batch
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_EPS = 1e-12
 """A class whose calibration max equals its min is divided by 1 instead of 0 (a constant score)."""
@@ -223,28 +226,108 @@ def calibrate(composed: Composed, calibration: Mapping[str, tuple[Any, Any]] | N
     )
 
 
+def _scores(g: Scorer, batches: Iterable[Batch], preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """`(scores [n, k], labels [n])` of a scorer over the valid rows of `batches` (host)."""
+
+    def step(variables, images):
+        if preprocess is not None:
+            x = preprocess(images, jax.random.PRNGKey(0))
+        else:
+            x = images.astype(jnp.float32)
+            x = x if g.preprocess is None else g.preprocess(x)
+        return g.score_fn(variables, x)
+
+    step = jax.jit(step)
+    zs, ys = [], []
+    for batch in batches:
+        images = jnp.asarray(batch["image"])
+        mask = np.asarray(batch.get("mask", np.ones(images.shape[0], bool)))
+        z = np.asarray(jax.device_get(step(g.variables, images)), np.float64)
+        zs.append(z[mask])
+        ys.append(np.asarray(batch.get("label", np.zeros(len(mask), np.int64)))[mask])
+    if not zs or not sum(len(z) for z in zs):
+        raise ValueError("fit_calibration saw no valid rows in batches")
+    return np.concatenate(zs), np.concatenate(ys)
+
+
+def platt(z: np.ndarray, positive: np.ndarray, *, iters: int = 50) -> tuple[float, float]:
+    """`(a, b)` of Platt scaling: `sigmoid(a·z + b)` fitted to `positive` (bool) by damped
+    Newton steps on the logistic loss of the standardized scores, with an L2 penalty of
+    `1e-3 · n` on the slope, so separable data gives a large but finite slope.
+
+    Example:
+        >>> a, b = platt(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([0, 1, 0, 1]))
+        >>> a > 0
+        True
+    """
+    z, y = np.asarray(z, np.float64), np.asarray(positive, np.float64)
+    mean, scale = float(np.mean(z)), float(np.std(z)) or 1.0
+    u = (z - mean) / scale
+    lam = 1e-3 * len(u)
+
+    def loss(w):
+        t = w[0] * u + w[1]
+        return float(np.sum(np.logaddexp(0.0, t) - y * t) + 0.5 * lam * w[0] ** 2)
+
+    w = np.zeros(2)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(w[0] * u + w[1], -35, 35)))
+        r, h = p - y, p * (1 - p)
+        grad = np.array([np.sum(r * u) + lam * w[0], np.sum(r)])
+        hess = np.array(
+            [[np.sum(h * u * u) + lam, np.sum(h * u)], [np.sum(h * u), np.sum(h) + 1e-9]]
+        )
+        step = np.linalg.solve(hess, grad)
+        t, before = 1.0, loss(w)
+        while loss(w - t * step) > before - 1e-4 * t * grad @ step and t > 1e-8:
+            t /= 2  # backtracking: every step lowers the loss
+        w = w - t * step
+        if np.max(np.abs(t * step)) < 1e-10:
+            break
+    a = w[0] / scale
+    return float(a), float(w[1] - a * mean)
+
+
 def fit_calibration(
     composed_or_scorer: Composed | Scorer,
     batches: Iterable[Batch],
     *,
     preprocess: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    rule: str = "minmax",
+    positive: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-class `(min, max)` of a scorer's outputs over calibration data (METHODS §5.7 step 5).
+    """Per-class `(min, max)` of a scorer's outputs for `calibrate`: outputs become
+    `(z − min) / (max − min)`.
 
-    Use each scorer's own training data (its parent's training samples of its classes).
+    Two rules:
+    - `"minmax"` (METHODS §5.7 step 5): the range of each output over `batches`, which should
+      be the scorer's own training samples of its classes (its parent's).
+    - `"platt"`: Platt scaling, the affine map `a·z + b` of a logistic fit of "the sample is
+      this output's class" on `batches`, which should hold the training samples of *every*
+      composed class (positives and negatives), labelled with the values in `positive`. It puts
+      the outputs of different parents and families on one scale (log-odds), which min-max over
+      positives alone does not; an output whose fit does not rank its class higher (a ≤ 0)
+      falls back to min-max.
 
     Args:
         composed_or_scorer: a `Scorer`, or a `Composed` with one scorer.
-        batches: batches `{"image", optional "mask"}` (padding rows with mask False ignored).
+        batches: batches `{"image", optional "mask", "label" (platt)}`; padding rows with mask
+            False are ignored.
         preprocess: `(images, rng) -> the scorer's input` (default: cast to float32, then the
             scorer's own `preprocess`).
+        rule: `"minmax"` or `"platt"`.
+        positive: platt: for each output, the label value of its positive samples (default:
+            the scorer's classes).
 
     Returns:
         For a `Scorer`: `(min [k], max [k])` float32 NumPy; for a `Composed`: `{key: (min, max)}`.
 
     Raises:
-        ValueError: a `Composed` with several scorers, or no valid rows in `batches`.
+        ValueError: a `Composed` with several scorers, an unknown rule, a `positive` of the
+            wrong length, or no valid rows in `batches`.
     """
+    if rule not in ("minmax", "platt"):
+        raise ValueError(f"rule={rule!r} must be 'minmax' or 'platt'")
     if isinstance(composed_or_scorer, Composed):
         if len(composed_or_scorer.groups) != 1:
             raise ValueError(
@@ -253,31 +336,29 @@ def fit_calibration(
                 "own parent's training data"
             )
         g = composed_or_scorer.groups[0]
-        return {g.key: fit_calibration(g, batches, preprocess=preprocess)}
+        fitted = fit_calibration(g, batches, preprocess=preprocess, rule=rule, positive=positive)
+        return {g.key: fitted}
     g = composed_or_scorer
-    k = len(g.classes)
-
-    def step(variables, images, mask):
-        if preprocess is not None:
-            x = preprocess(images, jax.random.PRNGKey(0))
-        else:
-            x = images.astype(jnp.float32)
-            x = x if g.preprocess is None else g.preprocess(x)
-        z = g.score_fn(variables, x)
-        m = mask[:, None]
-        return jnp.min(jnp.where(m, z, jnp.inf), 0), jnp.max(jnp.where(m, z, -jnp.inf), 0)
-
-    step = jax.jit(step)
-    lo = np.full(k, np.inf, np.float32)
-    hi = np.full(k, -np.inf, np.float32)
-    for batch in batches:
-        images = jnp.asarray(batch["image"])
-        mask = jnp.asarray(batch.get("mask", np.ones(images.shape[0], bool)))
-        a, b = jax.device_get(step(g.variables, images, mask))
-        lo, hi = np.minimum(lo, a), np.maximum(hi, b)
-    if not np.isfinite(lo).all():
-        raise ValueError("fit_calibration saw no valid rows in batches")
-    return lo, hi
+    z, labels = _scores(g, batches, preprocess)
+    lo, hi = z.min(0), z.max(0)
+    if rule == "platt":
+        positive = list(g.classes if positive is None else positive)
+        if len(positive) != len(g.classes):
+            raise ValueError(f"positive has {len(positive)} labels for {len(g.classes)} outputs")
+        for j, label in enumerate(positive):
+            a, b = platt(z[:, j], labels == label)
+            if a > 0 and np.isfinite(a) and np.isfinite(b):
+                lo[j], hi[j] = -b / a, -b / a + 1 / a
+            else:
+                log.warning(
+                    "platt calibration of class %s of the %s module of %s does not rank the class "
+                    "higher (a=%.3g); using min-max for it",
+                    g.classes[j],
+                    g.method,
+                    _describe(g),
+                    a,
+                )
+    return lo.astype(np.float32), hi.astype(np.float32)
 
 
 def evaluate_composed(
@@ -356,5 +437,6 @@ __all__ = [
     "compose_scorers",
     "evaluate_composed",
     "fit_calibration",
+    "platt",
     "pure_apply",
 ]

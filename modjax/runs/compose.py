@@ -164,14 +164,44 @@ def load_split(dataset: str, split: str, data_dir: str | None):
     return data.load(dataset, split, data_dir=data_dir)
 
 
-def calibrate_on_train(composed, *, data_dir: str | None, batch_size: int):
-    """Min-max calibration of every scorer on its dataset's training samples of its classes."""
+def _split_of_outputs(composed, split: str, data_dir: str | None):
+    """The union of the involved datasets' `split` samples of the composed classes, labels
+    mapped to output ids."""
+    out_id = dict(zip(composed.sources, composed.classes))
+    xs, ys = [], []
+    for dataset in dict.fromkeys(d for d, _ in composed.sources):
+        images, labels = load_split(dataset, split, data_dir)
+        mapping = {c: i for (d, c), i in out_id.items() if d == dataset}
+        sel = np.isin(labels, list(mapping))
+        xs.append(images[sel])
+        ys.append(np.array([mapping[int(c)] for c in labels[sel]], np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def calibrate_on_train(composed, *, data_dir: str | None, batch_size: int, rule: str = "minmax"):
+    """Calibrates every scorer on training data (`modules.compose.fit_calibration`).
+
+    `"minmax"` (METHODS §5.7 step 5): each scorer on its own dataset's training samples of its
+    classes. `"platt"`: each output against the training samples of every composed class (all
+    involved datasets), which puts the scores of different parents and families on one scale.
+    """
+    if rule not in ("minmax", "platt"):
+        raise ValueError(f"--calibration {rule!r} must be minmax or platt")
     cal: dict[str, list] = {}
+    if rule == "platt":
+        images, labels = _split_of_outputs(composed, "train", data_dir)
+    position = 0
     for g in composed.groups:
-        images, labels = load_split(g.parent["dataset"], "train", data_dir)
-        sel = np.isin(labels, g.classes)
-        batches = data.eval_batches(images[sel], labels[sel], global_batch_size=batch_size)
-        lo, hi = mcompose.fit_calibration(g, batches)
+        ids = composed.classes[position : position + len(g.classes)]
+        position += len(g.classes)
+        if rule == "platt":
+            batches = data.eval_batches(images, labels, global_batch_size=batch_size)
+            lo, hi = mcompose.fit_calibration(g, batches, rule="platt", positive=ids)
+        else:
+            tx, ty = load_split(g.parent["dataset"], "train", data_dir)
+            sel = np.isin(ty, g.classes)
+            batches = data.eval_batches(tx[sel], ty[sel], global_batch_size=batch_size)
+            lo, hi = mcompose.fit_calibration(g, batches)
         cal.setdefault(g.key, []).append((g.classes, lo, hi))
     merged = {}
     for key, parts in cal.items():  # one (min, max) per parent over its sorted classes
@@ -187,15 +217,7 @@ def calibrate_on_train(composed, *, data_dir: str | None, batch_size: int):
 def test_set(composed, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """The union of the involved test sets, restricted to the composed classes, labels mapped
     to output ids."""
-    out_id = dict(zip(composed.sources, composed.classes))
-    test_x, test_y = [], []
-    for dataset in dict.fromkeys(d for d, _ in composed.sources):
-        images, labels = load_split(dataset, "test", data_dir)
-        mapping = {c: i for (d, c), i in out_id.items() if d == dataset}
-        sel = np.isin(labels, list(mapping))
-        test_x.append(images[sel])
-        test_y.append(np.array([mapping[int(c)] for c in labels[sel]], np.int64))
-    return np.concatenate(test_x), np.concatenate(test_y)
+    return _split_of_outputs(composed, "test", data_dir)
 
 
 def compose_dirs(
@@ -203,6 +225,7 @@ def compose_dirs(
     *,
     relabel: Mapping[tuple[str, int], int] | None = None,
     calibrate: bool = False,
+    calibration: str = "minmax",
     evaluate: bool = True,
     data_dir: str | None = None,
     batch_size: int = 256,
@@ -214,8 +237,10 @@ def compose_dirs(
         dirs: module directories (`modjax modularize`, `decompose`, `shrink`, `repair`); an
             entry `DIR:C1,C2` keeps only those classes of the module.
         relabel: `{(dataset, class id): new id}` for clashing ids of different datasets.
-        calibrate: min-max calibrate each scorer on its dataset's training samples of its
-            classes (METHODS §5.7 step 5); reads the training splits.
+        calibrate: calibrate the scores on training data (reads the training splits).
+        calibration: `"minmax"` (METHODS §5.7 step 5, each scorer on its own classes) or
+            `"platt"` (each output against every composed class: for modules of different
+            parents or families).
         evaluate: evaluate on the test split of every involved dataset.
         data_dir: dataset directory (default `$MODJAX_DATA_DIR`).
         batch_size: evaluation and calibration batch size.
@@ -232,7 +257,9 @@ def compose_dirs(
     saved = load_dirs(dirs)
     composed, specs = build_composition(saved, relabel=relabel, select=selection(dirs))
     if calibrate:
-        composed = calibrate_on_train(composed, data_dir=data_dir, batch_size=batch_size)
+        composed = calibrate_on_train(
+            composed, data_dir=data_dir, batch_size=batch_size, rule=calibration
+        )
     names = class_names(saved)
     groups = [
         {
@@ -262,7 +289,7 @@ def compose_dirs(
         "sources": [list(s) for s in composed.sources],
         "names": [names.get(tuple(s), str(s[1])) for s in composed.sources],
         "relabel": [[d, c, n] for (d, c), n in (relabel or {}).items()],
-        "calibrated": calibrate,
+        "calibrated": calibration if calibrate else None,
         "groups": groups,
         "size": size,
     }

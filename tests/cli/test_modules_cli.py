@@ -325,7 +325,8 @@ def test_modules_travel_without_the_parent_workdir(moda_run, tmp_path, capsys):
     for modules, message in (
         ([other / "class_3"], "units/00000.npy is missing"),
         ([other / "class_1"], "stray.txt is not listed"),
-        ([mods / "class_3", other / "class_8"], "field 'parent.hash'"),
+        # Another hash is another parent: its class 8 beside the real parent's is claimed twice.
+        ([mods / "class_8", other / "class_8"], "is claimed twice"),
     ):
         assert main(["compose", "--modules", *map(str, modules)]) == 2
         err = capsys.readouterr().err
@@ -338,7 +339,7 @@ def test_restore_parent_checks_step_and_hash(moda_run, weak_run, tmp_path):
 
     summary = modularize_workdir(moda_run, out=tmp_path / "mods")
     module = module_io.load_module(tmp_path / "mods" / "class_2")
-    _, _, _, step = restore_parent(module, moda_run)
+    step = restore_parent(module, moda_run).step
     assert step == summary["step"] == module.parent["step"]
     forged = module._replace(parent={**module.parent, "hash": "sha256:" + "2" * 64})
     with pytest.raises(module_io.ModuleFileError, match=r"field 'parent\.hash'"):
