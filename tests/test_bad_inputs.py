@@ -97,7 +97,7 @@ def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     def full(path, value):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(training, "write_json_atomic", full)
+    monkeypatch.setattr(training.atomic, "write_json", full)
     code = main(["train", "--workdir", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err

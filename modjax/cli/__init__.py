@@ -1,22 +1,26 @@
 """The `modjax` command: train, modularize, decompose, compose and manage data (`modjax --help`)."""
 
 import argparse
-import dataclasses
 import logging
 import sys
 
+import jax
+
+from modjax import data
 from modjax.cli import decompose_cmd, deeparc_cmd, modules_cmd, pipeline_cmd
 from modjax.cli.flags import add_bool_flag
+from modjax.modules import jsonrules, registry
+from modjax.runs import cluster, compose, report, training
+from modjax.runs import config as config_lib
 from modjax.runs.config import FIELDS, TrainConfig
 
 # Help text of every TrainConfig setting, shown by `modjax train --help`. `_add_config_flags`
 # appends "(default: VALUE)"; a setting whose default is None says what None means here instead.
+# `method` is not here: its help lists the registered objectives (`_method_help`).
 HELP = {
     "model": "architecture: mlp, lenet5, simcnn, rescnn, vgg16, vgg16_moda, resnet18, mobilenet",
     "dataset": "dataset name (TFDS naming): digits (embedded, no files needed), mnist, "
     "fashion_mnist, kmnist, emnist/letters, cifar10, cifar100, svhn_cropped",
-    "method": "objective: standard (cross-entropy), mwt (mask generators + cohesion/coupling), "
-    "moda (activation affinity/dispersion/compactness)",
     "width": "channel/unit multiplier; 1.0 is the paper architecture, e.g. 0.25 for CPU runs",
     "depth": "mlp only: number of hidden layers of 49 ReLU units, 1-4 (default: 4)",
     "num_epochs": "epochs to train (the papers use 200)",
@@ -53,6 +57,16 @@ HELP = {
 _add_bool_flag = add_bool_flag
 
 
+def _method_help() -> str:
+    """The `--method` help: `standard`, then each registered family's objectives and summary."""
+    families = [f for f in registry.families().values() if f.objectives]
+    text = ", ".join(f"{', '.join(f.objectives)} ({f.summary})" for f in families)
+    return (
+        f"training objective, one of: {', '.join(config_lib.methods())}. standard is "
+        f"cross-entropy; {text}"
+    )
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; absent flags stay absent (config file or default wins).
 
@@ -63,7 +77,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in FIELDS.items():
         kind = str(field.type)
         default = getattr(defaults, name)
-        help_text = HELP[name]
+        help_text = _method_help() if name == "method" else HELP[name]
         if default is not None:
             shown = ("on" if default else "off") if isinstance(default, bool) else default
             help_text = f"{help_text} (default: {shown})"
@@ -145,18 +159,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="evaluate the latest checkpoint of a workdir",
-        description="Restore the latest checkpoint of a training workdir and "
-        "report test accuracy, loss and per-class accuracy.",
+        help="evaluate a workdir's latest checkpoint, or a module directory of any family",
+        description="Report accuracy and per-class accuracy of one network. --workdir: restore "
+        "the latest checkpoint of a training workdir and evaluate it on a split (accuracy, loss, "
+        "per-class accuracy). --module: evaluate a module directory alone, without any workdir "
+        "(it holds its weights, input transform and class names), on the test samples of its "
+        "classes, predicting the argmax over its outputs: a network made by `modjax shrink` or "
+        "`modjax repair` (OUT/network, every class of its parent), or any module of `modjax "
+        "modularize` or `modjax decompose` (a single-class module OUT/class_<c> has one output, "
+        "so its accuracy is 1 by construction: measure such modules together with `modjax "
+        "compose`). Exactly one of --workdir and --module.",
     )
-    p.add_argument("--workdir", required=True, help="a directory written by `modjax train`")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--workdir", help="a directory written by `modjax train`")
+    what.add_argument(
+        "--module",
+        metavar="DIR",
+        help="a module directory of any family, e.g. OUT/network of `modjax shrink` or "
+        "`modjax repair`, or OUT/class_3 of `modjax modularize` or `modjax decompose`",
+    )
     p.add_argument(
         "--split",
-        default="test",
         choices=("test", "train"),
-        help="which split to evaluate (default: %(default)s)",
+        help="with --workdir: which split to evaluate (default: test); --module always uses "
+        "the test split",
     )
-    p.add_argument("--data-dir", help="dataset directory (default: the run's, or $MODJAX_DATA_DIR)")
+    p.add_argument(
+        "--data-dir",
+        help="dataset directory (default: the run's for --workdir, else $MODJAX_DATA_DIR)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="with --module: evaluation batch size (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser(
@@ -184,21 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_train_config(args) -> TrainConfig:
     """TrainConfig defaults, then the `--config` file's settings, then the flags given."""
-    from modjax.runs import config as config_lib
-
     values = config_lib.load_config_file(args.config) if args.config else {}
     values.update({k: getattr(args, k) for k in FIELDS if hasattr(args, k)})
     return config_lib.from_dict(values, source=args.config or "flags")
 
 
 def _train(args) -> int:
-    import jax
-
-    from modjax.runs import report, training
-
     if args.distributed:
-        from modjax.runs import cluster
-
         cluster.initialize(
             coordinator_address=args.coordinator,
             num_processes=args.num_processes,
@@ -224,51 +253,75 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    import json
-    import pathlib
-
-    from modjax import checkpoint, train
-    from modjax.runs import config as config_lib
-    from modjax.runs import report, training
-
-    workdir = pathlib.Path(args.workdir)
-    if not (workdir / "config.json").exists():
-        raise FileNotFoundError(
-            f"{workdir / 'config.json'} not found: is {workdir} a "
-            "directory written by `modjax train`?"
-        )
-    config = config_lib.load_json(workdir / "config.json")
-    if args.data_dir:
-        config = dataclasses.replace(config, data_dir=args.data_dir)
-    run = training.build_run(config)
-    abstract = train.abstract_train_state(
-        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
-    )
-    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
-        state, _ = checkpoint.restore(manager, abstract)
-    result = training.evaluate(run, train.variables_of(state), split=args.split)
-    result.update(step=int(state.step), split=args.split)
+    if args.module is not None:
+        return _eval_module(args)
+    split = args.split or "test"
+    restored = training.load_run(args.workdir, args.data_dir)
+    result = training.evaluate(restored.run, restored.variables, split=split)
+    result.update(step=restored.step, split=split)
     if args.json:
-        print(json.dumps(result))
+        print(jsonrules.dumps(result, "the eval result", indent=None))
         return 0
-    names = run.info.class_names
+    names = restored.info.class_names
     rows = [
         {"class": f"{i} {names[i]}" if names else i, "accuracy": acc}
         for i, acc in enumerate(result["per_class_accuracy"])
     ]
     print(report.format_table(rows, ["class", "accuracy"]))
+    config = restored.config
     print(
-        f"\n{config.model} on {config.dataset}/{args.split} at step {result['step']}: "
+        f"\n{config.model} on {config.dataset}/{split} at step {result['step']}: "
         f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
         f"({result['count']} examples)"
     )
     return 0
 
 
-def _data(args) -> int:
-    from modjax import data
-    from modjax.runs import report
+def _eval_module(args) -> int:
+    """`modjax eval --module DIR`: one module directory composed alone, on its test samples."""
+    if args.split not in (None, "test"):
+        raise ValueError(
+            f"--split {args.split} applies to --workdir; a module is evaluated on the test "
+            "split of its dataset"
+        )
+    value = compose.compose_dirs([args.module], data_dir=args.data_dir, batch_size=args.batch_size)
+    saved = value["saved"][0]
+    parent = saved.parent
+    result = {
+        "module": value["modules"][0],
+        "method": saved.method,
+        "parent": parent,
+        "classes": value["classes"],
+        "accuracy": value["accuracy"],
+        "count": value["count"],
+        "per_class": value["per_class"],
+        "params": value["size"]["params"],
+        "relative_params": value["size"]["relative_params"],
+    }
+    if args.json:
+        print(jsonrules.dumps(result, "the eval result", indent=None))
+        return 0
+    if len(value["classes"]) < 2:
+        print(
+            f"note: {args.module} has one class, so its argmax is always right; compose modules "
+            "with `modjax compose --modules ...` to measure them"
+        )
+    rows = [
+        {**r, "class": r["class"] if r["name"] == str(r["class"]) else f"{r['class']} {r['name']}"}
+        for r in value["per_class"]
+    ]
+    print(report.format_table(rows, ["class", "test_samples", "accuracy"]))
+    print(
+        f"\n{saved.method} module {args.module} of {parent.get('model')} on "
+        f"{parent.get('dataset')} (parent step {parent.get('step')}): accuracy "
+        f"{value['accuracy']:.4f} ({value['count']} test examples of {len(value['classes'])} "
+        f"class{'es' if len(value['classes']) > 1 else ''}), {value['size']['params']} parameters "
+        f"({100 * value['size']['relative_params']:.1f}% of the parent)"
+    )
+    return 0
 
+
+def _data(args) -> int:
     if args.data_command == "list":
         print(
             report.format_table(

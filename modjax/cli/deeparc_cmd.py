@@ -1,10 +1,16 @@
-"""`modjax arch`, `modjax shrink`, `modjax repair`: DeepArc on a training workdir (METHODS §8)."""
+"""`modjax arch`, `modjax shrink`, `modjax repair`: DeepArc on a training workdir (METHODS §8).
+
+The work is `runs.deeparc`; `shrink` and `repair` save the network they make as a module
+directory `OUT/network/` (`modjax eval --module`, `modjax compose`).
+"""
 
 import argparse
 import json
 import pathlib
 
 from modjax.cli.flags import add_bool_flag
+from modjax.deeparc import architecture
+from modjax.runs import deeparc, training
 
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -58,7 +64,9 @@ def add_commands(sub) -> None:
         description="Removes blocks (global forward indices from 0; not the first of a stage) as "
         "a new, shallower model with the remaining parameters, without fine-tuning. --remove "
         "applies a list cumulatively; --search N keeps the best of --subsets random i-subsets "
-        "for i = 1..N. Writes shrink.csv/png/json.",
+        "for i = 1..N. Writes shrink.csv/png/json, and the shrunk network (all of --remove "
+        "removed, else the best subset at the largest N) as a module directory OUT/network/ "
+        "that `modjax eval --module`, `modjax compose` and `--export` take.",
     )
     _common(p, "deeparc/shrink")
     p.add_argument(
@@ -100,7 +108,9 @@ def add_commands(sub) -> None:
         description="DeepArc repair with L-inf PGD adversarial examples as error images: "
         "deviation scores from benign-vs-error linear CKA per block, the top-k blocks "
         "fine-tuned (rest frozen) with 0.5 MSE to the original activation + 0.5 CE. Writes "
-        "repair.json/csv/png with the share of parameters trained.",
+        "repair.json/csv/png with the share of parameters trained, and the repaired network "
+        "as a module directory OUT/network/ that `modjax eval --module`, `modjax compose` and "
+        "`--export` take.",
     )
     _common(p, "deeparc/repair")
     p.add_argument(
@@ -143,11 +153,9 @@ def _out(args, name: str) -> pathlib.Path:
 
 
 def arch(args) -> int:
-    from modjax.runs import deeparc
-
-    ctx = deeparc.load(args.workdir, args.data_dir)
+    restored = training.load_run(args.workdir, args.data_dir)
     result = deeparc.arch(
-        ctx,
+        restored,
         _out(args, "arch"),
         thresholds=args.thresholds,
         examples=args.examples,
@@ -164,9 +172,6 @@ def arch(args) -> int:
 
 
 def shrink(args) -> int:
-    from modjax.deeparc import architecture
-    from modjax.runs import deeparc
-
     candidates = args.candidates
     if args.modules:
         rows = json.loads(pathlib.Path(args.modules).read_text())["sweep"]
@@ -174,9 +179,9 @@ def shrink(args) -> int:
         if row is None:
             raise ValueError(f"--threshold={args.threshold} is not in {args.modules}")
         candidates = architecture.redundant([tuple(m) for m in row["modules"]])
-    ctx = deeparc.load(args.workdir, args.data_dir)
+    restored = training.load_run(args.workdir, args.data_dir)
     result = deeparc.shrink(
-        ctx,
+        restored,
         _out(args, "shrink"),
         remove=args.remove,
         search=args.search,
@@ -193,15 +198,23 @@ def shrink(args) -> int:
     print(f"baseline accuracy {result['baseline']:.4f}")
     for r in result.get("cumulative", []) + result.get("search", []):
         print(f"removed {r['removed']}: accuracy {r['accuracy']:.4f}")
+    net = result["network"]
+    if net is None:
+        print("no network saved: the search found no removable candidate")
+    else:
+        print(
+            f"network without blocks {net['removed']} (blocks per stage {net['blocks']}, "
+            f"accuracy {net['accuracy']:.4f}) saved in {net['path']}; evaluate it with "
+            f"`modjax eval --module {net['path']}`"
+        )
+    print(f"tables in {_out(args, 'shrink')}")
     return 0
 
 
 def repair(args) -> int:
-    from modjax.runs import deeparc
-
-    ctx = deeparc.load(args.workdir, args.data_dir)
+    restored = training.load_run(args.workdir, args.data_dir)
     result = deeparc.repair(
-        ctx,
+        restored,
         _out(args, "repair"),
         examples=args.examples,
         test_examples=args.test_examples,
@@ -216,6 +229,11 @@ def repair(args) -> int:
     print(f"selected blocks {result['selected']}, trained share {result['trained_share']:.3f}")
     for k in result["before"]:
         print(f"{k}: {result['before'][k]:.4f} -> {result['after'][k]:.4f}")
+    path = result["network"]["path"]
+    print(
+        f"repaired network saved in {path}; evaluate it with `modjax eval --module {path}`\n"
+        f"tables in {_out(args, 'repair')}"
+    )
     return 0
 
 

@@ -2,7 +2,11 @@
 
 import pathlib
 
+import jax
+
 from modjax.cli.flags import add_bool_flag
+from modjax.runs import report
+from modjax.runs.modularize import modularize_workdir
 
 
 def add_parser(sub) -> None:
@@ -44,11 +48,6 @@ def add_parser(sub) -> None:
 
 
 def modularize(args) -> int:
-    import jax
-
-    from modjax.runs import report
-    from modjax.runs.modularize import modularize_workdir
-
     if not 0.0 < args.threshold <= 1.0:
         raise ValueError(f"--threshold={args.threshold} must be in (0, 1] (tau = 0.9 by default)")
     workdir = pathlib.Path(args.workdir)

@@ -3,7 +3,11 @@
 import argparse
 from collections.abc import Callable
 
+import jax
+
 from modjax.cli.flags import add_bool_flag
+from modjax.runs import pipeline as pipeline_lib
+from modjax.runs import report
 
 
 def _classes(text: str) -> list[int]:
@@ -49,11 +53,6 @@ def add_parser(sub, add_config_flags: Callable) -> None:
 
 def pipeline(args, load_config: Callable) -> int:
     """Runs the pipeline of `args` and prints its table; `load_config(args)` builds the config."""
-    import jax
-
-    from modjax.runs import pipeline as pipeline_lib
-    from modjax.runs import report
-
     config = load_config(args)
     value = pipeline_lib.run_pipeline(
         config,

@@ -2,7 +2,9 @@
 
 import pathlib
 
-from modjax.runs.workdir import write_json_atomic
+from modjax.modules import atomic
+from modjax.runs import report
+from modjax.runs.replacement import replace_class
 
 
 def add_parser(sub) -> None:
@@ -65,9 +67,6 @@ def add_parser(sub) -> None:
 
 
 def replace(args) -> int:
-    from modjax.runs import report
-    from modjax.runs.replacement import replace_class
-
     if args.out and pathlib.Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a file name for the JSON result")
     value = replace_class(
@@ -81,7 +80,7 @@ def replace(args) -> int:
         data_dir=args.data_dir,
     )
     if args.out:
-        write_json_atomic(pathlib.Path(args.out), report.jsonable(value))
+        atomic.write_json(pathlib.Path(args.out), value)
     print(
         report.format_table(
             value["per_class"],

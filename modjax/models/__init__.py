@@ -72,6 +72,10 @@ _CONSTRUCTORS = {
 MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
 """Names accepted by `get_model`."""
 
+# Models with an MwT form (`mask_generators=True`, METHODS §4.2; `mlp`: neuron-level masks on
+# every hidden dense layer, see `MLP`). The CIFAR ResNet-v1 family has none.
+_MWT_MODELS = ("mlp", "lenet5", "simcnn", "rescnn", "vgg16", "vgg16_moda", "resnet18", "mobilenet")
+
 _COMMON = ("num_classes", "width", "mask_generators")
 
 
@@ -104,7 +108,10 @@ def get_model(
         width: channel/unit multiplier: every conv width and hidden FC width c becomes
             `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
         mask_generators: build the MwT modular model (METHODS §4.1, §4.2): every conv but the first
-            gets a mask generator, returned in acts as `f"{conv}/mask"`.
+            gets a mask generator, returned in acts as `f"{conv}/mask"`; for `mlp`, every hidden
+            dense layer gets a neuron-level generator (`f"dense_{i}/mask"`, see `MLP`). The CIFAR
+            ResNet-v1 models (`resnet_cifar`, `resnet{depth}`, `resnet{depth}_nobn`) have no
+            MwT form.
         **model_kwargs: model-specific options: `mlp`: `depth` (4), `hidden` (49); `simcnn`,
             `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
             `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True);
@@ -121,7 +128,8 @@ def get_model(
         `(logits, acts)`.
 
     Raises:
-        ValueError: for an unknown name, an unknown or bad option, or `mask_generators` on `mlp`.
+        ValueError: for an unknown name, an unknown or bad option, or `mask_generators` on a
+            model without an MwT form (the CIFAR ResNet-v1 family).
         TypeError: if `mask_generators` is not a bool.
 
     Example:
@@ -136,6 +144,11 @@ def get_model(
     check_width(width)
     if not isinstance(mask_generators, bool):
         raise TypeError(f"mask_generators={mask_generators!r} must be a bool")
+    if mask_generators and name not in _MWT_MODELS:
+        raise ValueError(
+            f"mask_generators=True is not supported by {name} (no MwT form); MwT models: "
+            f"{', '.join(_MWT_MODELS)}"
+        )
     allowed = _extra_kwargs(name)
     unknown = sorted(set(model_kwargs) - set(allowed))
     if unknown:
@@ -153,11 +166,7 @@ def get_model(
         if model_kwargs.get(key) is not None:
             model_kwargs[key] = _freeze_pruned_option(key, model_kwargs[key])
     if name == "mlp":
-        check_mlp(
-            depth=model_kwargs.get("depth", 4),
-            hidden=model_kwargs.get("hidden", 49),
-            mask_generators=mask_generators,
-        )
+        check_mlp(depth=model_kwargs.get("depth", 4), hidden=model_kwargs.get("hidden", 49))
     return _CONSTRUCTORS[name](
         num_classes=num_classes, width=width, mask_generators=mask_generators, **model_kwargs
     )
@@ -251,7 +260,9 @@ def tracked_layers(
 def masked_layers(
     model: str | nn.Module, *, input_shape: Sequence[int] = (32, 32, 3), **model_kwargs
 ) -> dict[str, int]:
-    """The MwT-masked convs in forward order, with channel counts (empty without generators).
+    """The MwT-masked layers in forward order, with channel counts (empty without generators).
+
+    Convs for CNNs, every hidden `dense_{i}` for `mlp`.
 
     The keys of `acts` holding their masks are `f"{name}/mask"`; K = sum of the counts. Arguments
     as `mask_points`.
@@ -266,7 +277,6 @@ def masked_layers(
         for n, shape in acts.items()
         if n.endswith(MASK_SUFFIX)
     }
-
 
 
 def model_kwargs_of(model: nn.Module) -> dict[str, Any]:
@@ -291,6 +301,7 @@ def model_kwargs_of(model: nn.Module) -> dict[str, Any]:
         for f in dataclasses.fields(model)
         if f.init and f.name not in skip
     }
+
 
 __all__ = [
     "model_kwargs_of",

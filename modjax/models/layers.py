@@ -1,4 +1,4 @@
-"""Shared building blocks of the model zoo: initializers, the MwT mask generator, conv units."""
+"""Shared building blocks of the model zoo: initializers, the MwT mask generator, conv/dense units."""
 
 import math
 from collections.abc import Callable, Mapping
@@ -124,8 +124,11 @@ class MaskGenerator(nn.Module):
     z = mean_{H,W} x; h = ReLU(W₁ z) (no bias); m = ReLU(tanh(W₂ h + b₂)), with W₁, W₂
     Kaiming-normal fan_in (untruncated) and b₂ = 1.0, so m ≈ tanh(1) ≈ 0.76 at init.
 
+    A dense layer's generator (the MLP's neuron-level masks, see `DenseUnit`) reads a `[B, C_in]`
+    input, which has no spatial axes: z = x.
+
     Attributes:
-        features: C_out, the number of masked channels.
+        features: C_out, the number of masked channels (or neurons).
         hidden: H_g; defaults to `generator_hidden(features)`.
     """
 
@@ -134,9 +137,21 @@ class MaskGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Maps the conv input `[B, H, W, C_in]` to masks `[B, features]` in [0, 1)."""
+        """Maps the layer input `[B, H, W, C_in]` or `[B, C_in]` to masks `[B, features]` in [0, 1).
+
+        Raises:
+            ValueError: for an input that is neither NHWC nor `[B, C_in]`.
+        """
         hidden = self.hidden if self.hidden is not None else generator_hidden(self.features)
-        z = jnp.mean(x, axis=(1, 2))
+        if x.ndim == 4:
+            z = jnp.mean(x, axis=(1, 2))
+        elif x.ndim == 2:
+            z = x
+        else:
+            raise ValueError(
+                f"MaskGenerator reads a conv input [B, H, W, C] or a dense input [B, C]; got "
+                f"shape {tuple(x.shape)}"
+            )
         h = nn.relu(
             nn.Dense(hidden, use_bias=False, kernel_init=kaiming_normal_fan_in, name="fc1")(z)
         )
@@ -206,6 +221,16 @@ class ConvUnit(nn.Module):
         return y, mask
 
 
+def _dense_inits(init: str, fan_in: int) -> tuple[Initializer, Initializer]:
+    if init == "torch":
+        return torch_default_kernel, torch_default_bias(fan_in)
+    if init == "normal001":
+        return normal_001, zeros
+    if init == "keras":
+        return glorot_uniform, zeros
+    raise ValueError(f"init={init!r} must be one of 'torch', 'normal001', 'keras'")
+
+
 def dense(x: jax.Array, features: int, *, init: str, name: str) -> jax.Array:
     """A dense layer with a named init scheme, created inside the calling compact module.
 
@@ -216,15 +241,45 @@ def dense(x: jax.Array, features: int, *, init: str, name: str) -> jax.Array:
             (N(0, 0.01²), zero bias) or `"keras"` (Glorot-uniform, zero bias).
         name: module name.
     """
-    if init == "torch":
-        kernel_init, bias_init = torch_default_kernel, torch_default_bias(x.shape[-1])
-    elif init == "normal001":
-        kernel_init, bias_init = normal_001, zeros
-    elif init == "keras":
-        kernel_init, bias_init = glorot_uniform, zeros
-    else:
-        raise ValueError(f"init={init!r} must be one of 'torch', 'normal001', 'keras'")
+    kernel_init, bias_init = _dense_inits(init, x.shape[-1])
     return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)(x)
+
+
+class DenseUnit(nn.Module):
+    """Dense → MwT generator mask: the neuron-level counterpart of `ConvUnit`'s MaskConvBN.
+
+    The generator reads the layer input x `[B, C_in]` itself (z = x: there is no spatial mean)
+    and its mask multiplies the pre-activation, y = Dense(x) ⊙ m; the host network applies ReLU
+    after it, so a zero mask switches a neuron off exactly. There is no BN (NeMo's neuron-level
+    masks on Linear layers, METHODS §6, carried to MwT §4.1).
+
+    The Dense shares this unit's scope, so its `kernel` and `bias` sit at the unit's own path
+    (`params[name]["kernel"]`, exactly where a plain `dense(..., name=name)` puts them) and the
+    generator at `params[name]["generator"]`: dropping the generator subtrees
+    (`modjax.modular.drop_generators`) leaves the plain model's variables.
+
+    Attributes:
+        features: output units.
+        init: the Dense's init scheme, as `dense`.
+        generator: attach a `MaskGenerator` (H_g = `generator_hidden(features)`).
+    """
+
+    features: int
+    init: str = "keras"
+    generator: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """Returns `(y, mask)`: `y` `[B, features]` before ReLU, `mask` `[B, features]` or None."""
+        kernel_init, bias_init = _dense_inits(self.init, x.shape[-1])
+        layer = nn.Dense(self.features, kernel_init=kernel_init, bias_init=bias_init, name="dense")
+        nn.share_scope(self, layer)
+        y = layer(x)
+        mask = None
+        if self.generator:
+            mask = MaskGenerator(self.features, name="generator")(x)
+            y = y * mask
+        return y, mask
 
 
 class Recorder:
@@ -368,9 +423,26 @@ def conv_layer(
     return rec.act(name, nn.relu(y))
 
 
-def dense_layer(rec: Recorder, x: jax.Array, features: int, *, name: str, init: str) -> jax.Array:
-    """A hidden dense layer `name`: Dense → keep-mask → ReLU, recorded as an act."""
-    y = rec.keep(name, dense(x, features, init=init, name=name))
+def dense_layer(
+    rec: Recorder,
+    x: jax.Array,
+    features: int,
+    *,
+    name: str,
+    init: str,
+    generator: bool = False,
+) -> jax.Array:
+    """A hidden dense layer `name`: Dense → generator mask → keep-mask → ReLU, recorded as an act.
+
+    With `generator=True` the layer is a `DenseUnit` (MwT's neuron-level mask) whose mask is
+    recorded as `f"{name}/mask"`; its Dense parameters stay at `params[name]`.
+    """
+    if not generator:
+        y = dense(x, features, init=init, name=name)
+    else:
+        y, mask = DenseUnit(features, init=init, name=name)(x)
+        rec.generated(name, mask)
+    y = rec.keep(name, y)
     return rec.act(name, nn.relu(y))
 
 

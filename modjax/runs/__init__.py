@@ -1,12 +1,15 @@
 """The workdir layer shared by the CLI, experiments and notebooks.
 
-Files: `config` (the frozen `TrainConfig`, config files, JSON round-trip), `training` (a run's
-data, model and optimizer from a config; train and evaluate in a workdir), `workdir` (restore
-a run's checkpoint, atomic JSON), `report` (metrics lines and tables),
-`callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN stop, progress bar,
-checkpoints), `modularize` (cut module directories from a run; restore a module's parent by
-hash), `compose` (module directories of any families into one classifier, without any workdir), `task_module` (MwT task-module
-fine-tuning), `replacement` (MODA module replacement).
+Files are named after the command they serve: `config` (the frozen `TrainConfig`, config files,
+JSON round-trip), `training` (a run's data, model and optimizer from a config; train and evaluate
+in a workdir; `load_run` restores a checkpoint as a `RestoredRun`), `report` (metrics lines and
+tables), `callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN stop, progress bar,
+checkpoints), `modularize` (MwT/MODA module directories from a run; restore a module's parent by
+hash), `decompose` (Pan & Rajan module directories from a run), `deeparc` (CKA, shrink and repair
+of a run; shrunk and repaired networks as module directories), `compose` (module directories of
+any families into one classifier, without any workdir), `task_module` (MwT task-module
+fine-tuning), `replacement` (MODA module replacement), `pipeline` (train, modularize, compose).
+`decompose`, `deeparc` and `pipeline` are imported by name (`from modjax.runs import deeparc`).
 The library below (`modjax.loop`, `modjax.modular`, ...) never touches a workdir.
 """
 
@@ -19,7 +22,6 @@ from modjax.runs import (
     report,
     task_module,
     training,
-    workdir,
 )
 
 __all__ = [
@@ -31,5 +33,4 @@ __all__ = [
     "report",
     "task_module",
     "training",
-    "workdir",
 ]

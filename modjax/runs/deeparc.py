@@ -1,52 +1,28 @@
 """DeepArc on a training workdir: CKA and modules, block removal, repair; tables and figures.
 
-Shared by `modjax arch|shrink|repair`, `experiments/deeparc.py` and the notebook. Each function
-writes its tables first and draws its figures from them (matplotlib Agg).
+Shared by `modjax arch|shrink|repair`, `experiments/deeparc.py` and the notebook; each function
+takes the run restored by `training.load_run`. Each writes its tables first and draws its
+figures from them (matplotlib Agg). `shrink` and `repair` also save the network they make as a
+module directory `<out>/network/` (`deeparc.network.save_network`, method "deeparc"), which
+`modjax eval --module` evaluates and `modjax compose` composes like any module.
 """
 
 import csv
-import dataclasses
-import json
+import io
+import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from modjax.deeparc import architecture, pipeline, surgery
+from modjax.deeparc import architecture, network, pipeline, surgery
+from modjax.deeparc.blocks import block_names, block_positions
+from modjax.modules import atomic
+from modjax.runs.training import RestoredRun
 
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """A restored run: the model, its host variables and the data DeepArc uses."""
-
-    model: Any
-    variables: Any
-    preprocess: Any
-    num_classes: int
-    train_data: tuple[np.ndarray, np.ndarray]
-    test_data: tuple[np.ndarray, np.ndarray]
-    step: int
-    config: Any
-
-
-def load(workdir: str | pathlib.Path, data_dir: str | None = None) -> Context:
-    """Restores a `modjax train` workdir (latest checkpoint) with its eval transform."""
-    from modjax.runs import training
-    from modjax.runs import workdir as workdir_lib
-
-    config, run, variables, step = workdir_lib.load_run(pathlib.Path(workdir), data_dir)
-    preprocess = training.make_preprocess(config, run.info, augment=False)
-    return Context(
-        run.model,
-        variables,
-        preprocess,
-        run.info.num_classes,
-        run.train_data,
-        run.test_data,
-        step,
-        config,
-    )
+MODEL_NAME = "resnet_cifar"
+"""The zoo name that rebuilds every network DeepArc makes (any depth, any blocks per stage)."""
 
 
 def _subset(images, labels, n, seed=0):
@@ -57,11 +33,40 @@ def _subset(images, labels, n, seed=0):
 
 
 def _write_csv(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """Writes `rows` as a CSV table, atomically (`modules.atomic`)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, text.getvalue())
+
+
+def _save_network(
+    restored: RestoredRun,
+    target: pathlib.Path,
+    *,
+    model,
+    variables,
+    operation: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+) -> pathlib.Path:
+    """Saves a network made from `restored` as a `"deeparc"` module directory at `target`.
+
+    Its parent is the restored checkpoint (step and content hash), its input transform and
+    class names the run's; an existing `target` is replaced, as the tables beside it are.
+    """
+    return network.save_network(
+        target,
+        model_name=MODEL_NAME,
+        model=model,
+        variables=variables,
+        parent=restored.describe(checkpoint=str(restored.workdir.resolve())),
+        preprocess=restored.preprocess_spec(),
+        class_names=restored.class_names,
+        operation=operation,
+        metrics=metrics,
+        overwrite=True,
+    )
 
 
 def _plt():
@@ -95,7 +100,7 @@ def plot_cka(csv_path: pathlib.Path, png_path: pathlib.Path, *, title: str = "")
 
 
 def arch(
-    ctx: Context,
+    restored: RestoredRun,
     out: pathlib.Path,
     *,
     thresholds: Sequence[float] = (0.9, 0.95, 0.99),
@@ -110,13 +115,13 @@ def arch(
     Writes `cka.csv`, `cka.png`, `modules.json`, `modularity.csv`, `modularity.png` in `out`.
     """
     out.mkdir(parents=True, exist_ok=True)
-    images, _ = _subset(*ctx.test_data, examples, seed)
+    images, _ = _subset(*restored.test_data, examples, seed)
     batch_size = min(batch_size, len(images))
     names, sim = pipeline.block_cka(
-        ctx.model,
-        ctx.variables,
+        restored.model,
+        restored.variables,
         images,
-        preprocess=ctx.preprocess,
+        preprocess=restored.preprocess,
         batch_size=batch_size,
         passes=passes,
         seed=seed,
@@ -138,7 +143,7 @@ def arch(
         "adjacent_cka": [float(sim[i - 1, i]) for i in range(1, len(names))],
         "sweep": rows,
     }
-    (out / "modules.json").write_text(json.dumps(result, indent=2))
+    atomic.write_json(out / "modules.json", result)
     _write_csv(
         out / "modularity.csv",
         [{k: r[k] for k in ("threshold", "num_modules", "modularity")} for r in rows],
@@ -156,7 +161,7 @@ def arch(
 
 
 def shrink(
-    ctx: Context,
+    restored: RestoredRun,
     out: pathlib.Path,
     *,
     remove: Sequence[int] = (),
@@ -165,22 +170,29 @@ def shrink(
     num_subsets: int = 5,
     examples: int | None = None,
     seed: int = 0,
+    network_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Accuracy after cumulative removals (`remove`) and/or a compression search (§8.4).
 
     `search` = largest number of blocks removed (best of `num_subsets` random subsets of
     `candidates`, default: every non-first block). Writes `shrink.csv`, `shrink.png`,
-    `shrink.json`.
+    `shrink.json`, and the shrunk network as a module directory at `network_dir` (default
+    `out/network`): without the blocks of `remove` when given, else without the best subset
+    the search found at its largest size (none when the search had no candidates).
+
+    Returns:
+        `{"examples", "baseline", "cumulative"?, "search"?, "skipped_candidates"?, "network"}`;
+        `network` is `{"path", "removed", "accuracy", "blocks"}` of the saved network, or None.
     """
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = _subset(*ctx.test_data, examples, seed)
+    images, labels = _subset(*restored.test_data, examples, seed)
     evaluate = pipeline.make_removal_eval(
-        ctx.model,
-        ctx.variables,
+        restored.model,
+        restored.variables,
         images,
         labels,
-        preprocess=ctx.preprocess,
-        num_classes=ctx.num_classes,
+        preprocess=restored.preprocess,
+        num_classes=restored.num_classes,
     )
     result: dict[str, Any] = {"examples": len(labels), "baseline": evaluate([])}
     rows = []
@@ -196,13 +208,11 @@ def shrink(
             for r in result["cumulative"]
         ]
     if search:
-        allowed = surgery.removable(ctx.model)
+        allowed = surgery.removable(restored.model)
         if candidates is None:
             candidates = allowed
         else:  # a stage's first block cannot go; out-of-range indices still raise below
-            from modjax.deeparc.blocks import block_positions
-
-            num_blocks = len(block_positions(ctx.model))
+            num_blocks = len(block_positions(restored.model))
             skipped = [c for c in candidates if 0 <= c < num_blocks and c not in allowed]
             result["skipped_candidates"] = skipped
             candidates = [c for c in candidates if c not in skipped]
@@ -223,8 +233,41 @@ def shrink(
         ]
     if not rows:
         raise ValueError("shrink needs --remove and/or --search N (N >= 1)")
+    if remove:
+        mode, chosen = "remove", result["cumulative"][-1]
+    else:
+        mode, chosen = "search", (result["search"] or [None])[-1]
+    result["network"] = None
+    if chosen is not None:
+        model, variables = surgery.remove_blocks(
+            restored.model, restored.variables, chosen["removed"]
+        )
+        path = _save_network(
+            restored,
+            pathlib.Path(network_dir) if network_dir else out / "network",
+            model=model,
+            variables=variables,
+            operation={
+                "operation": "shrink",
+                "mode": mode,
+                "removed": list(chosen["removed"]),
+                "removed_names": [block_names(restored.model)[i] for i in chosen["removed"]],
+                "blocks": list(model.stage_blocks()),
+            },
+            metrics={
+                "accuracy": chosen["accuracy"],
+                "baseline_accuracy": result["baseline"],
+                "test_examples": len(labels),
+            },
+        )
+        result["network"] = {
+            "path": str(path),
+            "removed": list(chosen["removed"]),
+            "accuracy": chosen["accuracy"],
+            "blocks": list(model.stage_blocks()),
+        }
     _write_csv(out / "shrink.csv", rows)
-    (out / "shrink.json").write_text(json.dumps(result, indent=2))
+    atomic.write_json(out / "shrink.json", result)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.5, 3))
     for mode in ("cumulative", "search"):
@@ -241,7 +284,7 @@ def shrink(
 
 
 def repair(
-    ctx: Context,
+    restored: RestoredRun,
     out: pathlib.Path,
     *,
     examples: int = 1000,
@@ -254,20 +297,26 @@ def repair(
     steps: int = 7,
     batch_size: int = 128,
     seed: int = 0,
+    network_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """DeepArc repair with PGD error images (METHODS §8.5). Writes `repair.json/csv/png`."""
+    """DeepArc repair with PGD error images (METHODS §8.5).
+
+    Writes `repair.json/csv/png`, and the repaired network (the selected blocks retrained, every
+    other weight the parent's) as a module directory at `network_dir` (default `out/network`);
+    the result's `network` is `{"path", "blocks", "accuracy"}` (clean test accuracy after).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = _subset(*ctx.train_data, examples, seed)
-    test_images, test_labels = _subset(*ctx.test_data, test_examples, seed)
+    images, labels = _subset(*restored.train_data, examples, seed)
+    test_images, test_labels = _subset(*restored.test_data, test_examples, seed)
     res = pipeline.run_repair(
-        ctx.model,
-        ctx.variables,
+        restored.model,
+        restored.variables,
         images,
         labels,
-        preprocess=ctx.preprocess,
+        preprocess=restored.preprocess,
         test_images=test_images,
         test_labels=test_labels,
-        num_classes=ctx.num_classes,
+        num_classes=restored.num_classes,
         attacks=({"eps": eps, "step_size": max(eps / 4, 1.0), "steps": steps},),
         top_k=top_k,
         max_share=max_share,
@@ -291,7 +340,36 @@ def repair(
         "before": res.before,
         "after": res.after,
     }
-    (out / "repair.json").write_text(json.dumps(result, indent=2))
+    names = block_names(restored.model)
+    path = _save_network(
+        restored,
+        pathlib.Path(network_dir) if network_dir else out / "network",
+        model=restored.model,
+        variables=res.variables,
+        operation={
+            "operation": "repair",
+            "blocks": list(res.selected),
+            "block_names": [names[i] for i in res.selected],
+            "target_layer": res.target_layer,
+            "trained_share": res.trained_share,
+            "attack": result["attack"],
+            "examples": len(labels),
+            "epochs": epochs,
+            "learning_rate": learning_rate,
+        },
+        metrics={
+            "accuracy": res.after["clean_test"],
+            "test_examples": len(test_labels),
+            **{f"{k}_before": v for k, v in res.before.items()},
+            **{f"{k}_after": v for k, v in res.after.items()},
+        },
+    )
+    result["network"] = {
+        "path": str(path),
+        "blocks": list(res.selected),
+        "accuracy": res.after["clean_test"],
+    }
+    atomic.write_json(out / "repair.json", result)
     rows = [{"set": k, "before": res.before[k], "after": res.after[k]} for k in res.before]
     _write_csv(out / "repair.csv", rows)
     plt = _plt()
@@ -309,4 +387,4 @@ def repair(
     return result
 
 
-__all__ = ["Context", "arch", "load", "plot_cka", "repair", "shrink"]
+__all__ = ["MODEL_NAME", "arch", "plot_cka", "repair", "shrink"]

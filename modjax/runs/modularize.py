@@ -1,7 +1,7 @@
 """Cutting module directories from a training workdir, and restoring a module's parent.
 
     summary = modularize_workdir(workdir, out=workdir / "modules", threshold=0.9)
-    config, run, variables, step = restore_parent(module, workdir)   # checked by hash
+    restored = restore_parent(module, workdir)   # a training.RestoredRun, checked by hash
 
 `modularize_workdir` pins the checkpoint step it cut from and writes every module in the
 travelling format (`modjax.modular.io`, format 2): keep-masks, the parent's kept-unit values
@@ -11,81 +11,66 @@ dataset, step and content hash), the test transform and class names.
 
 import os
 import pathlib
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from modjax import models
+from modjax import data, metrics, models, parallel
+from modjax import modular as mz
+from modjax.checkpoint import CheckpointError
 from modjax.modular import io as module_io
 from modjax.modular import portable
-from modjax.modular.compose import parent_key
 from modjax.modular.io import ModuleFileError
-from modjax.modules import identity, transform
-from modjax.runs.workdir import load_run, write_json_atomic
+from modjax.modular.prune import prune
+from modjax.modules import atomic, jsonrules
+from modjax.runs import training
 
 
-def describe_run(config, run, step: int, variables) -> dict[str, Any]:
-    """The parent description of a run's checkpoint: zoo model, dataset, step and hash."""
-    from modjax import modular
-
-    kwargs = {} if config.depth is None else {"depth": config.depth}
-    parent = modular.describe_parent(
-        config.model,
-        dataset=config.dataset,
-        checkpoint=None,
-        input_shape=run.input_shape,
-        num_classes=run.info.num_classes,
-        width=config.width,
-        mask_generators=config.method == "mwt",
-        **kwargs,
-    )
-    return {**parent, "step": int(step), "hash": identity.parent_hash(variables)}
-
-
-def restore_parent(module, workdir: str | os.PathLike, data_dir: str | None = None):
-    """`(config, run, variables, step)` of `workdir` at the module's step, checked by hash.
+def restore_parent(
+    module, workdir: str | os.PathLike, data_dir: str | None = None
+) -> training.RestoredRun:
+    """The run in `workdir` at the module's step (`training.load_run`), checked by hash.
 
     Raises:
         ModuleFileError: the run has no checkpoint at the module's step (field `parent.step`),
             its weights there are not the module's parent (field `parent.hash`), or it is
             another model/dataset (naming the field).
     """
-    from modjax.checkpoint import CheckpointError
-
     workdir = pathlib.Path(workdir)
     step = module.parent.get("step")
     try:
-        config, run, variables, step = load_run(workdir, data_dir, step=step)
+        restored = training.load_run(workdir, data_dir, step=step)
     except CheckpointError as e:
         raise ModuleFileError(
             f"the module's field 'parent.step' is {step!r} but the run in {workdir} has no "
             f"restorable checkpoint of its parent at that step ({e})"
         ) from e
-    found = describe_run(config, run, step, variables)
+    found = restored.describe()
     for key in ("model", "model_kwargs", "dataset", "input_shape", "hash"):
-        if parent_key({"v": found.get(key)}) != parent_key({"v": module.parent.get(key)}):
+        if jsonrules.canonical(found.get(key)) != jsonrules.canonical(module.parent.get(key)):
             raise ModuleFileError(
                 f"the module's field 'parent.{key}' is {module.parent.get(key)!r} but the run "
-                f"in {workdir} at step {step} has {found.get(key)!r}: not the module's parent"
+                f"in {workdir} at step {restored.step} has {found.get(key)!r}: not the module's "
+                "parent"
             )
-    return config, run, variables, step
+    return restored
 
 
-def _save_all(out: pathlib.Path, write) -> None:
-    """Writes a directory whole or not at all (stale temporaries of killed runs removed)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def check_method(method: str, *, what: str = "", command: str = "modularize") -> None:
+    """Refuses a run whose objective yields no modules to extract here.
+
+    The methods extraction takes are the modular family's own declaration (`modular.METHODS`,
+    which the registry reads too).
+
+    Raises:
+        ValueError: `method` is not one of them, naming `what` (e.g. the workdir), `command`
+            and the methods that are.
+    """
+    if method not in mz.METHODS:
+        raise ValueError(
+            f"{what + ': ' if what else ''}method={method!r}; {command} needs a run trained "
+            f"with one of {list(mz.METHODS)} (modular training)"
+        )
 
 
 def _jaccard_summary(scores) -> dict[str, Any]:
@@ -127,28 +112,21 @@ def modularize_workdir(
     Raises:
         ValueError: `out` exists, or a run of another method.
     """
-    from modjax import data, metrics, parallel
-    from modjax import modular as mz
-    from modjax.modular.prune import prune
-    from modjax.runs import report, training
-
     workdir, out = pathlib.Path(workdir), pathlib.Path(out)
     if out.exists():
         raise ValueError(f"--out {out} exists; remove it or choose another directory")
-    config, run, variables, step = load_run(workdir, data_dir, step=step)
-    if config.method not in mz.METHODS:
-        raise ValueError(
-            f"{workdir} was trained with method={config.method!r}; modularize needs a run "
-            f"trained with one of {list(mz.METHODS)}"
-        )
-    parent = describe_run(config, run, step, variables)
+    restored = training.load_run(workdir, data_dir, step=step)
+    config, run, variables = restored.config, restored.run, restored.variables
+    step = restored.step
+    check_method(config.method, what=str(workdir))
+    parent = restored.describe()
     images, labels = run.train_data
     batch = config.global_batch_size
     extraction = mz.extract_modules(
         data.eval_batches(images, labels, global_batch_size=batch),
         variables=parallel.replicate(variables, run.mesh),
         parent=dict(parent),
-        preprocess=training.make_preprocess(config, run.info, augment=False),
+        preprocess=restored.preprocess,
         method=config.method,
         threshold=threshold,
         fallback=fallback,
@@ -159,10 +137,8 @@ def modularize_workdir(
         jaccard=config.method == "mwt",
     )
     shape = tuple(run.input_shape)
-    names = run.info.class_names
-    spec = transform.preprocess_spec(
-        run.info, normalize=config.normalize, image_size=config.image_size
-    )
+    names = restored.class_names
+    spec = restored.preprocess_spec()
     rows, saved = [], []
     for module in extraction.modules:
         c = module.classes[0]
@@ -205,14 +181,14 @@ def modularize_workdir(
                 "outputs": list(range(run.info.num_classes)) if classes is None else classes,
             },
             "preprocess": spec,
-            "class_names": [names[c] if names else str(c)],
+            "class_names": [names[c]],
             "source": {"workdir": str(workdir.resolve()), "step": step},
         }
         saved.append((module, {"units": units.values, "unit_index": units.index}, info))
         rows.append(
             {
                 "class": c,
-                "name": names[c] if names else str(c),
+                "name": names[c],
                 "samples": module.metrics.get("num_samples"),
                 "unit_retention": module.metrics["kernel_rate"],
                 "weight_retention": size.relative_params,
@@ -237,17 +213,13 @@ def modularize_workdir(
         "classes": rows,
         "format_version": module_io.FORMAT_VERSION,
     }
-
-    def write(tmp: pathlib.Path) -> None:
+    with atomic.directory(out) as tmp:
         for module, arrays, info in saved:
             module_io.save_module(
                 module, tmp / f"class_{module.classes[0]}", arrays=arrays, info=info
             )
-        write_json_atomic(tmp / "modules.json", report.jsonable(summary))
-        os.chmod(tmp / "modules.json", 0o644)
-
-    _save_all(out, write)
+        atomic.write_json(tmp / "modules.json", summary)
     return summary
 
 
-__all__ = ["describe_run", "modularize_workdir", "restore_parent"]
+__all__ = ["check_method", "modularize_workdir", "restore_parent"]

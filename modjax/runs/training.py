@@ -1,23 +1,25 @@
 """The training loop behind `modjax train` and `modjax eval`: data, state, checkpoints, logs.
 
 This is the side-effect layer: it owns the workdir, the progress bar and the checkpoint cadence
-(`runs.callbacks`), and runs the jitted steps of `modjax.train` through `loop.fit`.
+(`runs.callbacks`), and runs the jitted steps of `modjax.train` through `loop.fit`. `load_run`
+restores a workdir's checkpoint as a `RestoredRun`, what every command that reads a trained
+network (`eval`, `modularize`, `decompose`, `arch`, `shrink`, `repair`, ...) starts from.
 """
 
 import dataclasses
-import json
 import logging
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
 from modjax import checkpoint, data, loop, models, objectives, parallel, train
+from modjax.modules import atomic, identity, transform
 from modjax.runs import callbacks, report
 from modjax.runs.config import TrainConfig, load_json
-from modjax.runs.workdir import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,11 @@ def make_objective(config: TrainConfig, num_classes: int):
     if config.method == "mwt":
         allowed = {"cohesion_weight", "coupling_weight"}
         factory = objectives.mwt_objective
-    else:
+    elif config.method == "moda":
         allowed = {"affinity_weight", "dispersion_weight", "compactness_weight"}
         factory = objectives.moda_objective
+    else:  # a registered objective (`config.methods()`) that modjax.objectives does not build
+        raise ValueError(f"method={config.method!r} has no objective in modjax.objectives")
     stray = sorted(set(weights) - allowed)
     if stray:
         raise ValueError(f"{stray} do not apply to method={config.method!r}; use {sorted(allowed)}")
@@ -158,6 +162,128 @@ def build_run(config: TrainConfig) -> Run:
         tx,
         eval_step,
         input_shape(config, info),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoredRun:
+    """A training workdir's checkpoint, restored on the host, with what commands read from it.
+
+    Attributes:
+        workdir: the run's directory.
+        config: its settings (`data_dir` as given to `load_run`).
+        run: the `Run` built from them (data, model, mesh, eval step).
+        variables: `{"params", "batch_stats"}` of the checkpoint, host NumPy arrays.
+        step: the checkpoint's step.
+        preprocess: the eval transform `(uint8 images, rng) -> float32` (no augmentation).
+    """
+
+    workdir: pathlib.Path
+    config: TrainConfig
+    run: Run
+    variables: Any
+    step: int
+    preprocess: Callable[[Any, Any], Any]
+
+    @property
+    def model(self):
+        return self.run.model
+
+    @property
+    def info(self):
+        return self.run.info
+
+    @property
+    def num_classes(self) -> int:
+        return self.run.info.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.run.input_shape
+
+    @property
+    def train_data(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.run.train_data
+
+    @property
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.run.test_data
+
+    @property
+    def class_names(self) -> list[str]:
+        """One name per class: the dataset's, or the class ids as text."""
+        names = self.run.info.class_names
+        return [str(n) for n in names] if names else [str(c) for c in range(self.num_classes)]
+
+    def preprocess_spec(self) -> dict[str, Any]:
+        """The JSON record of the eval transform, as module directories store it."""
+        return transform.preprocess_spec(
+            self.run.info, normalize=self.config.normalize, image_size=self.config.image_size
+        )
+
+    def describe(self, *, checkpoint: str | None = None) -> dict[str, Any]:
+        """This network as a module's parent: zoo model, dataset, step and content hash.
+
+        Args:
+            checkpoint: where it came from, for people (e.g. the workdir); not its identity.
+        """
+        config = self.config
+        kwargs = {} if config.depth is None else {"depth": config.depth}
+        return identity.describe_parent(
+            config.model,
+            dataset=config.dataset,
+            checkpoint=checkpoint,
+            input_shape=self.run.input_shape,
+            step=self.step,
+            hash=identity.parent_hash(self.variables),
+            num_classes=self.run.info.num_classes,
+            width=config.width,
+            mask_generators=config.method == "mwt",
+            **kwargs,
+        )
+
+
+def load_run(
+    workdir: str | os.PathLike, data_dir: str | None = None, *, step: int | None = None
+) -> RestoredRun:
+    """Restores a `modjax train` workdir's checkpoint (default: the latest) on the host.
+
+    Args:
+        workdir: a directory written by `modjax train`.
+        data_dir: dataset directory replacing the run's (default: the run's).
+        step: the checkpoint step (default: the latest).
+
+    Raises:
+        FileNotFoundError: no `config.json` or no `checkpoints/` in `workdir`, or no checkpoint.
+        CheckpointError: the checkpoint is damaged or does not fit the run's settings.
+    """
+    workdir = pathlib.Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{workdir / 'config.json'} not found: is {workdir} a directory written by "
+            "`modjax train`?"
+        )
+    if not (workdir / "checkpoints").is_dir():
+        raise FileNotFoundError(
+            f"{workdir / 'checkpoints'} not found: the run in {workdir} has no checkpoint "
+            f"(train it with `modjax train --workdir {workdir}` first)"
+        )
+    config = load_json(workdir / "config.json")
+    if data_dir:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    run = build_run(config)
+    abstract = train.abstract_train_state(
+        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
+    )
+    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
+        state, _ = checkpoint.restore(manager, abstract, step=step)
+    return RestoredRun(
+        workdir=workdir,
+        config=config,
+        run=run,
+        variables=jax.device_get(train.variables_of(state)),
+        step=int(state.step),
+        preprocess=make_preprocess(config, run.info, augment=False),
     )
 
 
@@ -294,7 +420,7 @@ def train_and_evaluate(
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main:
-        write_json_atomic(workdir / "config.json", config.to_json())
+        atomic.write_json(workdir / "config.json", config.to_json())
     logger.info(
         "JAX %s, %d devices (%s), %d processes",
         jax.__version__,
@@ -389,5 +515,5 @@ def train_and_evaluate(
         "epochs_log": epochs,
     }
     if is_main:
-        (workdir / "summary.json").write_text(json.dumps(report.jsonable(summary), indent=2))
+        atomic.write_json(workdir / "summary.json", summary)
     return summary

@@ -2,12 +2,14 @@
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
 
 from modjax import checkpoint
 from modjax.cli import build_parser, main
+from modjax.modules import registry
 from modjax.runs.config import FIELDS
 from tests.conftest import REPO
 
@@ -35,6 +37,23 @@ def test_help_explains_every_option(capsys):
         assert action.help, f"{action.option_strings} has no help text"
 
 
+def test_eval_takes_a_workdir_or_a_module_directory(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--module DIR" in text and "`modjax shrink`" in text and "`modjax repair`" in text
+    for argv in (["eval"], ["eval", "--workdir", "a", "--module", "b"]):
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args(argv)
+        assert exit_info.value.code == 2
+    assert "one of the arguments --workdir --module is required" in capsys.readouterr().err
+    assert main(["eval", "--module", str(tmp_path / "absent")]) == 2
+    assert str(tmp_path / "absent") in capsys.readouterr().err
+    assert main(["eval", "--workdir", str(tmp_path)]) == 2
+    assert "config.json not found" in capsys.readouterr().err
+
+
 def _subparser(*names):
     parser = build_parser()
     for name in names:
@@ -55,6 +74,31 @@ def test_help_shows_each_default_once(command):
         text = " ".join(parser.format_help().split())
         assert "--nesterov, --no-nesterov" in text
         assert "it is run as Python, so it can execute arbitrary code" in text
+
+
+def _listed_methods(text):
+    """The methods `--method`'s help lists after "one of:"."""
+    match = re.search(r"--method METHOD\s+training objective, one of: ([\w, ]+)\.", text)
+    assert match, text
+    return tuple(m.strip() for m in match.group(1).split(","))
+
+
+def test_train_help_lists_exactly_standard_and_the_registered_objectives(capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert _listed_methods(text) == ("standard", *registry.objective_methods())
+    assert "mwt" in _listed_methods(text) and "panrajan" not in _listed_methods(text)
+    # A family registered by another package shows up with no list to edit in modjax.
+    installed = dict(registry.families())
+    extra = registry.Family(
+        name="plugin", methods=("nemo",), scorers=lambda saved: [], objectives=("nemo",)
+    )
+    monkeypatch.setattr(registry, "families", lambda: {**installed, "plugin": extra})
+    text = " ".join(_subparser("train").format_help().split())
+    assert _listed_methods(text) == ("standard", *registry.objective_methods())
+    assert _listed_methods(text)[-1] == "nemo"
 
 
 def test_boolean_flags_are_negatable_and_augment_keeps_three_states():
@@ -247,7 +291,7 @@ def test_weights_of_another_method_are_rejected(tmp_path, capsys):
     assert "affinity_weight=-1" in capsys.readouterr().err
 
 
-def test_mask_generators_on_a_model_without_convs_is_rejected(tmp_path, capsys):
+def test_mask_generators_on_a_model_without_an_mwt_form_is_rejected(tmp_path, capsys):
     assert (
         main(
             [
@@ -259,8 +303,10 @@ def test_mask_generators_on_a_model_without_convs_is_rejected(tmp_path, capsys):
                 "--no-progress",
                 "--method",
                 "mwt",
+                "--model",
+                "resnet20",
             ]
         )
         == 2
     )
-    assert "mlp" in capsys.readouterr().err
+    assert "not supported by resnet20 (no MwT form); MwT models: mlp" in capsys.readouterr().err

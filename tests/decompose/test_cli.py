@@ -12,6 +12,7 @@ from modjax import models
 from modjax.cli import main
 from modjax.cli.decompose_cmd import add_parser, decompose
 from modjax.modules import identity
+from modjax.runs import decompose as decompose_run
 from modjax.runs import training
 from tests.conftest import REPO
 
@@ -47,6 +48,17 @@ def test_decompose_writes_one_module_per_class(run, tmp_path, capsys):
     full = models.get_model("mlp", depth=2).apply({"params": module.params}, x)[0]
     small = models.get_model("mlp", depth=2, channels=channels).apply({"params": pruned}, x)[0]
     np.testing.assert_allclose(np.asarray(small), np.asarray(full), rtol=1e-5, atol=1e-5)
+    # Both accuracies against a one-shot reference: the vote and the parent's argmax over the
+    # whole preprocessed test split (the summary's come from padded eval-step batches).
+    restored = training.load_run(run)
+    images, labels = restored.test_data
+    x = np.asarray(restored.preprocess(images, jax.random.key(0))).reshape(len(labels), -1)
+    stacked, own, task = dc.compose([dc.load_decomposed(out / f"class_{c}") for c in range(10)])
+    vote = np.asarray(dc.predict(stacked, own, task, x))
+    parent = np.asarray(dc.forward(dc.dense_layers(restored.variables["params"]), x)).argmax(-1)
+    assert summary["composed_accuracy"] == pytest.approx(np.mean(vote == labels), abs=1e-12)
+    assert summary["model_accuracy"] == pytest.approx(np.mean(parent == labels), abs=1e-12)
+    assert summary["method"] == "panrajan"
 
 
 def test_decompose_names_its_parent_by_the_one_content_hash(run, tmp_path):
@@ -100,3 +112,26 @@ def test_compose_and_eval_take_panrajan_modules(run, tmp_path, capsys):
         decompose(_args("--workdir", str(run), "--out", str(tmp_path / "x"), "--cm", "bln"))
     with pytest.raises(ValueError, match=r"--out .*mods exists"):
         decompose(_args("--workdir", str(run), "--out", str(out)))
+
+
+@pytest.mark.parametrize(
+    "model, options, match",
+    [
+        ("mlp", {"cm": "bln"}, "--cm bln is the CNN method's; an MLP parent takes rie"),
+        ("resnet20_nobn", {"cm": "rie"}, r"--cm rie is the dense method's; a CNN parent"),
+        ("resnet20_nobn", {"ti": "i", "parity": True}, "--ti, --parity: options of the dense"),
+        ("resnet20", {}, "BatchNorm"),
+        ("lenet5", {}, "unsupported architecture 'lenet5'"),
+    ],
+)
+def test_check_options_refuses_the_other_methods_options(model, options, match):
+    kwargs = {"ti": "sne", "cm": None, "parity": False, "paper_constants": False, **options}
+    with pytest.raises(ValueError, match=match):
+        decompose_run.check_options(model, **kwargs)
+
+
+def test_check_options_defaults_per_method():
+    kwargs = {"ti": "sne", "cm": None, "parity": False, "paper_constants": False}
+    assert decompose_run.check_options("mlp", **kwargs) == "rie"
+    assert decompose_run.check_options("resnet20_nobn", **kwargs) == "bln"
+    assert decompose_run.check_options("mlp", **{**kwargs, "cm": "none"}) == "none"

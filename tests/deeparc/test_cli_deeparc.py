@@ -1,12 +1,16 @@
-"""`modjax arch|shrink|repair` on a tiny trained ResNet workdir (digits): files and contents."""
+"""`modjax arch|shrink|repair` on a tiny trained ResNet workdir (digits): files and contents;
+the shrunk and repaired networks as module directories that `modjax eval --module` reads."""
 
 import argparse
 import csv
 import json
 
+import numpy as np
 import pytest
 
-from modjax.cli import deeparc_cmd
+from modjax.cli import deeparc_cmd, main
+from modjax.deeparc import network, pipeline, surgery
+from modjax.modules import directory, identity
 from modjax.runs import config as config_lib
 from modjax.runs import training
 
@@ -80,8 +84,18 @@ def test_arch_shrink_repair(workdir, capsys):
     assert [r["removed"] for r in result["cumulative"]] == [[], [1], [1, 5]]
     assert result["search"][0]["removed"] in ([1], [3])
     assert result["skipped_candidates"] == [2]
-    assert "skipped candidates [2]" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "skipped candidates [2]" in printed
+    assert f"saved in {shrink_out / 'network'}" in printed
     assert (shrink_out / "shrink.png").is_file()
+    # with --remove, the saved network is the parent without every listed block
+    saved = directory.load(shrink_out / "network")
+    assert saved.method == "deeparc" and list(saved.classes) == list(range(10))
+    assert saved.info["deeparc"]["operation"] == "shrink"
+    assert saved.info["deeparc"]["removed"] == [1, 5] == result["network"]["removed"]
+    assert saved.metrics["accuracy"] == result["cumulative"][-1]["accuracy"]
+    model, _ = network.load_network(saved)
+    assert model.stage_blocks() == (1, 2, 1) == tuple(result["network"]["blocks"])
 
     repair_out = workdir / "repair"
     assert (
@@ -114,6 +128,13 @@ def test_arch_shrink_repair(workdir, capsys):
     assert 1 <= len(rep["selected"]) <= 2 and 0 < rep["trained_share"] <= 0.3
     assert rep["max_share"] == 0.3 and rep["top_k"] == 2
     assert set(rep["after"]) == {"mixed", "error_only", "clean_test", "error_test"}
+    saved = directory.load(repair_out / "network")
+    assert saved.info["deeparc"]["operation"] == "repair"
+    assert saved.info["deeparc"]["blocks"] == rep["selected"] == rep["network"]["blocks"]
+    assert saved.metrics["accuracy"] == rep["after"]["clean_test"]
+    restored = training.load_run(workdir)
+    assert saved.parent["hash"] == identity.parent_hash(restored.variables)
+    assert saved.metrics["hash"] != saved.parent["hash"]  # retrained blocks: new weights
 
 
 def test_shrink_errors(workdir):
@@ -133,3 +154,39 @@ def test_shrink_errors(workdir):
         )
     with pytest.raises(ValueError, match="needs --remove and/or --search"):
         _run(["shrink", "--workdir", str(workdir), "--out", str(workdir / "y"), "--examples", "16"])
+
+
+def test_shrink_network_evaluates_alone_with_the_same_accuracy(workdir, tmp_path, capsys):
+    out = tmp_path / "shrink"
+    argv = ["shrink", "--workdir", str(workdir), "--out", str(out), "--remove", "1"]
+    assert _run(argv) == 0
+    result = json.loads((out / "shrink.json").read_text())
+    shrunk = result["cumulative"][-1]
+    assert shrunk["removed"] == [1] and result["examples"] == 360  # every test image
+    capsys.readouterr()
+    assert main(["eval", "--module", str(out / "network"), "--json"]) == 0
+    value = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert value["method"] == "deeparc" and value["count"] == 360
+    assert value["classes"] == list(range(10))
+    assert np.isfinite(value["accuracy"])
+    assert value["accuracy"] == pytest.approx(shrunk["accuracy"], abs=1e-6)
+    # ... and a direct evaluation of the same surgery on the restored run agrees
+    restored = training.load_run(workdir)
+    model, variables = surgery.remove_blocks(restored.model, restored.variables, [1])
+    images, labels = restored.test_data
+    direct = pipeline.accuracy(
+        model,
+        variables,
+        images,
+        labels,
+        preprocess=restored.preprocess,
+        num_classes=restored.num_classes,
+    )
+    assert value["accuracy"] == pytest.approx(direct, abs=1e-6)
+    assert value["parent"]["hash"] == identity.parent_hash(restored.variables)
+    assert value["parent"]["step"] == restored.step
+    assert main(["eval", "--module", str(out / "network")]) == 0
+    printed = capsys.readouterr().out
+    assert "deeparc module" in printed and f"accuracy {value['accuracy']:.4f}" in printed
+    assert main(["eval", "--module", str(out / "network"), "--split", "train"]) == 2
+    assert "--split train applies to --workdir" in capsys.readouterr().err

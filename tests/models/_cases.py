@@ -13,7 +13,7 @@ B = 2
 N = 7  # num_classes, distinct from every channel count at width W
 KEY = jax.random.key(0)
 CNNS = ("lenet5", "simcnn", "rescnn", "vgg16", "vgg16_moda", "resnet18", "mobilenet")
-CASES = [("mlp", False)] + [(name, mg) for name in CNNS for mg in (False, True)]
+CASES = [("mlp", False), ("mlp", True)] + [(name, mg) for name in CNNS for mg in (False, True)]
 TANH1 = math.tanh(1.0)
 
 
@@ -76,6 +76,8 @@ def _masked(name: str) -> list[str]:
         return out
     if name == "mobilenet":
         return [n for n, _ in _tracked(name) if n != "stem"]
+    if name == "mlp":  # neuron-level masks on every hidden layer (no unmasked first layer)
+        return [n for n, _ in _tracked(name)]
     return [n for n, _ in _tracked(name) if n.startswith("conv_") and n != "conv_0"]
 
 
@@ -102,6 +104,7 @@ def _acts(name: str, mg: bool) -> list[tuple[str, tuple[int, ...]]]:
 
 REAL = [
     ("mlp", False),
+    ("mlp", True),
     ("lenet5", True),
     ("simcnn", False),
     ("rescnn", False),

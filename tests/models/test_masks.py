@@ -40,6 +40,7 @@ def test_all_ones_masks_reproduce_the_model(name, mg):
     "name,mg,layer",
     [
         ("mlp", False, "dense_2"),
+        ("mlp", True, "dense_1"),
         ("lenet5", True, "fc_0"),
         ("simcnn", False, "conv_5"),
         ("rescnn", False, "conv_3"),

@@ -122,6 +122,8 @@ def test_errors(kwargs, match):
 
 
 def test_mask_generators_rejected():
-    model = models.get_model("resnet20", mask_generators=True)
+    with pytest.raises(ValueError, match="mask_generators=True is not supported by resnet20"):
+        models.get_model("resnet20", mask_generators=True)
+    model = models.ResNetCIFAR(mask_generators=True)  # built directly: rejected at the forward
     with pytest.raises(ValueError, match="mask_generators=True"):
         model.init(jax.random.key(0), jnp.ones((1, 32, 32, 3)))

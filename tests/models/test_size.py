@@ -77,6 +77,23 @@ def test_small_model_sizes_by_hand():
     assert models.count_masked_kernels(lenet) == 0
 
 
+def test_mlp_mwt_sizes_by_hand():
+    # MLP-4×49 with a neuron-level generator on every hidden layer, H_g = 49 (< 128):
+    # dense_0: 784·49 (W₁) + 49·49 (W₂) + 49 (b₂); dense_1..3: 49·49 + 49·49 + 49 each.
+    gen = (784 * 49 + 49 * 49 + 49) + 3 * (49 * 49 + 49 * 49 + 49)
+    assert gen == 55_419
+    mwt = models.summarize(models.get_model("mlp", mask_generators=True), (28, 28, 1))
+    assert mwt == {
+        "params": 46_315 + gen,
+        "generator_params": gen,
+        "macs": 784 * 49 + 3 * 49 * 49 + 49 * 10,  # the backbone's, unchanged
+        "generator_macs": gen - 4 * 49,  # all but the b₂ biases
+        "conv_kernels": 0,
+        "masked_layers": 4,
+        "masked_kernels": 4 * 49,
+    }
+
+
 # ----------------------------------------------------------------------------- pruned instances
 
 
