@@ -7,7 +7,7 @@ import sys
 import jax
 
 from modjax import data
-from modjax.cli import decompose_cmd, deeparc_cmd, modules_cmd, pipeline_cmd
+from modjax.cli import compare_cmd, decompose_cmd, deeparc_cmd, modules_cmd, pipeline_cmd
 from modjax.cli.flags import add_bool_flag
 from modjax.modules import jsonrules, registry
 from modjax.runs import cluster, compose, report, training
@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_cmd.add_parser(sub, _add_config_flags)
     decompose_cmd.add_parser(sub)
     deeparc_cmd.add_commands(sub)
+    compare_cmd.add_parser(sub)
     return parser
 
 
@@ -354,6 +355,7 @@ def main(argv=None) -> int:
             "arch": deeparc_cmd.arch,
             "shrink": deeparc_cmd.shrink,
             "repair": deeparc_cmd.repair,
+            "compare": lambda a: compare_cmd.compare_command(a, argv or sys.argv[1:]),
         }
         return {"train": _train, "eval": _eval, "data": _data, **handlers}[args.command](args)
     except (ValueError, OSError, FloatingPointError, RuntimeError) as err:

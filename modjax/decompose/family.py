@@ -118,6 +118,7 @@ FAMILY = Family(
     scorers=scorers,
     summary="Pan & Rajan (FSE'20, ICSE'22): modules cut from a trained dense network or CNN",
     units=units,
+    cut=("decompose", "--method", METHOD),
 )
 
 __all__ = ["FAMILY", "group_scorer", "scorers", "units"]

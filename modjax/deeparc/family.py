@@ -20,6 +20,7 @@ FAMILY = Family(
     methods=(METHOD,),
     scorers=scorers,
     summary="DeepArc (ICSE'23): networks with redundant blocks removed or weak blocks retrained",
+    cut=("shrink",),
 )
 
 __all__ = ["FAMILY", "scorers"]

@@ -98,6 +98,7 @@ FAMILY = Family(
     summary="MwT (ICSE'24) and MODA: modules from modular training, pruned to smaller networks",
     objectives=METHODS,
     units=units,
+    cut=("modularize",),
 )
 
 __all__ = ["FAMILY", "group_scorer", "scorers", "units", "units_of"]

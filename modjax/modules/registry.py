@@ -36,6 +36,9 @@ class Family:
             may fuse several modules of one parent into one scorer).
         summary: one line for `--help` and tables.
         objectives: the methods that are training objectives (`modjax train --method`).
+        cut: the `modjax` command (and fixed options) that cuts this family's modules from a
+            training workdir given `--workdir RUN --out DIR`: its per-class `class_<c>` module
+            directories, or one network directory `DIR/network`.
         units: `(loaded directory) -> {layer: bool [C]}`, the parent's hidden units (neurons,
             channels) the module uses, so overlap is one computation for every family
             (`metrics.jaccard_coupling` over the concatenated masks); None for a family whose
@@ -47,6 +50,7 @@ class Family:
     scorers: Callable[[Sequence[ModuleDir]], list[Scorer]]
     summary: str = ""
     objectives: tuple[str, ...] = ()
+    cut: tuple[str, ...] = ()
     units: Callable[[ModuleDir], dict[str, Any]] | None = None
 
 

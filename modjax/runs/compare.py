@@ -1,7 +1,7 @@
 """The methods side by side on one network: train, cut modules, and measure them all alike.
 
-    rows = compare_seed(base_config, workdir, methods=("standard", "panrajan", "mwt", "moda"),
-                        tasks=sample_tasks(10, 20), data_dir=...)
+    rows = compare_seed(base_config, workdir, seed=0, methods=("standard", *registry.methods()),
+                        tasks=sample_tasks(10, 20), data_dir=..., cut_args={...})
 
 For one seed, `compare_seed` trains the network with standard cross-entropy, decomposes it with
 Pan & Rajan (the dense method for an MLP, the CNN method for a CIFAR ResNet without BatchNorm),
@@ -18,6 +18,8 @@ workdir as JSON, so an interrupted comparison resumes where it stopped.
 import itertools
 import json
 import pathlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,12 +28,17 @@ import numpy as np
 
 from modjax import metrics
 from modjax.modules import atomic, registry
+from modjax.runs import compare_table, training
 from modjax.runs import compose as run_compose
 from modjax.runs import config as config_lib
-from modjax.runs import training
 
-METHODS = ("standard", "panrajan", "mwt", "moda", "deeparc")
-"""The rows of a comparison: standard training and the four families' methods."""
+STANDARD = "standard"
+"""The row of plain cross-entropy training, beside every registered family's methods."""
+
+
+def comparable() -> tuple[str, ...]:
+    """The rows a comparison can have: `standard`, then every registered method."""
+    return (STANDARD, *registry.methods())
 
 
 def sample_tasks(num_classes: int, count: int, *, seed: int = 42) -> list[tuple[int, ...]]:
@@ -40,7 +47,7 @@ def sample_tasks(num_classes: int, count: int, *, seed: int = 42) -> list[tuple[
 
     Example:
         >>> sample_tasks(4, 3)
-        [(0, 2), (0, 1, 3), (1, 2, 3)]
+        [(0, 1), (0, 1, 3), (0, 1, 2, 3)]
     """
     every = [
         t for k in range(2, num_classes + 1) for t in itertools.combinations(range(num_classes), k)
@@ -57,12 +64,16 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _cli(argv: Sequence[str]) -> None:
-    from modjax import cli  # the commands a user runs (cli imports runs, not the reverse)
-
-    status = cli.main([str(a) for a in argv])
-    if status:
-        raise RuntimeError(f"`modjax {' '.join(map(str, argv))}` exited with {status}")
+def _cli(argv: Sequence[Any]) -> None:
+    """Runs `modjax ARGV` in a fresh process, as a user does (each family's cut is timed the
+    same way, start-up included)."""
+    argv = [str(a) for a in argv]
+    done = subprocess.run(
+        [sys.executable, "-m", "modjax", *argv], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"`modjax {' '.join(argv)}` exited with {done.returncode}: {tail}")
 
 
 def _train_stage(path: pathlib.Path, config, workdir: pathlib.Path, progress: bool) -> dict:
@@ -154,18 +165,21 @@ def compare_seed(
     methods: Sequence[str],
     tasks: Sequence[Sequence[int]],
     data_dir: str | None,
-    decompose_args: Sequence[str] = (),
-    shrink_args: Sequence[str] = ("--search", "2"),
+    cut_args: Mapping[str, Sequence[str]] | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """One seed of the comparison (see the module docstring); one row per method.
 
+    A method that is a training objective (`Family.objectives`) trains its own network and cuts
+    it; any other method cuts the standard network. The cut is the family's command
+    (`Family.cut`) with `cut_args[method]` appended.
+
     Raises:
-        ValueError: an unknown method, or `deeparc`/`panrajan` on a network they cannot take.
+        ValueError: a method that is neither `standard` nor registered.
     """
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in comparable()]
     if unknown:
-        raise ValueError(f"methods {unknown} are not comparable here; choose from {list(METHODS)}")
+        raise ValueError(f"methods {unknown} are not comparable; choose from {list(comparable())}")
     workdir = pathlib.Path(workdir)
     values = {**base, "seed": int(seed)}
     if data_dir:
@@ -175,30 +189,23 @@ def compare_seed(
         return config_lib.from_dict({**values, "method": method}, source="compare")
 
     rows = []
-    standard = workdir / "standard"
-    std = None
-    if {"standard", "panrajan", "deeparc"} & set(methods):
-        std = _train_stage(workdir / "standard.json", config("standard"), standard, progress)
-    num_classes = training.build_run(config("standard")).info.num_classes
+    standard = workdir / STANDARD
+    std = _train_stage(workdir / "standard.json", config(STANDARD), standard, progress)
+    num_classes = training.build_run(config(STANDARD)).info.num_classes
     for method in methods:
-        out = workdir / method / "modules"
-        if method == "standard":
+        if method == STANDARD:
             rows.append({"method": method, **std, "modules_accuracy": std["model_accuracy"]})
             continue
-        if method == "panrajan":
-            argv = ["decompose", "--workdir", standard, "--out", out, "--method", "panrajan"]
-            row = {**std, **_command_stage(workdir / "panrajan.json", [*argv, *decompose_args])}
-            dirs = class_dirs(out, num_classes)
-        elif method == "deeparc":
-            argv = ["shrink", "--workdir", standard, "--out", workdir / "deeparc", *shrink_args]
-            row = {**std, **_command_stage(workdir / "deeparc.json", argv)}
-            dirs = [workdir / "deeparc" / "network"]
-        else:  # mwt, moda: train with the objective, then cut one module per class
+        fam = registry.family_of(method)
+        out = workdir / method / "modules"
+        if method in fam.objectives:  # its own network, trained with its objective
             run = workdir / method
             trained = _train_stage(workdir / f"{method}_train.json", config(method), run, progress)
-            argv = ["modularize", "--workdir", run, "--out", out]
-            row = {**trained, **_command_stage(workdir / f"{method}.json", argv)}
-            dirs = class_dirs(out, num_classes)
+        else:
+            run, trained = standard, std
+        argv = [*fam.cut, "--workdir", run, "--out", out, *(cut_args or {}).get(method, ())]
+        row = {**trained, **_command_stage(workdir / f"{method}.json", argv)}
+        dirs = [out / "network"] if (out / "network").is_dir() else class_dirs(out, num_classes)
         path = workdir / f"{method}_metrics.json"
         if path.is_file():
             measured = json.loads(path.read_text())
@@ -206,11 +213,111 @@ def compare_seed(
             measured = measure(dirs, tasks=tasks, data_dir=data_dir)
             atomic.write_json(path, measured)
         rows.append({"method": method, **row, **measured})
-    if std is not None:
-        for r in rows:
-            r["time_vs_standard"] = r["train_s"] / std["train_s"]
-            r["accuracy_loss"] = std["model_accuracy"] - r["modules_accuracy"]
+    for r in rows:
+        r["time_vs_standard"] = r["train_s"] / std["train_s"]
+        r["accuracy_loss"] = std["model_accuracy"] - r["modules_accuracy"]
     return rows
 
 
-__all__ = ["METHODS", "class_dirs", "compare_seed", "measure", "sample_tasks"]
+CONFIG_KEYS = ("train", "methods", "tasks", "cut_args")
+"""What a comparison config's `get_config()` returns: `train` (a `modjax train` config),
+`methods` (`standard` and registered methods), `tasks` (how many sub-tasks), `cut_args`
+(`{method: extra options of its family's cut command}`)."""
+
+
+def load_config(path: str | pathlib.Path) -> dict[str, Any]:
+    """A comparison config file, validated before any work.
+
+    Raises:
+        ValueError: a missing `train`, unknown keys, a bad training config or an unknown method,
+            naming the file.
+    """
+    raw = config_lib.load_config_file(path)
+    unknown = sorted(set(raw) - set(CONFIG_KEYS))
+    if unknown or "train" not in raw:
+        raise ValueError(
+            f"{path}: a comparison config needs 'train' and takes {list(CONFIG_KEYS)}; "
+            f"unknown keys {unknown}"
+        )
+    train = dict(raw["train"])
+    config_lib.from_dict(train, source=str(path))
+    methods = list(raw.get("methods", comparable()))
+    bad = [m for m in methods if m not in comparable()]
+    if bad:
+        raise ValueError(f"{path}: methods {bad} are not comparable; known: {list(comparable())}")
+    tasks = raw.get("tasks", 20)
+    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+        raise ValueError(f"{path}: tasks={tasks!r} must be an int >= 1")
+    return {**raw, "train": train, "methods": methods, "tasks": tasks}
+
+
+def run(
+    config_path: str | pathlib.Path,
+    *,
+    seeds: int,
+    data_dir: str | None,
+    workdir: pathlib.Path,
+    results: pathlib.Path,
+    command: str,
+    progress: bool = False,
+) -> pathlib.Path:
+    """Seeds 0..seeds-1 of a comparison; each finished seed is written as
+    `<results>/seed_<s>.json` and skipped when rerun; returns the rebuilt `<results>.md`.
+
+    Raises:
+        ValueError: a bad config or `seeds` < 1, before any work.
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"--seeds={seeds!r} must be an int >= 1")
+    config = load_config(config_path)
+    digest = compare_table.config_hash(config)
+    log_dir = workdir / digest
+    num_classes = None
+    for seed in range(seeds):
+        out = results / f"seed_{seed}.json"
+        if out.is_file() and json.loads(out.read_text())["config_hash"] == digest:
+            continue
+        t0 = time.perf_counter()
+        if num_classes is None:
+            train = {**config["train"], **({"data_dir": data_dir} if data_dir else {})}
+            num_classes = training.build_run(config_lib.from_dict(train)).info.num_classes
+        tasks = sample_tasks(num_classes, config["tasks"])
+        rows = compare_seed(
+            config["train"],
+            log_dir / f"seed_{seed}",
+            seed=seed,
+            methods=config["methods"],
+            tasks=tasks,
+            data_dir=data_dir,
+            cut_args=config.get("cut_args", {}),
+            progress=progress,
+        )
+        atomic.write_json(
+            out,
+            {
+                "seed": seed,
+                "config": config,
+                "config_hash": digest,
+                "tasks": [list(t) for t in tasks],
+                "commit": compare_table.git_commit(),
+                "command": command,
+                "device": compare_table.device(),
+                "versions": compare_table.versions(),
+                "wall_s": time.perf_counter() - t0,
+                "rows": rows,
+            },
+        )
+    return compare_table.write_table(results, digest)
+
+
+__all__ = [
+    "CONFIG_KEYS",
+    "STANDARD",
+    "class_dirs",
+    "comparable",
+    "compare_seed",
+    "load_config",
+    "measure",
+    "run",
+    "sample_tasks",
+]

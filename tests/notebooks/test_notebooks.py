@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 from tests.notebooks.notebook_tools import NOTEBOOKS, cell_outputs, execute  # noqa: E402
 
 MODULAR = NOTEBOOKS / "01_modular_training.ipynb"
-from modjax.runs.config import METHODS
+from modjax.runs.config import methods
 
 FIGURES = (
     "mwt_mask_frequency",
@@ -30,7 +30,7 @@ def _results_table(text: str) -> dict[str, tuple[float, str]]:
     rows = {}
     for line in lines[header + 1 :]:
         fields = line.split()
-        if len(fields) != 5 or fields[0] not in METHODS:
+        if len(fields) != 5 or fields[0] not in methods():
             break
         rows[fields[0]] = (float(fields[1]), fields[2])
     return rows
@@ -53,7 +53,7 @@ def test_committed_notebook_holds_the_outputs_of_a_normal_run():
     outputs = cell_outputs(nb)
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
-    assert "[TINY]" not in text and sorted(_results_table(text)) == sorted(METHODS), text
+    assert "[TINY]" not in text and sorted(_results_table(text)) == sorted(methods()), text
     pngs = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(pngs) == len(FIGURES)
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
@@ -72,7 +72,7 @@ def test_modular_training_notebook_tiny(executed):
     assert "[TINY]" in text and "digits" in text
 
     rows = _results_table(text)
-    assert sorted(rows) == sorted(METHODS), text
+    assert sorted(rows) == sorted(methods()), text
     for method, (accuracy, _) in rows.items():
         # 48 steps on real digits: each method learns something (chance is 0.1).
         assert 0.15 < accuracy <= 1.0, (method, accuracy)

@@ -23,6 +23,5 @@ def get_config():
         ),
         methods=("standard", "panrajan", "mwt", "moda"),
         tasks=20,
-        decompose_args=(),
-        shrink_args=(),
+        cut_args={},
     )

@@ -19,6 +19,5 @@ def get_config():
         ),
         methods=("standard", "panrajan", "moda"),
         tasks=3,
-        decompose_args=("--allow-fewer",),
-        shrink_args=(),
+        cut_args={"panrajan": ("--allow-fewer",)},
     )
