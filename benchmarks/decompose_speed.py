@@ -1,15 +1,16 @@
 """Speed of the vectorized Pan & Rajan decomposition vs the literal per-sample reference.
 
-Run: nice -n 10 python benchmarks/decompose_speed.py [MODEL.npz]   (~3 min on a shared 2-core CPU)
+Run: nice -n 10 python -m benchmarks.decompose_speed [MODEL.npz]   (~3 min on a shared 2-core CPU)
 
 Decomposes all 10 classes of MNIST-4 (TI-SNE + CM-RIE: 1,000 positives and 990 negatives per
 class) with `make_decompose` (one jitted, vmapped call) and with the literal NumPy loop of
 `benchmarks/panrajan_ref/dense.py` (the reference code's per-sample, per-edge rules). The literal
-loop is timed on one class and multiplied by 10 (it is linear in classes). The model is the
-one `experiments/panrajan_train_stage.py` trains (default path below); without it a randomly
-initialized MLP-4×49 is used with confidence 0. Writes `results/decompose_speed_cpu.md`.
+loop is timed on one class and multiplied by 10 (it is linear in classes). The model is the one
+`python -m experiments.panrajan fse20 --stage train` trains (default path below); without it a
+randomly initialized MLP-4×49 is used with confidence 0. Writes `results/decompose_speed_cpu.md`.
 """
 
+import os
 import pathlib
 import statistics
 import sys
@@ -19,21 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ROOT = pathlib.Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
+from benchmarks.panrajan_ref import dense as ref
+from experiments.panrajan import fse20_train as stage
+from modjax import decompose as dc
+from modjax import models
 
-from benchmarks.panrajan_ref import dense as ref  # noqa: E402
-from modjax import decompose as dc  # noqa: E402
-from modjax import models  # noqa: E402
+ROOT = pathlib.Path(__file__).parents[1]
 
 DEFAULT = pathlib.Path("/work/panrajan_work/models/MNIST-4")
 
 
 def main(model_path: pathlib.Path) -> None:
-    import panrajan_train_stage as stage
-
-    x, y = stage.load("MNIST", "train")
+    data_dir = os.environ.get("MODJAX_DATA_DIR", str(ROOT.parent / "shared" / "datasets"))
+    x, y = stage.load("mnist", "train", data_dir=data_dir)
     if model_path.with_suffix(".npz").exists():
         params, confidence, source = stage.load_params(model_path), 0.9, str(model_path)
     else:

@@ -1,7 +1,10 @@
 """Standard vs MwT vs MODA: small-width VGG16 (a) on a CIFAR-10 subset (the lossy JPEG copy).
 
-Run: python experiments/compare_methods.py --config experiments/configs/methods_cifar10.py \
-         --data-dir ../shared/datasets --workdir runs/methods_cifar10   (~30 min on a 2-core CPU)
+Run: modjax train --config experiments/configs/methods_cifar10.py --method mwt \
+         --data-dir ../shared/datasets --workdir runs/methods_cifar10/mwt   (~10 min per method
+         on a 2-core CPU; --method standard and moda for the other two runs)
+The parents of `benchmarks/results/methods_cifar10_cpu.md` and of the CIFAR-10 MwT modules in
+`modules_cpu.md`; `python -m experiments.compare` (its own configs) is the methods side by side.
 The paper runs are width 1, 200 epochs, the full training set (METHODS §4.4, §5.3).
 """
 

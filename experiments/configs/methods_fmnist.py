@@ -1,7 +1,10 @@
 """Standard vs MwT vs MODA: VGG16 (a) at width 0.125 on Fashion-MNIST resized to 32×32.
 
-Run: python experiments/compare_methods.py --config experiments/configs/methods_fmnist.py \
-         --data-dir ../shared/datasets --workdir runs/methods_fmnist   (~20 min on a 2-core CPU)
+Run: modjax train --config experiments/configs/methods_fmnist.py --method moda \
+         --data-dir ../shared/datasets --workdir runs/methods_fmnist/moda   (~7 min per method
+         on a 2-core CPU; --method standard and mwt for the other two runs)
+The parents of `benchmarks/results/methods_fmnist_cpu.md`; `python -m experiments.compare` (its
+own configs) is the methods side by side.
 """
 
 

@@ -1,8 +1,7 @@
 """Smoke test of MwT: LeNet5 with mask generators on digits resized to 16×16, one epoch.
 
-Builds on the smoke config (batch, logging, checkpoint cadence, subset size).
-
 Run: modjax train --config experiments/configs/smoke_mwt.py --workdir /tmp/smoke_mwt   (~15 s)
+Builds on the smoke config (batch, logging, checkpoint cadence, subset size).
 """
 
 from smoke import get_config as smoke_config

@@ -26,8 +26,13 @@ def accuracy(
 ) -> float:
     """Test accuracy of `model` (one compiled eval step per model shape, padded batches)."""
     step = train.make_eval_step(model=model, preprocess=preprocess, num_classes=num_classes)
+    return _accuracy(step, variables, images, labels, batch_size=batch_size)
+
+
+def _accuracy(eval_step, variables, images, labels, *, batch_size: int) -> float:
+    """`loop.evaluate`'s accuracy of one eval step over padded batches of `batch_size`."""
     result = loop.evaluate(
-        eval_step=step,
+        eval_step=eval_step,
         variables=variables,
         images=images,
         labels=labels,
@@ -163,15 +168,7 @@ def run_repair(
 
     def evaluate(v):
         def acc(x, y):  # one compiled eval step for every set (fixed padded batch shape)
-            result = loop.evaluate(
-                eval_step=eval_step,
-                variables=v,
-                images=x,
-                labels=y,
-                global_batch_size=256,
-                prefetch=0,
-            )
-            return float(result["accuracy"])
+            return _accuracy(eval_step, v, x, y, batch_size=256)
 
         return {
             "mixed": acc(mixed_x, mixed_y),

@@ -73,8 +73,10 @@ MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
 """Names accepted by `get_model`."""
 
 # Models with an MwT form (`mask_generators=True`, METHODS §4.2; `mlp`: neuron-level masks on
-# every hidden dense layer, see `MLP`). The CIFAR ResNet-v1 family has none.
-_MWT_MODELS = ("mlp", "lenet5", "simcnn", "rescnn", "vgg16", "vgg16_moda", "resnet18", "mobilenet")
+# every hidden dense layer, see `MLP`; the CIFAR ResNet-v1 family: block convs and projection
+# shortcuts as ResNet18, see `ResNetCIFAR`). Every zoo model has one today; `get_model` still
+# checks, so that a model added without an MwT form is rejected by name.
+_MWT_MODELS: tuple[str, ...] = MODEL_NAMES
 
 _COMMON = ("num_classes", "width", "mask_generators")
 
@@ -109,19 +111,22 @@ def get_model(
             `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
         mask_generators: build the MwT modular model (METHODS §4.1, §4.2): every conv but the first
             gets a mask generator, returned in acts as `f"{conv}/mask"`; for `mlp`, every hidden
-            dense layer gets a neuron-level generator (`f"dense_{i}/mask"`, see `MLP`). The CIFAR
-            ResNet-v1 models (`resnet_cifar`, `resnet{depth}`, `resnet{depth}_nobn`) have no
-            MwT form.
+            dense layer gets a neuron-level generator (`f"dense_{i}/mask"`, see `MLP`); the CIFAR
+            ResNet-v1 models (`resnet_cifar`, `resnet{depth}`, `resnet{depth}_nobn`) mask each
+            block's conv1, conv2 and projection shortcut (see `ResNetCIFAR`).
         **model_kwargs: model-specific options: `mlp`: `depth` (4), `hidden` (49); `simcnn`,
             `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
             `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True);
             `resnet_cifar` and `resnet{depth}`: `batch_norm` (True), `blocks` (blocks per
-            stage, overriding the depth); `resnet_cifar` also `depth` (20).
+            stage, overriding the depth), `zero_init_residual` (None = `not batch_norm`: each
+            block's conv2 starts at zero; on for the `_nobn` models); `resnet_cifar` also
+            `depth` (20).
             Pruned (narrower) instances, as built by `modjax.prune`: every model takes
             `channels={layer: int}` (per-layer output widths; unlisted layers keep their
-            width-derived size); `resnet18` and `rescnn` also take `residual={add: (branch_src,
-            shortcut_src)}` and `mobilenet` takes `dw_inputs={"block{i}.dw": src}`, static index
-            wiring (tuples of source channels, -1 = zero) documented on the model classes.
+            width-derived size); `resnet18`, the CIFAR ResNet-v1 models and `rescnn` also take
+            `residual={add: (branch_src, shortcut_src)}` and `mobilenet` takes
+            `dw_inputs={"block{i}.dw": src}`, static index wiring (tuples of source channels,
+            -1 = zero) documented on the model classes.
 
     Returns:
         An unbound Flax module whose `__call__(x, *, train=False, masks=None)` returns
@@ -129,8 +134,8 @@ def get_model(
 
     Raises:
         ValueError: for an unknown name, an unknown or bad option, or `mask_generators` on a
-            model without an MwT form (the CIFAR ResNet-v1 family).
-        TypeError: if `mask_generators` is not a bool.
+            model without an MwT form.
+        TypeError: if `mask_generators` (or `zero_init_residual`) is not a bool.
 
     Example:
         >>> model = get_model("resnet18", width=0.125)
@@ -158,6 +163,9 @@ def get_model(
     rate = model_kwargs.get("dropout_rate", 0.0)
     if not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout_rate={rate!r} must be in [0, 1)")
+    zero_init = model_kwargs.get("zero_init_residual")
+    if zero_init is not None and not isinstance(zero_init, bool):
+        raise TypeError(f"zero_init_residual={zero_init!r} must be a bool or None")
     if name == "resnet_cifar" and "depth" in model_kwargs:
         blocks_for_depth(model_kwargs["depth"])  # validates 6n + 2
     if model_kwargs.get("blocks") is not None:

@@ -1,6 +1,10 @@
-"""CIFAR ResNet-v1 (He et al. 2016, §4.2) as in DeepArc and Pan & Rajan ICSE'22 (METHODS §3.8)."""
+"""CIFAR ResNet-v1 (He et al. 2016, §4.2) as in DeepArc and Pan & Rajan ICSE'22 (METHODS §3.8).
 
-from collections.abc import Sequence
+With `mask_generators=True` it has MwT's form (METHODS §4.1, §4.2 as for ResNet18): every block
+masks conv1, conv2 and its 1×1 projection shortcut; the stem and identity shortcuts are unmasked.
+"""
+
+from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -16,10 +20,11 @@ DEEPARC_DEPTHS = (14, 44, 86, 110, 152)
 """The depths of DeepArc's RQ1 grid (METHODS §8.1)."""
 
 # Keras defaults used by DeepArc (METHODS §2.4): BN momentum 0.99, eps 1e-3; He-normal
-# (truncated, fan_in) conv and dense kernels, zero biases, "same" padding.
+# (truncated, fan_in) conv and dense kernels, zero biases, "same" padding. `empty_safe` only
+# changes shapes with a zero dimension (zero-width layers of pruned modules).
 KERAS_BN_MOMENTUM = 0.99
 KERAS_BN_EPSILON = 1e-3
-he_normal = nn.initializers.he_normal()
+he_normal = layers.empty_safe(nn.initializers.he_normal())
 
 
 def blocks_for_depth(depth: int) -> tuple[int, int, int]:
@@ -60,22 +65,29 @@ def check_blocks(blocks: Sequence[int]) -> tuple[int, int, int]:
 
 
 class _Conv(nn.Module):
-    """Keras-style Conv ("same" padding, bias, He-normal) → optional BN; returns the pre-act."""
+    """Keras-style Conv ("same" padding, bias) → optional BN → optional MwT generator mask.
+
+    Returns `(pre-activation, mask or None)`. The generator reads the conv input; its mask
+    multiplies the BN output (MaskConvBN, METHODS §4.1; BN statistics stay unmasked) or, without
+    BN, the conv output (bias included), as the MLP's `layers.DenseUnit` does.
+    """
 
     features: int
     kernel_size: int = 3
     strides: int = 1
     batch_norm: bool = True
+    generator: bool = False
+    zero_init: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array | None]:
         k, s = self.kernel_size, self.strides
         y = nn.Conv(
             self.features,
             (k, k),
             strides=(s, s),
             padding="SAME",
-            kernel_init=he_normal,
+            kernel_init=layers.zeros if self.zero_init else he_normal,
             name="conv",
         )(x)
         if self.batch_norm:
@@ -85,7 +97,11 @@ class _Conv(nn.Module):
                 epsilon=KERAS_BN_EPSILON,
                 name="bn",
             )(y)
-        return y
+        mask = None
+        if self.generator:
+            mask = layers.MaskGenerator(self.features, name="generator")(x)
+            y = y * mask[:, None, None, :]
+        return y, mask
 
 
 class ResNetCIFAR(nn.Module):
@@ -93,9 +109,30 @@ class ResNetCIFAR(nn.Module):
 
     Stem Conv(3, 3→16) → BN → ReLU. Block: Conv(3) → BN → ReLU → Conv(3) → BN; the shortcut is
     the identity, or a strided 1×1 conv **without BN** at the first block of stages 2 and 3
-    (stride 2); add; ReLU. Head: global average pool (= Keras AveragePooling(8) at 32 px) →
-    Dense(N). Keras conventions (DeepArc): "same" padding, conv biases, He-normal kernels, BN
-    momentum 0.99 and eps 1e-3. `batch_norm=False` drops every BN (Pan & Rajan ICSE'22).
+    (stride 2; option B, a projection); add; ReLU. Head: global average pool (= Keras
+    AveragePooling(8) at 32 px) → Dense(N). Keras conventions (DeepArc): "same" padding, conv
+    biases, He-normal kernels, BN momentum 0.99 and eps 1e-3. `batch_norm=False` drops every BN
+    (Pan & Rajan ICSE'22).
+
+    **Zero-init residual branches** (`zero_init_residual`, default on exactly when
+    `batch_norm=False`): the last conv of every residual branch (`conv2`) starts with a zero
+    kernel (its bias is zero anyway), so every block starts as its shortcut (Goyal et al. 2017;
+    Fixup). Without BN nothing rescales the residual sum: under He init each block adds a branch
+    of about the input's variance, so the variance roughly doubles per block, and a
+    He-initialized ResNet-20 without BN starts near loss 130 on CIFAR-10 and reaches NaN by SGD
+    step 3–4 at lr 0.02. Pan & Rajan's initializer is unknown (METHODS §3.8); this is modjax's
+    choice. With BN the default keeps Keras' He init, so BN results do not change. Only the
+    initial values differ; the parameter tree is the same.
+
+    **MwT form** (`mask_generators=True`; METHODS §4.1, §4.2 as for ResNet18): in every block,
+    conv1 (generator reads the block input), conv2 (generator reads ReLU(masked conv1)) and the
+    1×1 projection shortcut where there is one (generator reads the block input) are masked;
+    identity shortcuts and the stem are not. With BN the mask multiplies the BN output. MwT always
+    pairs its generators with BN; without BN (the `_nobn` models) and on the shortcut (which has
+    no BN in this architecture) the mask multiplies the conv output, the pre-activation, as the
+    MLP's neuron-level form does (`layers.DenseUnit`). Each generator sits in its conv's scope,
+    `params[...]["conv1" | "conv2" | "shortcut"]["generator"]`, so dropping generators
+    (`modjax.modular.drop_generators`) leaves the plain model's variables.
 
     Parameters nest as `params["stem"]`, `params["layer{s}_{b}"]["conv1" | "conv2" |
     "shortcut"]`, `params["head"]`; each conv holds `conv` and (with BN) `bn`. Because blocks are
@@ -103,18 +140,24 @@ class ResNetCIFAR(nn.Module):
     tree (`modjax.deeparc.surgery` maps parameters between them).
 
     Acts in forward order: `stem`, then per block `layer{s}.{b}.conv1` (the inner ReLU) and
-    `layer{s}.{b}` (the block output, after the post-add ReLU; DeepArc's cut point). Select block
+    `layer{s}.{b}` (the block output, after the post-add ReLU; DeepArc's cut point); with
+    generators also `layer{s}.{b}.conv1/mask`, `.conv2/mask` and `.shortcut/mask`. Select block
     outputs with `modjax.deeparc.block_names(model)` or the keys without a third dot. Mask points
-    (`masks=`): every act name.
+    (`masks=`): every act name, plus `layer{s}.{b}.conv2` and `.shortcut` (the pre-add outputs,
+    after any generator mask), as in ResNet18.
 
     Attributes:
         num_classes: output units.
         width: channel multiplier (`layers.scaled`).
-        mask_generators: must be False (no MwT variant of this model).
+        mask_generators: build the MwT modular model.
         depth: 6n + 2; gives n blocks per stage when `blocks` is None.
         batch_norm: BatchNorm after every conv but the shortcut.
         blocks: blocks per stage `(n1, n2, n3)`; overrides `depth` (surgery builds models
             with uneven stages this way).
+        zero_init_residual: zero `conv2` kernels at init; None (default) = `not batch_norm`.
+        channels: per-conv width overrides `{"stem" | "layer{s}.{b}.conv1" | ".conv2" |
+            ".shortcut": int}` of a pruned instance (`modjax.prune`).
+        residual: index wiring of a pruned instance's adds, keyed by block, as `ResNet18`'s.
     """
 
     num_classes: int = 10
@@ -123,6 +166,9 @@ class ResNetCIFAR(nn.Module):
     depth: int = 20
     batch_norm: bool = True
     blocks: tuple[int, int, int] | None = None
+    zero_init_residual: bool | None = None
+    channels: Mapping[str, int] | None = None
+    residual: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None
 
     def stage_blocks(self) -> tuple[int, int, int]:
         """Blocks per stage: `blocks`, else from `depth`."""
@@ -130,48 +176,72 @@ class ResNetCIFAR(nn.Module):
             return check_blocks(self.blocks)
         return blocks_for_depth(self.depth)
 
+    def zeroes_residual(self) -> bool:
+        """Whether `conv2` kernels start at zero: `zero_init_residual`, else `not batch_norm`."""
+        if self.zero_init_residual is None:
+            return not self.batch_norm
+        return bool(self.zero_init_residual)
+
     @nn.compact
     def __call__(
         self, x: jax.Array, *, train: bool = False, masks: Masks | None = None
     ) -> tuple[jax.Array, Acts]:
         """Returns `(logits [B, num_classes], acts)`; `train` uses BN batch statistics."""
-        if self.mask_generators:
-            raise ValueError("mask_generators=True is not supported by resnet_cifar (no MwT form)")
         layers.check_min_size(x, 1, model="resnet_cifar")
         stage_blocks = self.stage_blocks()
-        rec = layers.Recorder(masks, model="resnet_cifar")
-        bn = self.batch_norm
-        y = _Conv(layers.scaled(STAGE_WIDTHS[0], self.width), batch_norm=bn, name="stem")(
-            x, train=train
+        rec = layers.Recorder(
+            masks, model="resnet_cifar", channels=self.channels, index=self.residual
         )
+        bn = self.batch_norm
+        c_in = layers.scaled(STAGE_WIDTHS[0], self.width)
+        y, _ = _Conv(rec.features("stem", c_in), batch_norm=bn, name="stem")(x, train=train)
         x = rec.act("stem", nn.relu(rec.keep("stem", y)))
         for s, (c, n) in enumerate(zip(STAGE_WIDTHS, stage_blocks, strict=True), start=1):
             c = layers.scaled(c, self.width)
             for b in range(n):
                 stride = 2 if (s > 1 and b == 0) else 1
-                x = _Block(c, stride, block_name(s, b), bn, name=f"layer{s}_{b}")(
-                    x, rec, train=train
-                )
+                x = _Block(
+                    c,
+                    stride,
+                    block_name(s, b),
+                    bn,
+                    self.mask_generators,
+                    self.zeroes_residual(),
+                    downsample=stride != 1 or c_in != c,  # from unpruned widths
+                    name=f"layer{s}_{b}",
+                )(x, rec, train=train)
+                c_in = c
         x = jnp.mean(x, axis=(1, 2))
         logits = nn.Dense(self.num_classes, kernel_init=he_normal, name="head")(x)
         return logits, rec.finish(self)
 
 
 class _Block(nn.Module):
-    """The v1 basic block; records `{prefix}.conv1` and `{prefix}` (the block output)."""
+    """The v1 basic block; records `{prefix}.conv1`, its masks and `{prefix}` (block output)."""
 
     features: int
     strides: int
     prefix: str
     batch_norm: bool
+    mask_generators: bool
+    zero_init: bool
+    downsample: bool
 
     @nn.compact
     def __call__(self, x: jax.Array, rec: layers.Recorder, *, train: bool) -> jax.Array:
-        bn, c = self.batch_norm, self.features
-        h = _Conv(c, strides=self.strides, batch_norm=bn, name="conv1")(x, train=train)
-        h = rec.act(f"{self.prefix}.conv1", nn.relu(rec.keep(f"{self.prefix}.conv1", h)))
-        o = _Conv(c, batch_norm=bn, name="conv2")(h, train=train)
-        if self.strides != 1 or x.shape[-1] != c:
-            x = _Conv(c, 1, self.strides, batch_norm=False, name="shortcut")(x, train=train)
-        out = rec.keep(self.prefix, nn.relu(o + x))
-        return rec.act(self.prefix, out)
+        bn, g, p = self.batch_norm, self.mask_generators, self.prefix
+
+        def conv(inputs, name, **kwargs):
+            layer = f"{p}.{name}"
+            unit = _Conv(rec.features(layer, self.features), generator=g, name=name, **kwargs)
+            y, mask = unit(inputs, train=train)
+            rec.generated(layer, mask)
+            return rec.keep(layer, y)
+
+        h = conv(x, "conv1", strides=self.strides, batch_norm=bn)
+        h = rec.act(f"{p}.conv1", nn.relu(h))
+        o = conv(h, "conv2", batch_norm=bn, zero_init=self.zero_init)
+        if self.downsample:
+            x = conv(x, "shortcut", kernel_size=1, strides=self.strides, batch_norm=False)
+        out = rec.keep(p, nn.relu(layers.residual_add(rec, p, o, x)))
+        return rec.act(p, out)

@@ -112,31 +112,34 @@ def _plan_rescnn(plan: _Plan, shapes: Mapping, classes: np.ndarray) -> None:
     plan.head(_expand(x, _hw(shapes, "head", plan.points["conv_11"])), classes)
 
 
-def _plan_resnet18(plan: _Plan, shapes: Mapping, classes: np.ndarray) -> None:
-    """ResNet18: R_out = (R_conv2 ∪ R_shortcut) ∩ R_block per block (§4.6 union, §5.5)."""
+def _plan_resnet(plan: _Plan, shapes: Mapping, classes: np.ndarray) -> None:
+    """ResNet18 and the CIFAR ResNet-v1: R_out = (R_conv2 ∪ R_shortcut) ∩ R_block per block
+    (§4.6 union, §5.5).
+
+    Blocks are the `layer{s}.{b}` mask points in forward order (parameters at `layer{s}_{b}`);
+    a block has a projection shortcut when its parameters hold `shortcut`. MwT keys conv1, conv2
+    and the shortcuts, MODA the stem, conv1 and the block outputs; one formula serves both.
+    """
     x = plan.layer("stem", ("stem",), np.arange(shapes[("stem", "conv", "kernel")][2]))
-    for s in range(1, 5):
-        for b in range(2):
-            prefix, path = f"layer{s}.{b}", f"layer{s}_{b}"
-            h = plan.layer(f"{prefix}.conv1", (path, "conv1"), x)
-            down = (path, "shortcut", "conv", "kernel") in shapes
-            r_c2 = plan.kept(f"{prefix}.conv2")
-            r_s = plan.kept(f"{prefix}.shortcut") if down else x
-            out = np.intersect1d(np.union1d(r_c2, r_s), plan.kept(prefix))
-            o = plan.layer(f"{prefix}.conv2", (path, "conv2"), h, np.intersect1d(r_c2, out))
-            if down:
-                r_s = plan.layer(
-                    f"{prefix}.shortcut", (path, "shortcut"), x, np.intersect1d(r_s, out)
-                )
-            b_src, s_src = _positions(out, o), _positions(out, r_s)
-            full = np.arange(len(out))
-            identity = (
-                len(out) == plan.points[prefix]
-                and np.array_equal(b_src, full)
-                and np.array_equal(s_src, full)
-            )
-            plan.wire(prefix, (b_src, s_src), identity)
-            x = out
+    for prefix in (n for n in plan.points if n.startswith("layer") and n.count(".") == 1):
+        path = prefix.replace(".", "_")
+        h = plan.layer(f"{prefix}.conv1", (path, "conv1"), x)
+        down = (path, "shortcut", "conv", "kernel") in shapes
+        r_c2 = plan.kept(f"{prefix}.conv2")
+        r_s = plan.kept(f"{prefix}.shortcut") if down else x
+        out = np.intersect1d(np.union1d(r_c2, r_s), plan.kept(prefix))
+        o = plan.layer(f"{prefix}.conv2", (path, "conv2"), h, np.intersect1d(r_c2, out))
+        if down:
+            r_s = plan.layer(f"{prefix}.shortcut", (path, "shortcut"), x, np.intersect1d(r_s, out))
+        b_src, s_src = _positions(out, o), _positions(out, r_s)
+        full = np.arange(len(out))
+        identity = (
+            len(out) == plan.points[prefix]
+            and np.array_equal(b_src, full)
+            and np.array_equal(s_src, full)
+        )
+        plan.wire(prefix, (b_src, s_src), identity)
+        x = out
     plan.head(x, classes)
 
 

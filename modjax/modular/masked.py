@@ -64,8 +64,8 @@ def mobilenet_effective(
 def effective_keep(module: Module) -> dict[str, np.ndarray]:
     """The keep-masks the masked form applies: `module.keep` after architecture rules.
 
-    Only MobileNet differs from `module.keep` (see `mobilenet_effective`); VGG and ResNet18
-    need no rule because masked inputs are exact zeros (METHODS §5.5).
+    Only MobileNet differs from `module.keep` (see `mobilenet_effective`); VGG, ResNet18 and
+    the CIFAR ResNet-v1 need no rule because masked inputs are exact zeros (METHODS §5.5).
     """
     keep = {n: np.asarray(k, bool) for n, k in module.keep.items()}
     if module.parent.get("model") == "mobilenet":
@@ -78,10 +78,10 @@ def as_masks(module: Module) -> dict[str, jax.Array]:
     """The masked form: float32 keep-masks `{layer: [C]}` for `model.apply(..., masks=...)`.
 
     Keys are mask points of the parent (`models.mask_points`): for MwT the masked convs, whose
-    keep-mask multiplies the BN output in place of the dropped generator (apply with
-    `masked_form_model(module)` and `drop_generators(variables)`); for MODA the tracked
-    layers (ReLU outputs; ResNet18 block outputs `layer{s}.{b}`). MobileNet uses the effective
-    sets of `effective_keep`.
+    keep-mask multiplies the BN output (the conv output where the layer has no BN) in place of
+    the dropped generator (apply with `masked_form_model(module)` and
+    `drop_generators(variables)`); for MODA the tracked layers (ReLU outputs; ResNet block
+    outputs `layer{s}.{b}`). MobileNet uses the effective sets of `effective_keep`.
     """
     return {n: jax.device_put(k.astype(np.float32)) for n, k in effective_keep(module).items()}
 

@@ -13,12 +13,12 @@ the first, `masked_equivalent` the second, and the two agree on every input in e
 Rules (R_l = kept output indices of layer l; unlisted mask points keep everything):
 - Sequential layers: conv kernel → [R_l out, R_{l-1} in]; conv bias and BN tensors → R_l; at a
   conv→dense flatten the channel set expands over the H·W positions (channel-major).
-- Residual adds (ResNet18, ResCNN): the add keeps R_add = (R_branch ∪ R_shortcut) ∩ R_block,
-  where R_block is the ResNet block-output mask (MODA's post-add ReLU; all when unkeyed). Each
-  side is zero-padded into R_add's layout at its own indices by one static gather
-  (`layers.residual_add`); conv2 and a downsample conv keep only their channels inside R_add, and
-  an identity shortcut contributes only (block input ∩ R_add): the union rule of §4.6 and the
-  identity-intersection rule of §5.5 in one formula.
+- Residual adds (ResNet18, the CIFAR ResNet-v1, ResCNN): the add keeps
+  R_add = (R_branch ∪ R_shortcut) ∩ R_block, where R_block is the ResNet block-output mask
+  (MODA's post-add ReLU; all when unkeyed). Each side is zero-padded into R_add's layout at its
+  own indices by one static gather (`layers.residual_add`); conv2 and a downsample conv keep only
+  their channels inside R_add, and an identity shortcut contributes only (block input ∩ R_add):
+  the union rule of §4.6 and the identity-intersection rule of §5.5 in one formula.
 - MobileNet: each depthwise layer keeps its own set R_dw; its input set (the previous pointwise
   layer, or the stem) becomes E = R_prev ∩ R_dw, or the first index of R_dw if that is empty,
   and is zero-padded into R_dw's layout (`dw_inputs` wiring), so depthwise channels outside E
@@ -28,7 +28,9 @@ Rules (R_l = kept output indices of layer l; unlisted mask points keep everythin
   (MwT keeps the whole classifier).
 
 MwT mask generators are dropped: both forms are built with `mask_generators=False`, keeping BN
-(`batch_norm=True` for lenet5/simcnn/rescnn, whose BN otherwise follows the generators).
+(`batch_norm=True` for lenet5/simcnn/rescnn, whose BN otherwise follows the generators). Where a
+generator mask multiplied a conv output without BN (the CIFAR ResNet-v1's shortcut, its `_nobn`
+models, the MLP) the keep-mask takes its place on that pre-activation.
 """
 
 from collections.abc import Mapping, Sequence
@@ -46,14 +48,24 @@ from modjax.modular._prune_plans import (
     _Plan,
     _plan_mobilenet,
     _plan_rescnn,
-    _plan_resnet18,
+    _plan_resnet,
     _plan_sequential,
 )
 from modjax.modular.masked import without_generators
 from modjax.modular.module import check_method
 
 _PRUNED_KWARGS = ("channels", "residual", "dw_inputs")
-_WIRING_KWARG = {"resnet18": "residual", "rescnn": "residual", "mobilenet": "dw_inputs"}
+_WIRING_KWARG = {"resnet": "residual", "rescnn": "residual", "mobilenet": "dw_inputs"}
+
+
+def _family(model_name: str, kwargs: Mapping[str, Any]) -> str:
+    """The planner of a zoo model: `"resnet"` for ResNet18 and every CIFAR ResNet-v1 name
+    (`resnet_cifar`, `resnet{depth}`, `resnet{depth}_nobn`), else the model name."""
+    if model_name == "resnet18" or isinstance(
+        models.get_model(model_name, **kwargs), models.ResNetCIFAR
+    ):
+        return "resnet"
+    return model_name
 
 
 def _check_keep(
@@ -134,11 +146,12 @@ def _plan(
     params = found.variables["params"]
     shapes = {k: v.shape for k, v in traverse_util.flatten_dict(params).items()}
     cls = _check_classes(classes, shapes[("head", "kernel")][1])
-    if model_name == "rescnn":
+    family = _family(model_name, kwargs)
+    if family == "rescnn":
         _plan_rescnn(plan, shapes, cls)
-    elif model_name == "resnet18":
-        _plan_resnet18(plan, shapes, cls)
-    elif model_name == "mobilenet":
+    elif family == "resnet":
+        _plan_resnet(plan, shapes, cls)
+    elif family == "mobilenet":
         _plan_mobilenet(plan, shapes, cls, method)
     else:
         _plan_sequential(plan, shapes, cls)
@@ -220,8 +233,9 @@ def prune(
             `mask_generators`, ...).
         variables: the parent's `{"params", "batch_stats"}` (generator subtrees are dropped).
         keep: `{mask point: bool [C]}` kept channels per layer (`models.mask_points`); unlisted
-            points keep all channels. MwT keys the masked convs (ResNet18: `conv1`, `conv2`,
-            `shortcut`), MODA the tracked layers (ResNet18: `stem`, `conv1`, block outputs).
+            points keep all channels. MwT keys the masked convs (ResNet18 and the CIFAR
+            ResNet-v1: `conv1`, `conv2`, `shortcut`), MODA the tracked layers (`stem`, `conv1`,
+            block outputs).
         classes: output rows to keep, in this order (MODA slicing: |T| logits); None keeps all
             N outputs (MwT: the whole classifier, input sliced).
         method: `"mwt"` or `"moda"`; only MobileNet's first depthwise rule differs (MwT keeps
@@ -263,7 +277,7 @@ def prune(
     if plan.channels:
         pruned_kwargs["channels"] = plan.channels
     if plan.wiring:
-        pruned_kwargs[_WIRING_KWARG[model_name]] = plan.wiring
+        pruned_kwargs[_WIRING_KWARG[_family(model_name, kwargs)]] = plan.wiring
     # Flax checks every sliced shape against the pruned model on its first apply.
     return models.get_model(model_name, **pruned_kwargs), _slice(plan, variables)
 

@@ -7,6 +7,7 @@ Pipeline (METHODS §5.7)::
     logits = replaced_apply(weak_apply, strong_apply, params, target_index=k)(images)
     probs = cnnsplitter_patch(weak_logits, strong_score, s_min, s_max, target_index=k)  # baseline
     tc, non_tc = per_class_change(weak_acc, repaired_acc, target_index=k)
+    result = evaluate_replacement(weak_apply, strong_apply, ...)  # all of the above, measured
 
 Both networks stay frozen; only the adapter Lin(N, N) trains (CE on the weak training data, SGD
 0.05 Nesterov, per-epoch cosine with T_max = epochs, 5 epochs). The adapter's input is the weak
@@ -21,8 +22,9 @@ them; this is the same optimization as recomputing them every step.
 """
 
 import math
+import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -300,13 +302,15 @@ def per_class_accuracy(
 ) -> np.ndarray:
     """Per-class top-1 accuracy `[num_classes]` (NaN without samples) of `predict: x -> [B, N]`.
 
-    One `loop.evaluate` pass: batches have a fixed size (the last padded and masked), so
-    `predict` compiles once.
+    One `loop.evaluate` pass of `train.make_eval_step(predict_fn=...)`: batches have a fixed
+    size (the last padded and masked), so `predict` compiles once. `images` go to `predict` as
+    they are (it holds its own preprocessing).
     """
     eval_step = train.make_eval_step(
-        model=_PredictModel(predict),
+        predict_fn=lambda variables, x: predict(x),
         preprocess=lambda images, rng: images,
         num_classes=num_classes,
+        loss=False,  # scores need not be logits (the CNNSplitter patch gives probabilities)
     )
     return loop.evaluate(
         eval_step=eval_step,
@@ -317,21 +321,100 @@ def per_class_accuracy(
     )["per_class_accuracy"]
 
 
-class _PredictModel(NamedTuple):
-    """`predict: images -> [B, N]` with the `model.apply(variables, x, train=...)` contract."""
+APPROACHES = ("cnnsplitter", "moda_adapter")
+"""The two repairs `evaluate_replacement` compares with the weak model (its result's keys)."""
 
-    predict: Callable[[jax.Array], jax.Array]
 
-    def apply(self, variables, images, *, train: bool):
-        del variables, train
-        return self.predict(images), {}
+def evaluate_replacement(
+    weak_apply: Callable[[jax.Array], jax.Array],
+    strong_apply: Callable[[jax.Array], jax.Array],
+    *,
+    train_batches: Iterable[Batch],
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    target_index: int,
+    num_classes: int,
+    strong_min: float,
+    strong_max: float,
+    num_epochs: int = 5,
+    learning_rate: float = 0.05,
+    batch_size: int = 128,
+    seed: int = 0,
+    eval_batch_size: int = 256,
+) -> dict[str, Any]:
+    """The replacement evaluation of METHODS §5.7 (steps 4-6): adapter, baseline, changes.
+
+    Trains the MODA adapter over the frozen networks (`train_adapter`), builds the CNNSplitter-
+    style baseline (`cnnsplitter_patch` with the strong score range), and measures the weak and
+    both repaired models per class on the test set. `modjax replace` (`runs.replacement`) and
+    the `moda_replace` table of `experiments.reproduce` both call this, so their results carry
+    the same keys.
+
+    Args:
+        weak_apply: `images -> logits [B, N]` of the frozen weak model.
+        strong_apply: `images -> [B]` (or `[B, 1]`), the frozen strong module's TC output.
+        train_batches: one pass over the weak training data (see `train_adapter`).
+        test_images, test_labels: the weak task's test set, labels in `[0, N)`.
+        target_index: the target class's position in the weak outputs.
+        num_classes: N, the weak model's outputs.
+        strong_min, strong_max: the strong output's range on the strong training data.
+        num_epochs, learning_rate, batch_size, seed: the adapter's training (`fit_adapter`).
+        eval_batch_size: batch of the test passes.
+
+    Returns:
+        JSON-able `{"per_class_accuracy": {name: [N] floats (NaN: no sample)}, "accuracy":
+        {name: overall}, "change": {approach: {"tc", "mean_non_tc"}}, "adapter_train_time_s"}`
+        with `name` in `("weak", *APPROACHES)` and `approach` in `APPROACHES`; the changes are
+        `per_class_change` of each repair against the weak model.
+    """
+    _check_index(target_index, num_classes)
+    k = target_index
+    t0 = time.perf_counter()
+    params = train_adapter(
+        weak_apply,
+        strong_apply,
+        train_batches,
+        target_index=k,
+        num_epochs=num_epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    train_s = time.perf_counter() - t0
+    predictors = {
+        "weak": weak_apply,
+        "cnnsplitter": lambda x: cnnsplitter_patch(
+            weak_apply(x), strong_apply(x), strong_min, strong_max, target_index=k
+        ),
+        "moda_adapter": replaced_apply(weak_apply, strong_apply, params, target_index=k),
+    }
+    acc = {
+        name: per_class_accuracy(
+            f, test_images, test_labels, num_classes=num_classes, batch_size=eval_batch_size
+        )
+        for name, f in predictors.items()
+    }
+    counts = np.bincount(np.asarray(test_labels), minlength=num_classes)
+    return {
+        "per_class_accuracy": {name: [float(v) for v in a] for name, a in acc.items()},
+        "accuracy": {name: float(np.nansum(a * counts) / counts.sum()) for name, a in acc.items()},
+        "change": {
+            name: dict(
+                zip(("tc", "mean_non_tc"), per_class_change(acc["weak"], acc[name], target_index=k))
+            )
+            for name in APPROACHES
+        },
+        "adapter_train_time_s": train_s,
+    }
 
 
 __all__ = [
+    "APPROACHES",
     "adapter_apply",
     "adapter_inputs_of",
     "adapter_loss",
     "cnnsplitter_patch",
+    "evaluate_replacement",
     "fit_adapter",
     "init_adapter",
     "make_adapter_inputs",

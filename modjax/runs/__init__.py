@@ -8,7 +8,10 @@ checkpoints), `modularize` (MwT/MODA module directories from a run; restore a mo
 hash), `decompose` (Pan & Rajan module directories from a run), `deeparc` (CKA, shrink and repair
 of a run; shrunk and repaired networks as module directories), `compose` (module directories of
 any families into one classifier, without any workdir), `task_module` (MwT task-module
-fine-tuning), `replacement` (MODA module replacement), `pipeline` (train, modularize, compose).
+fine-tuning), `replacement` (MODA module replacement), `pipeline` (train, modularize, compose), `compare`
+(the methods side by side on one network; its result files in `compare_table`), `module_sizes`
+(per-class size tables of module keep trees), `results` (markdown and CSV results files that keep
+their hand-written reading).
 `decompose`, `deeparc` and `pipeline` are imported by name (`from modjax.runs import deeparc`).
 The library below (`modjax.loop`, `modjax.modular`, ...) never touches a workdir.
 """

@@ -9,10 +9,23 @@ import sys
 import typing
 from typing import Any
 
-from modjax.modular.module import METHODS as MODULAR_METHODS
+from modjax.modules import registry
 
-METHODS = ("standard", *MODULAR_METHODS)
-"""Training objectives: plain cross-entropy, or one of the modular methods."""
+
+def methods() -> tuple[str, ...]:
+    """The training objectives: `standard` (cross-entropy), then every registered family's.
+
+    Read from the method registry when called (`registry.objective_methods()`), never at import.
+    """
+    return ("standard", *registry.objective_methods())
+
+
+def __getattr__(name: str) -> Any:
+    # `METHODS` for callers outside the library that still read the old tuple: computed on
+    # access from the registry (no import-time list); new code calls `methods()`.
+    if name == "METHODS":
+        return methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +72,8 @@ class TrainConfig:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             _check_type(field, getattr(self, field.name))
-        _check(self.method in METHODS, "method", self.method, f"one of {METHODS}")
+        known = methods()
+        _check(self.method in known, "method", self.method, f"one of {known}")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
         _check(self.backend in BACKENDS, "backend", self.backend, f"one of {BACKENDS}")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")

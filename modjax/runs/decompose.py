@@ -174,14 +174,15 @@ def decompose_workdir(
     stacked, own, labels = dc.compose(modules)
     num_classes = restored.num_classes
 
-    def flat(x):  # the dense method reads flat inputs
-        return x if cnn else x.reshape(x.shape[0], -1)
+    def flat(batch):  # the dense method reads flat inputs
+        return batch if cnn else batch.reshape(batch.shape[0], -1)
 
-    def vote_fn(v, x):  # one-hot of the vote's label: its argmax is `dc.predict`, exactly
-        return jax.nn.one_hot(dc.predict(v["stacked"], v["own"], v["labels"], flat(x)), num_classes)
+    def vote_fn(v, batch):  # one-hot of the vote's label: its argmax is `dc.predict`, exactly
+        label = dc.predict(v["stacked"], v["own"], v["labels"], flat(batch))
+        return jax.nn.one_hot(label, num_classes)
 
-    def parent_fn(p, x):
-        return dc.run(p, x)[0] if cnn else dc.forward(dc.dense_layers(p), flat(x))
+    def parent_fn(p, batch):
+        return dc.run(p, batch)[0] if cnn else dc.forward(dc.dense_layers(p), flat(batch))
 
     composed = _test_accuracy(restored, vote_fn, {"stacked": stacked, "own": own, "labels": labels})
     model_accuracy = _test_accuracy(restored, parent_fn, params)

@@ -1,6 +1,6 @@
 """DeepArc on a training workdir: CKA and modules, block removal, repair; tables and figures.
 
-Shared by `modjax arch|shrink|repair`, `experiments/deeparc.py` and the notebook; each function
+Shared by `modjax arch|shrink|repair`, `python -m experiments.deeparc` and the notebook; each function
 takes the run restored by `training.load_run`. Each writes its tables first and draws its
 figures from them (matplotlib Agg). `shrink` and `repair` also save the network they make as a
 module directory `<out>/network/` (`deeparc.network.save_network`, method "deeparc"), which

@@ -20,8 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from modjax import data, loop, train
+from modjax.modular import io as module_io
+from modjax.modules import atomic, export
 from modjax.runs import compose as run_modules
 from modjax.runs import modularize as run_modularize
+from modjax.runs import training
 from modjax.runs.config import TrainConfig
 
 
@@ -35,36 +39,26 @@ def _parse_classes(classes: Sequence[int], num_classes: int) -> list[int]:
 
 
 def parent_restricted_accuracy(config, run, variables, classes: Sequence[int]) -> float:
-    """Accuracy of the parent on the test samples of `classes`, argmax over those logits only."""
-    import jax
-    import jax.numpy as jnp
+    """Accuracy of the parent on the test samples of `classes`, argmax over those logits only.
 
-    from modjax import loop
-    from modjax.runs import training
-
+    The labels become positions in `classes` and the prediction is the parent's logits at their
+    columns (`train.make_eval_step(predict_fn=...)`, one `loop.evaluate` pass).
+    """
     images, labels = run.test_data
     sel = np.isin(labels, classes)
     position = np.searchsorted(np.asarray(classes), labels[sel]).astype(np.int32)
-    preprocess = training.make_preprocess(config, run.info, augment=False)
-    cls = jnp.asarray(classes)
-    k = len(classes)
+    columns = np.asarray(classes)
 
-    def eval_step(variables, batch):
-        logits, _ = run.model.apply(variables, preprocess(batch["image"], None), train=False)
-        sub = logits[:, cls]
-        y, mask = batch["label"], batch["mask"]
-        hit = ((jnp.argmax(sub, -1) == y) & mask).astype(jnp.int32)
-        loss = -jnp.take_along_axis(jax.nn.log_softmax(sub), y[:, None], -1)[:, 0]
-        return {
-            "correct": jnp.sum(hit),
-            "count": jnp.sum(mask.astype(jnp.int32)),
-            "loss_sum": jnp.sum(jnp.where(mask, loss, 0.0)),
-            "per_class_correct": jax.ops.segment_sum(hit, y, num_segments=k),
-            "per_class_count": jax.ops.segment_sum(mask.astype(jnp.int32), y, num_segments=k),
-        }
+    def predict_fn(variables, x):
+        return run.model.apply(variables, x, train=False)[0][:, columns]
 
+    eval_step = train.make_eval_step(
+        predict_fn=predict_fn,
+        preprocess=training.make_preprocess(config, run.info, augment=False),
+        num_classes=len(classes),
+    )
     result = loop.evaluate(
-        eval_step=jax.jit(eval_step),
+        eval_step=eval_step,
         variables=variables,
         images=images[sel],
         labels=position,
@@ -84,7 +78,7 @@ def run_pipeline(
     """Trains `config` (MwT or MODA), extracts every class's module and composes `classes`.
 
     Args:
-        config: a modular training run (`method` "mwt" or "moda").
+        config: a modular training run (a `method` that `modularize` extracts from).
         workdir: where everything is written (see the module docstring).
         classes: the sub-task: at least two class ids of the dataset.
         threshold: extraction τ (METHODS §4.5, §5.4).
@@ -97,16 +91,7 @@ def run_pipeline(
     Raises:
         ValueError: a non-modular method or bad class ids, before any work.
     """
-    from modjax import data
-    from modjax.modular import io as module_io
-    from modjax.modules import export
-    from modjax.runs import report, training
-    from modjax.runs.workdir import load_run, write_json_atomic
-
-    if config.method not in ("mwt", "moda"):
-        raise ValueError(
-            f"method={config.method!r}: the pipeline needs modular training (mwt or moda)"
-        )
+    run_modularize.check_method(config.method, command="the pipeline")
     info = data.get_info(config.dataset)
     classes = _parse_classes(classes, info.num_classes)
     workdir = pathlib.Path(workdir)
@@ -145,8 +130,11 @@ def run_pipeline(
     )
     times["compose"] = time.perf_counter() - t0
 
-    cfg, run, variables, step = load_run(workdir, config.data_dir)
-    restricted = parent_restricted_accuracy(cfg, run, variables, classes)
+    restored = training.load_run(workdir, config.data_dir)
+    step = restored.step
+    restricted = parent_restricted_accuracy(
+        restored.config, restored.run, restored.variables, classes
+    )
     parent_params = composed["size"]["parent_params"] // max(len(composed["groups"]), 1)
     names = info.class_names or [str(c) for c in range(info.num_classes)]
     rows = [
@@ -202,5 +190,5 @@ def run_pipeline(
         "export": {"path": str(exported.resolve()), "bytes": exported.stat().st_size},
         "times_s": times,
     }
-    write_json_atomic(workdir / "pipeline.json", report.jsonable(value))
+    atomic.write_json(workdir / "pipeline.json", value)
     return value

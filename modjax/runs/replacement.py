@@ -4,19 +4,20 @@
     value["accuracy"], value["change"]["moda_adapter"]
 
 The strong module is rebuilt from its directory alone (`runs.compose.build_composition`); the
-weak run is restored from its workdir. METHODS §5.7; the pure parts live in
-`modjax.modular.replace`.
+weak run is restored from its workdir. METHODS §5.7; the evaluation itself (adapter, baseline,
+per-class accuracies and "TC | mean non-TC" changes, one set of key names) is
+`modjax.modular.replace.evaluate_replacement`, shared with `python -m experiments.reproduce
+moda_replace`.
 """
 
 import os
 import pathlib
-import time
 from typing import Any
 
 import numpy as np
 
 from modjax.modules import transform
-from modjax.runs.workdir import load_run
+from modjax.runs import training
 
 
 def _check(epochs: int, batch_size: int, learning_rate: float) -> None:
@@ -52,7 +53,6 @@ def replace_class(
     from modjax.modular import compose as cp
     from modjax.modular import replace as rp
     from modjax.runs import compose as modules
-    from modjax.runs import training
 
     _check(epochs, batch_size, learning_rate)
     saved = modules.load_dirs([module_dir])  # validate cheap inputs before restoring runs
@@ -63,7 +63,8 @@ def replace_class(
             "single-class module (one directory class_<c> written by `modjax modularize`)"
         )
     weak_dir = pathlib.Path(weak_workdir)
-    weak_config, weak_run, weak_vars, weak_step = load_run(weak_dir, data_dir)
+    weak = training.load_run(weak_dir, data_dir)
+    weak_config, weak_run, weak_vars, weak_step = weak.config, weak.run, weak.variables, weak.step
     n, k = weak_run.info.num_classes, target_class
     if not 0 <= k < n:
         raise ValueError(
@@ -82,7 +83,7 @@ def replace_class(
         return composed.apply_fn(jnp.asarray(images, jnp.float32))[:, 0]
 
     key0 = jax.random.PRNGKey(0)
-    weak_pre = training.make_preprocess(weak_config, weak_run.info, augment=False)
+    weak_pre = weak.preprocess
     weak_model = weak_run.model
 
     @jax.jit
@@ -90,19 +91,6 @@ def replace_class(
         x = weak_pre(jnp.asarray(images, jnp.float32), key0)
         return weak_model.apply(weak_vars, x, train=False)[0]
 
-    t0 = time.perf_counter()
-    images, labels = weak_run.train_data
-    params = rp.train_adapter(
-        weak_apply,
-        strong_apply,
-        data.eval_batches(images, labels, global_batch_size=batch_size),
-        target_index=k,
-        num_epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    train_s = time.perf_counter() - t0
     s_images, s_labels = data.load(spec["dataset"], "train", data_dir=data_dir)
     lo, hi = cp.fit_calibration(
         composed.groups[0],
@@ -110,29 +98,25 @@ def replace_class(
         preprocess=transform.input_transform(spec),
     )
     lo, hi = float(lo[0]), float(hi[0])
-
+    images, labels = weak_run.train_data
     test_x, test_y = weak_run.test_data
-    predictors = {
-        "weak": weak_apply,
-        "cnnsplitter": jax.jit(
-            lambda x: rp.cnnsplitter_patch(weak_apply(x), strong_apply(x), lo, hi, target_index=k)
-        ),
-        "moda_adapter": jax.jit(
-            rp.replaced_apply(weak_apply, strong_apply, params, target_index=k)
-        ),
-    }
-    acc = {
-        name: rp.per_class_accuracy(f, test_x, test_y, num_classes=n, batch_size=256)
-        for name, f in predictors.items()
-    }
+    result = rp.evaluate_replacement(
+        weak_apply,
+        strong_apply,
+        train_batches=data.eval_batches(images, labels, global_batch_size=batch_size),
+        test_images=test_x,
+        test_labels=test_y,
+        target_index=k,
+        num_classes=n,
+        strong_min=lo,
+        strong_max=hi,
+        num_epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    acc = result["per_class_accuracy"]
     counts = np.bincount(test_y, minlength=n)
-    overall = {name: float(np.nansum(a * counts) / counts.sum()) for name, a in acc.items()}
-    changes = {
-        name: dict(
-            zip(("tc", "mean_non_tc"), rp.per_class_change(acc["weak"], acc[name], target_index=k))
-        )
-        for name in ("cnnsplitter", "moda_adapter")
-    }
     names = weak_run.info.class_names
     rows = [
         {
@@ -159,10 +143,10 @@ def replace_class(
         "seed": seed,
         "strong_min": lo,
         "strong_max": hi,
-        "accuracy": overall,
+        "accuracy": result["accuracy"],
         "per_class": rows,
-        "change": changes,
-        "adapter_train_time_s": train_s,
+        "change": result["change"],
+        "adapter_train_time_s": result["adapter_train_time_s"],
     }
 
 

@@ -1,17 +1,21 @@
 """Run outputs: JSON-lines metrics, window means on the host, and plain-text tables."""
 
 import json
-import math
-import os
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from modjax.modules import atomic, jsonrules
+
 
 class MetricWriter:
-    """Appends one JSON object per line to `path` (process 0 only; others write nothing)."""
+    """Appends one JSON object per line to `path` (process 0 only; others write nothing).
+
+    Values follow the one JSON rule (`modules.jsonrules.jsonable`): a NaN or infinite metric,
+    e.g. a term never defined in its window, is written as `null`.
+    """
 
     def __init__(self, path: pathlib.Path, *, enabled: bool = True):
         self.path = path
@@ -20,8 +24,10 @@ class MetricWriter:
     def write(self, record: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
+        value = jsonrules.jsonable(record, "a metrics record")  # NaN, Inf -> null
+        line = json.dumps(value, sort_keys=True, allow_nan=False)
         with self.path.open("a") as f:
-            f.write(json.dumps(jsonable(record), sort_keys=True) + "\n")
+            f.write(line + "\n")
 
 
 def drop_records_after(path: pathlib.Path, step: int) -> int:
@@ -36,25 +42,8 @@ def drop_records_after(path: pathlib.Path, step: int) -> int:
     keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
     if len(keep) == len(lines):
         return 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(keep))
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(keep))
     return len(lines) - len(keep)
-
-
-def jsonable(value):
-    if isinstance(value, Mapping):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    return value
 
 
 def window_means(records: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from modjax import loop, train
+from modjax.modular import finetune
 from modjax.modular.compose import parent_key
 from modjax.modules import transform
 from modjax.modules.directory import section as info_section
@@ -52,9 +54,6 @@ def finetune_task(
     Raises:
         ValueError: modules that are not MwT or come from several parents, bad arguments.
     """
-    from modjax import loop, train
-    from modjax.modular import finetune
-
     saved = value["saved"]
     check_task_modules(saved)
     groups = value["composed"].groups

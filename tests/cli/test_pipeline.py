@@ -3,11 +3,13 @@
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 
 from modjax.cli import main
 from modjax.modules import export
+from modjax.runs import training
 from tests.conftest import REPO
 
 SMOKE_MODA = str(REPO / "experiments" / "configs" / "smoke_moda.py")
@@ -42,6 +44,14 @@ def test_pipeline_trains_modularizes_composes_and_exports(tmp_path, capsys):
     )
     assert 0 < result["composed_size"]["relative_params"] < 1
     assert 0.0 <= result["composed_accuracy"] <= 1.0
+    # The restricted parent against a one-shot reference: argmax over the task's logit columns.
+    restored = training.load_run(workdir)
+    images, labels = restored.test_data
+    sel = np.isin(labels, [3, 8])
+    x = restored.preprocess(images[sel], jax.random.key(0))
+    logits = np.asarray(restored.model.apply(restored.variables, x, train=False)[0])
+    expected = np.mean(np.array([3, 8])[logits[:, [3, 8]].argmax(-1)] == labels[sel])
+    assert result["restricted_accuracy"] == pytest.approx(expected, abs=1e-12)
     # The exported file classifies alone: its outputs are the composed classes.
     predict, meta = export.load_classifier(workdir / "composed.jaxexport")
     assert meta["classes"] == [3, 8]
@@ -59,7 +69,10 @@ def test_pipeline_trains_modularizes_composes_and_exports(tmp_path, capsys):
         (["--classes", "3"], "at least 2 distinct class ids"),
         (["--classes", "3,42"], r"in \[0, 10\)"),
         (["--classes", "a,b"], "comma-separated class ids"),
-        (["--method", "standard"], "needs modular training"),
+        (
+            ["--method", "standard"],
+            r"the pipeline needs a run trained with one of \['mwt', 'moda'\]",
+        ),
     ],
 )
 def test_pipeline_bad_input_is_refused_before_work(tmp_path, capsys, extra, message):

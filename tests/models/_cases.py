@@ -12,7 +12,17 @@ W = 0.125  # small width for real forward passes
 B = 2
 N = 7  # num_classes, distinct from every channel count at width W
 KEY = jax.random.key(0)
-CNNS = ("lenet5", "simcnn", "rescnn", "vgg16", "vgg16_moda", "resnet18", "mobilenet")
+CNNS = (
+    "lenet5",
+    "simcnn",
+    "rescnn",
+    "vgg16",
+    "vgg16_moda",
+    "resnet18",
+    "mobilenet",
+    "resnet20",  # CIFAR ResNet-v1: MwT masks on the BN output
+    "resnet20_nobn",  # ... and on the conv output (no BN anywhere)
+)
 CASES = [("mlp", False), ("mlp", True)] + [(name, mg) for name in CNNS for mg in (False, True)]
 TANH1 = math.tanh(1.0)
 
@@ -54,6 +64,15 @@ def _tracked(name: str) -> list[tuple[str, tuple[int, ...]]]:
                     (f"layer{s}.{b}", (size,) * 2 + (c(w),)),
                 ]
         return out
+    if name in ("resnet20", "resnet20_nobn"):  # 3 stages × 3 blocks, 16/32/64 channels
+        out = [("stem", (32, 32, c(16)))]
+        for s, (w, size) in enumerate(((16, 32), (32, 16), (64, 8)), start=1):
+            for b in range(3):
+                out += [
+                    (f"layer{s}.{b}.conv1", (size, size, c(w))),
+                    (f"layer{s}.{b}", (size, size, c(w))),
+                ]
+        return out
     assert name == "mobilenet"
     out, size, ch = [("stem", (32, 32, c(32)))], 32, 32
     cfg = (64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024)
@@ -67,10 +86,11 @@ def _tracked(name: str) -> list[tuple[str, tuple[int, ...]]]:
 
 def _masked(name: str) -> list[str]:
     """MwT-masked layers in forward order (METHODS §4.2)."""
-    if name == "resnet18":
+    if name in ("resnet18", "resnet20", "resnet20_nobn"):  # projection shortcuts at s > 1
+        stages, blocks = (4, 2) if name == "resnet18" else (3, 3)
         out = []
-        for s in range(1, 5):
-            for b in range(2):
+        for s in range(1, stages + 1):
+            for b in range(blocks):
                 out += [f"layer{s}.{b}.conv1", f"layer{s}.{b}.conv2"]
                 out += [f"layer{s}.{b}.shortcut"] if s > 1 and b == 0 else []
         return out
@@ -111,6 +131,8 @@ REAL = [
     ("vgg16", True),
     ("resnet18", True),
     ("mobilenet", True),
+    ("resnet20", True),
+    ("resnet20_nobn", True),
 ]
 
 

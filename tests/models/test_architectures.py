@@ -30,7 +30,9 @@ from tests.models._cases import (
 def test_shapes_and_act_order(name, mg):
     model = _model(name, mg)
     variables, outs = _abstract(model, _input())
-    has_bn = name in ("vgg16", "vgg16_moda", "resnet18", "mobilenet") or (mg and name != "mlp")
+    has_bn = name in ("vgg16", "vgg16_moda", "resnet18", "mobilenet", "resnet20") or (
+        mg and name not in ("mlp", "resnet20_nobn")
+    )
     assert sorted(variables) == sorted(["params"] + ["batch_stats"] * has_bn)
     for logits, acts, updates in outs:  # eval, train
         assert logits.shape == (B, N)
@@ -113,15 +115,6 @@ def test_mask_generator_is_exactly_tanh1_on_zero_input():
     "kwargs,match",
     [
         ({"name": "nope"}, r"unknown model name='nope'; expected one of \['mlp', 'lenet5'"),
-        (
-            {"name": "resnet20", "mask_generators": True},
-            r"mask_generators=True is not supported by resnet20 \(no MwT form\); MwT models: "
-            "mlp, lenet5",
-        ),
-        (
-            {"name": "resnet_cifar", "mask_generators": True},
-            "not supported by resnet_cifar",
-        ),
         ({"name": "mlp", "depth": 0}, "depth=0 must be an int >= 1"),
         ({"name": "simcnn", "width": 0}, "width=0 must be a positive number"),
         ({"name": "resnet18", "width": -0.5}, "width=-0.5 must be a positive number"),

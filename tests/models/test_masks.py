@@ -49,6 +49,8 @@ def test_all_ones_masks_reproduce_the_model(name, mg):
         ("resnet18", True, "layer2.0"),
         ("resnet18", True, "layer3.1.conv1"),
         ("mobilenet", True, "block3.dw"),
+        ("resnet20", True, "layer2.1.conv1"),
+        ("resnet20_nobn", True, "layer3.0"),
     ],
 )
 def test_zero_mask_switches_a_channel_off(name, mg, layer):
@@ -66,16 +68,19 @@ def test_zero_mask_switches_a_channel_off(name, mg, layer):
     np.testing.assert_array_equal(got[:, others], ref[:, others])
 
 
-def test_resnet_pre_add_mask_points():
-    built = _build("resnet18", True)
+@pytest.mark.parametrize(
+    "name,widths", [("resnet18", (64, 128)), ("resnet20", (16, 32)), ("resnet20_nobn", (16, 32))]
+)
+def test_resnet_pre_add_mask_points(name, widths):
+    built = _build(name, True)
     # Identity shortcut: switching conv2 off leaves ReLU(0 + x) = x (x is post-ReLU); the keep-mask
-    # multiplies the generator-masked BN output.
+    # multiplies the generator-masked BN (or, without BN, conv) output.
     _, acts = built.model.apply(
-        built.variables, built.x, masks={"layer1.0.conv2": np.zeros(c(64), np.float32)}
+        built.variables, built.x, masks={"layer1.0.conv2": np.zeros(c(widths[0]), np.float32)}
     )
     np.testing.assert_array_equal(acts["layer1.0"], acts["stem"])
     # Downsample block: both branches off gives an all-zero output.
-    zeros = np.zeros(c(128), np.float32)
+    zeros = np.zeros(c(widths[1]), np.float32)
     _, acts = built.model.apply(
         built.variables,
         built.x,

@@ -149,6 +149,65 @@ def test_mlp_mwt_extraction_then_pruning_equals_the_masked_form():
     assert dropped > 0  # some module drops neurons: the pruned form is really narrower
 
 
+@pytest.mark.parametrize("batch_norm", [True, False], ids=("bn", "nobn"))
+def test_resnet_cifar_mwt_extraction_then_pruning_equals_the_masked_form(batch_norm):
+    """MwT on the CIFAR ResNet-v1: count → τ → modules → pruned form == masked form."""
+    kw = {"num_classes": N, "depth": 8, "width": 0.25, "mask_generators": True}
+    kw["batch_norm"] = batch_norm
+    model = models.get_model("resnet_cifar", **kw)
+    variables = _perturb_generators(_init(model, LENET_SHAPE))
+    if not batch_norm:  # conv2 starts at zero without BN: give the branches weights
+        variables = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: (
+                0.3 * jax.random.normal(jax.random.key(leaf.size), leaf.shape)
+                if "conv2" in jax.tree_util.keystr(path) and path[-1].key == "kernel"
+                else leaf
+            ),
+            variables,
+        )
+    parent = mz.describe_parent("resnet_cifar", dataset="synthetic", input_shape=LENET_SHAPE, **kw)
+    images, labels = _data(20)
+    layers = list(models.masked_layers(model, input_shape=LENET_SHAPE))
+    assert layers == [
+        "layer1.0.conv1",
+        "layer1.0.conv2",
+        *[f"layer{s}.0.{c}" for s in (2, 3) for c in ("conv1", "conv2", "shortcut")],
+    ]
+    with jax.transfer_guard("disallow"):
+        result = mz.extract_modules(
+            eval_batches(images, labels, global_batch_size=8),
+            variables=variables,
+            parent=parent,
+            preprocess=to_float,
+            method="mwt",
+            threshold=0.5,
+            disable=True,
+        )
+    expected, n = _naive_counts(model, variables, images, labels, np.ones(20, bool), "mwt")
+    total = n.sum() * sum(v.shape[1] for v in expected.values())
+    assert 0 < sum(v.sum() for v in expected.values()) < total  # non-trivial
+    _assert_counts(result.counts, expected, n)
+    x = to_float(jnp.asarray(_data(5, seed=3)[0]), None)
+    plain = mz.masked_form_model(result.modules[0])
+    assert not plain.mask_generators
+    stripped = mz.drop_generators(variables)
+    assert jax.tree.structure(stripped) == jax.tree.structure(_init(plain, LENET_SHAPE))
+    dropped = 0
+    for m in result.modules:
+        assert list(m.keep) == layers
+        want, _ = plain.apply(stripped, x, masks=mz.as_masks(m))
+        pruned, pv = mz.prune.prune(
+            "resnet_cifar", kw, variables, m.keep, method="mwt", input_shape=LENET_SHAPE
+        )
+        assert "generator" not in str(jax.tree.structure(pv))
+        assert ("batch_stats" in pv) == batch_norm
+        got, _ = pruned.apply(pv, x)
+        assert float(jnp.abs(want).max()) > 0.01
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        dropped += sum(int((~k).sum()) for k in m.keep.values())
+    assert dropped > 0  # some module drops kernels: the pruned form is really narrower
+
+
 @pytest.mark.parametrize("name", ["lenet5", "mlp"])
 def test_count_step_matches_naive_loop_moda(name):
     kwargs = {"depth": 2, "hidden": 6} if name == "mlp" else {"width": 0.5}
@@ -391,7 +450,7 @@ def test_extract_modules_end_to_end_without_implicit_transfers(lenet_mwt):
         assert m.fallbacks == tuple(e for e in events if e.class_id == c)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16", "mlp"])
+@pytest.mark.parametrize("name", ["resnet18", "vgg16", "mlp", "resnet20_nobn"])
 def test_method_layers_are_mask_points_of_the_masked_form(name):
     for method, generators in (("moda", False), ("mwt", True)):
         parent = mz.describe_parent(name, num_classes=N, width=0.125, mask_generators=generators)
@@ -402,7 +461,7 @@ def test_method_layers_are_mask_points_of_the_masked_form(name):
         mz.check_module(module)  # every key is a mask point with the parent's channel count
         points = models.mask_points(mz.masked_form_model(module))
         assert set(mz.as_masks(module)) <= set(points)
-        if name == "resnet18":  # MODA: block outputs; MwT: conv1/conv2/shortcut
+        if name.startswith("resnet"):  # MODA: block outputs; MwT: conv1/conv2/shortcut
             assert ("layer1.0" in layers) == (method == "moda")
             assert ("layer2.0.shortcut" in layers) == (method == "mwt")
 

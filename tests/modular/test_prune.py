@@ -63,6 +63,12 @@ class Case(NamedTuple):
     mg: bool
     method: str
     classes: tuple[int, ...] | None
+    extra: tuple[tuple[str, object], ...] = ()  # further get_model options (hashable)
+
+
+# CIFAR ResNet-v1 at depth 8, width 0.25 (4/8/16 channels) on 16×16 inputs (8/4 px stages 2, 3).
+_RESNET_CIFAR = (("depth", 8), ("width", 0.25))
+_RESNET_CIFAR_NOBN = (*_RESNET_CIFAR, ("batch_norm", False))
 
 
 CASES = [
@@ -77,15 +83,20 @@ CASES = [
     Case("mobilenet", True, "mwt", None),
     Case("mobilenet", False, "moda", (3, 4)),
     Case("mlp", True, "mwt", None),  # neuron-level MwT: every hidden dense layer masked
+    # CIFAR ResNet-v1: MwT with BN (mask on the BN output), without BN (on the conv output),
+    # and MODA keep-masks (stem, conv1, block outputs) on the no-BN parent.
+    Case("resnet_cifar", True, "mwt", None, _RESNET_CIFAR),
+    Case("resnet_cifar", True, "mwt", None, _RESNET_CIFAR_NOBN),
+    Case("resnet_cifar", False, "moda", (2, 0, 5), _RESNET_CIFAR_NOBN),
 ]
 
 
 def _kwargs(case: Case) -> dict:
-    return {"num_classes": N, "width": W, "mask_generators": case.mg}
+    return {"num_classes": N, "width": W, "mask_generators": case.mg, **dict(case.extra)}
 
 
 def _shape(name: str) -> tuple[int, ...]:
-    return (28, 28, 1) if name == "mlp" else SHAPE
+    return {"mlp": (28, 28, 1), "resnet_cifar": (16, 16, 3)}.get(name, SHAPE)
 
 
 class Built(NamedTuple):
@@ -129,10 +140,9 @@ def _backbone_params(params) -> int:
 def test_pruned_equals_masked_and_is_smaller(case):
     built = _build(case)
     kw, shape = _kwargs(case), _shape(case.name)
-    pruned, pv = prune(
-        case.name, kw, built.variables, built.keep, classes=case.classes, method=case.method
-    )
-    masked_model, masks = masked_equivalent(case.name, kw, built.keep, method=case.method)
+    kw_shape = {"method": case.method, "input_shape": shape}
+    pruned, pv = prune(case.name, kw, built.variables, built.keep, classes=case.classes, **kw_shape)
+    masked_model, masks = masked_equivalent(case.name, kw, built.keep, **kw_shape)
     assert not pruned.mask_generators and not masked_model.mask_generators
     assert pruned.num_classes == (len(case.classes) if case.classes else N)
     assert "generator" not in str(jax.tree_util.tree_structure(pv))
@@ -218,6 +228,39 @@ def test_rescnn_union_rule():
     assert pv["params"]["head"]["kernel"].shape == (r_last.sum(), N)  # 1×1 map, all N outputs
 
 
+@pytest.mark.parametrize("case", [CASES[11], CASES[12]], ids=("bn", "nobn"))
+def test_resnet_cifar_mwt_union_rule_with_projection_shortcut(case):
+    built = _build(case)
+    keep = built.keep
+    masked = ["layer1.0.conv1", "layer1.0.conv2"]  # identity shortcut: unmasked
+    masked += [f"layer{s}.0.{c}" for s in (2, 3) for c in ("conv1", "conv2", "shortcut")]
+    assert list(keep) == masked
+    kw = _kwargs(case)
+    pruned, pv = prune(case.name, kw, built.variables, keep, input_shape=_shape(case.name))
+    assert isinstance(pruned, models.ResNetCIFAR) and pruned.depth == 8
+    # Identity block layer1.0 adds onto all stem channels (the stem is never masked).
+    r_1 = keep["layer1.0.conv2"] | np.ones(4, bool)
+    assert pruned.residual["layer1.0"] == (_positions(r_1, keep["layer1.0.conv2"]), tuple(range(4)))
+    # Projection block: R_add = R_conv2 ∪ R_shortcut, each side zero-padded at its own indices.
+    r_add = keep["layer2.0.conv2"] | keep["layer2.0.shortcut"]
+    assert pruned.residual["layer2.0"] == (
+        _positions(r_add, keep["layer2.0.conv2"]),
+        _positions(r_add, keep["layer2.0.shortcut"]),
+    )
+    p = pv["params"]
+    assert p["layer2_0"]["shortcut"]["conv"]["kernel"].shape == (
+        1,
+        1,
+        4,
+        keep["layer2.0.shortcut"].sum(),
+    )
+    assert p["layer3_0"]["conv1"]["conv"]["kernel"].shape[2] == r_add.sum()
+    assert "bn" not in p["layer2_0"]["shortcut"]  # the projection has no BN in either variant
+    assert ("bn" in p["layer2_0"]["conv1"]) == dict(case.extra).get("batch_norm", True)
+    r_last = keep["layer3.0.conv2"] | keep["layer3.0.shortcut"]
+    assert p["head"]["kernel"].shape == (r_last.sum(), N)  # MwT keeps all N outputs
+
+
 # ----------------------------------------------------------------------------- MobileNet rule
 
 
@@ -279,7 +322,9 @@ def test_mobilenet_mwt_keeps_first_depthwise_whole():
 
 
 @pytest.mark.parametrize(
-    "case", [CASES[1], CASES[3], CASES[6], CASES[9], CASES[10]], ids=lambda c: c.name
+    "case",
+    [CASES[1], CASES[3], CASES[6], CASES[9], CASES[10], CASES[11], CASES[12]],
+    ids=lambda c: f"{c.name}-{dict(c.extra).get('batch_norm', 'bn')}",
 )
 def test_all_ones_keep_is_the_parent(case):
     built = _build(case)

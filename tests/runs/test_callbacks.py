@@ -50,6 +50,25 @@ def test_write_metrics_reports_compile_time_first_then_throughput(tmp_path):
     assert second["step"] == 5 and second["loss"] == 2.5 and second["images_per_s"] == 64.0
 
 
+def test_metrics_lines_follow_the_one_json_rule(tmp_path):
+    # A term never defined in its window has a NaN mean: `null`, as in every modjax JSON file.
+    writer = report.MetricWriter(tmp_path / "m.jsonl")
+    records = [{**r, "cohesion": np.float32(0.0), "cohesion_defined": np.bool_(False)}
+               for r in _records(1.0, 3.0)]  # fmt: skip
+    callbacks.write_metrics(writer, global_batch_size=8).on_log(
+        loop.LogEvent(2, records, 1.0, True)
+    )
+    writer.write({"kind": "x", "step": 3, "inf": np.float64(np.inf), "per_class": np.array([0.5])})
+    text = (tmp_path / "m.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text and '"nan"' not in text
+    first, second = _lines(tmp_path / "m.jsonl")
+    assert first["cohesion"] is None and first["loss"] == 2.0
+    assert second == {"kind": "x", "step": 3, "inf": None, "per_class": [0.5]}
+    assert list(first) == sorted(first)  # keys sorted, one object per line
+    with pytest.raises(TypeError, match=r"a metrics record\['bad'\] has a value of type object"):
+        writer.write({"bad": object()})
+
+
 class FakeManager:
     def __init__(self):
         self.waited = 0

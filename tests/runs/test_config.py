@@ -1,9 +1,11 @@
 """Tests for modjax.runs.config: config files that build on a base config, and their errors."""
 
+import re
 import sys
 
 import pytest
 
+from modjax.modules import registry
 from modjax.runs import config as config_lib
 from tests.conftest import REPO
 
@@ -53,3 +55,24 @@ def test_config_file_errors(tmp_path):
     with pytest.raises(ModuleNotFoundError, match="no_such_base"):
         config_lib.load_config_file(broken)
     assert sys.path == path_before
+
+
+def _plugin_family(monkeypatch, **fields):
+    """Registers one more family beside the installed ones (the registry read at call time)."""
+    installed = dict(registry.families())
+    extra = registry.Family(name="plugin", scorers=lambda saved: [], **fields)
+    monkeypatch.setattr(registry, "families", lambda: {**installed, "plugin": extra})
+
+
+def test_methods_are_standard_then_the_registered_objectives(monkeypatch):
+    assert config_lib.methods() == ("standard", *registry.objective_methods())
+    assert {"mwt", "moda"} <= set(config_lib.methods())
+    assert config_lib.METHODS == config_lib.methods()  # the old name, computed on access
+    with pytest.raises(ValueError, match=r"method='nemo' is invalid: expected one of \('standard'"):
+        config_lib.TrainConfig(method="nemo")
+    known = repr(config_lib.methods())
+    with pytest.raises(ValueError, match=re.escape(known)):  # the message names every one
+        config_lib.from_dict({"method": "panrajan"})  # a module method, not an objective
+    _plugin_family(monkeypatch, methods=("nemo",), objectives=("nemo",))
+    assert config_lib.methods()[-1] == "nemo"
+    assert config_lib.TrainConfig(method="nemo").method == "nemo"  # no other list to update

@@ -83,12 +83,11 @@ def test_two_processes_match_one_and_restore_in_one(tmp_path):
     assert two["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1e-9)
     assert two["steps"] == one["steps"]
     # The 2-process checkpoint restores in this single process (8 devices), no target tree.
-    from modjax.runs.workdir import load_run
+    from modjax.runs.training import load_run
 
-    _, _, v_two, step_two = load_run(tmp_path / "two", None)
-    _, _, v_one, step_one = load_run(tmp_path / "one", None)
-    assert step_two == step_one
-    for a, b in zip(jax.tree.leaves(v_two), jax.tree.leaves(v_one), strict=True):
+    two, one = load_run(tmp_path / "two"), load_run(tmp_path / "one")
+    assert two.step == one.step
+    for a, b in zip(jax.tree.leaves(two.variables), jax.tree.leaves(one.variables), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
