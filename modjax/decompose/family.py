@@ -84,7 +84,7 @@ def group_scorer(saved: Sequence[ModuleDir]) -> Scorer:
         score_fn=score_fn,
         variables={"stacked": jax.device_get(stacked), "own": np.asarray(own)},
         size=_size(parent, mods, saved),
-        preprocess=transform.test_transform(spec),
+        preprocess=transform.eval_transform(spec),
     )
 
 

@@ -69,8 +69,10 @@ def save_network(
         raise ValueError(f"model_name={model_name!r} does not rebuild the given network")
     num_classes = int(kwargs["num_classes"])
     classes = list(range(num_classes)) if classes is None else [int(c) for c in classes]
-    if not classes or len(set(classes)) != len(classes) or not all(
-        0 <= c < num_classes for c in classes
+    if (
+        not classes
+        or len(set(classes)) != len(classes)
+        or not all(0 <= c < num_classes for c in classes)
     ):
         raise ValueError(f"classes={classes} must be distinct class ids in [0, {num_classes})")
     info: dict[str, Any] = {
@@ -137,7 +139,7 @@ def network_scorer(saved: ModuleDir) -> scorer.Scorer:
         model=model,
         variables=variables,
         columns=classes,
-        preprocess=transform.test_transform(spec),
+        preprocess=transform.eval_transform(spec),
     )
 
 

@@ -63,7 +63,7 @@ def group_scorer(group: Sequence[module_io.Saved]) -> Scorer:
         what=f"modules {', '.join(names)}",
     )
     spec = directory.section(group[0], "preprocess")
-    s = module_scorer(u, variables)._replace(preprocess=transform.test_transform(spec))
+    s = module_scorer(u, variables)._replace(preprocess=transform.eval_transform(spec))
     if len(group) == 1 and "pruned" in group[0].info:  # its own pruned form, as recorded
         recorded = group[0].info["pruned"].get("model_kwargs")
         rebuilt = models.model_kwargs_of(s.network.model)

@@ -54,13 +54,11 @@ def describe_transform(spec: Mapping[str, Any]) -> str:
     return ", ".join(steps)
 
 
-
-
-def test_transform(spec: Mapping[str, Any]):
+def eval_transform(spec: Mapping[str, Any]):
     """`x -> float32` of a module's recorded test transform (no augmentation, fixed key): the
     `preprocess` its scorer applies to raw pixels inside a composition."""
     fn = input_transform(spec)
     return lambda x: fn(x, jax.random.PRNGKey(0))
 
 
-__all__ = ["describe_transform", "input_transform", "preprocess_spec", "test_transform"]
+__all__ = ["describe_transform", "input_transform", "preprocess_spec", "eval_transform"]
