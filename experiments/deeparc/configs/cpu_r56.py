@@ -5,6 +5,10 @@ Run: nice -n 5 python -m experiments.deeparc --config experiments/deeparc/config
          --data-dir ../shared/datasets --workdir runs/deeparc_cpu_r56
      (several hours on 2 cores; resumable: rerun the same command, or `--stage train` for the
      training alone)
+     The training spans sessions: its latest checkpoint, config.json and metrics.jsonl are
+     committed under benchmarks/results/deeparc_r56_cpu/train/; on a fresh machine restore them
+     first with `mkdir -p runs/deeparc_cpu_r56 && cp -r benchmarks/results/deeparc_r56_cpu/train
+     runs/deeparc_cpu_r56/` (the checkpoint's settings and checksums are verified on resume).
 Why this network (step times measured 2026-12-07 on the 2-core CPU, batch 128, one process):
 ResNet-20 w0.5 256 ms, ResNet-56 w0.25 504 ms, ResNet-56 w0.5 934 ms, ResNet-110 w0.25 1617 ms,
 ResNet-110 w0.5 2886 ms. ResNet-110 at width 0.25 costs 6.3x a ResNet-20 w0.5 step, not 1.4x,
