@@ -8,6 +8,8 @@ and MODA modules: extract, prune, compose, fine-tune, replace, save), `decompose
 `modjax` command.
 """
 
+__version__ = "0.1.0"  # first: module files record it while the package imports
+
 from modjax import (
     checkpoint,
     data,
@@ -24,8 +26,6 @@ from modjax import (
 from modjax.models import get_model
 from modjax.objectives import combine, moda_objective, mwt_objective
 from modjax.train import TrainState, make_eval_step, make_optimizer, make_train_step
-
-__version__ = "0.1.0"
 
 __all__ = [
     "TrainState",

@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from modjax import models, parallel
+from modjax import metrics, models, parallel
 from modjax.modular.counting import Counts, class_frequencies, make_count_step
 from modjax.modular.module import (
     FallbackEvent,
@@ -87,7 +87,6 @@ def _host_rows(x: jax.Array) -> np.ndarray:
 
 def _module_jaccard(keep, packed, labels, num_kernels):
     """Cohesion and coupling of class modules `keep` over packed per-sample masks (§10.4)."""
-    from modjax import metrics
 
     U = np.concatenate([np.asarray(keep[n], bool) for n in sorted(keep)], axis=1)
     masks = np.unpackbits(np.concatenate(packed), axis=1, count=num_kernels).astype(bool)

@@ -29,7 +29,7 @@ from flax import traverse_util
 
 from modjax import models
 from modjax.modular.masked import GENERATOR
-from modjax.modular.prune import prune
+from modjax.modular.prune import _plan, prune  # the plan's ops are in forward order
 
 UNIT_COLLECTIONS = ("params", "batch_stats")
 
@@ -63,7 +63,6 @@ def _abstract(model_name: str, model_kwargs: Mapping[str, Any], input_shape) -> 
 
 def _forward_order(model_name, model_kwargs, keep, classes, method, input_shape):
     """`leaf name -> position of its layer` in the forward order of `prune`'s plan."""
-    from modjax.modular.prune import _plan  # the plan's ops are in forward order
 
     plan = _plan(
         model_name, model_kwargs, keep, classes=classes, method=method, input_shape=input_shape
@@ -99,7 +98,6 @@ def kept_units(
     Raises:
         ValueError: whatever `prune` rejects.
     """
-    from modjax.modular.prune import _plan
 
     abstract = _abstract(model_name, model_kwargs, input_shape)
     full = {k: v.shape[-1] for k, v in _flat(abstract, abstract=True).items() if v.shape}

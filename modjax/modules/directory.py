@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from modjax import __version__
 from modjax.modules import atomic, jsonrules
 
 FORMAT = "modjax.module"
@@ -131,8 +132,6 @@ def save(
     for g in groups:
         if not _GROUP.fullmatch(g):
             raise ValueError(f"array group {g!r} must match [a-z_]+")
-    from modjax import __version__
-
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -185,8 +184,6 @@ def _check_version(root: pathlib.Path, manifest: Mapping[str, Any]) -> int:
         )
     version = manifest.get("format_version")
     if version not in READABLE_VERSIONS:
-        from modjax import __version__
-
         raise ModuleFileError(
             f"{path}: field 'format_version' is {version!r}; this modjax ({__version__}) reads "
             f"format versions {list(READABLE_VERSIONS)}. Cut the module again from its run "

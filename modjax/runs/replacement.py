@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from modjax import data
+from modjax.modular import compose as cp
+from modjax.modular import replace as rp
 from modjax.modules import transform
+from modjax.runs import compose as modules
 from modjax.runs import training
 
 
@@ -48,11 +52,6 @@ def replace_class(
     """
     import jax
     import jax.numpy as jnp
-
-    from modjax import data
-    from modjax.modular import compose as cp
-    from modjax.modular import replace as rp
-    from modjax.runs import compose as modules
 
     _check(epochs, batch_size, learning_rate)
     saved = modules.load_dirs([module_dir])  # validate cheap inputs before restoring runs
