@@ -14,8 +14,8 @@ import time
 import jax
 import numpy as np
 import torch
-import torch_ref
 
+from benchmarks import torch_ref
 from modjax import train
 from modjax.models.conv import conv_general_dilated
 

@@ -79,7 +79,7 @@ def write(rows, info, args, stem):
         f"- Machine: `{m['host']}`, {m['cpu']}, {m['cores']} cores, {m['mem_gib']:.0f} GiB RAM; "
         f"{m['os']}.",
         "- Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".",
-        f"- Command: `python benchmarks/compare_torch.py {' '.join(info['argv'])}` "
+        f"- Command: `python -m benchmarks.compare_torch {' '.join(info['argv'])}` "
         f"({info['started']}).",
         f"- Width {args.width}, batch {args.batch_sizes}, 32×32×3 float32 inputs, 10 classes, "
         f"thread counts {info['threads']} (each a worker pinned to that many cores; torch "

@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
-import torch_ref
-from torch_ref import compose as ref_compose
-from torch_ref import extract as ref_extract
-from torch_ref import train as ref_train
-from torch_ref import weights
 
+from benchmarks import torch_ref
+from benchmarks.torch_ref import compose as ref_compose
+from benchmarks.torch_ref import extract as ref_extract
+from benchmarks.torch_ref import train as ref_train
+from benchmarks.torch_ref import weights
 from modjax import models, modular, objectives, train
 
 NUM_CLASSES = 10

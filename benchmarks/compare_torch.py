@@ -1,6 +1,6 @@
 """modjax vs the PyTorch reference (`benchmarks/torch_ref`): train step, extraction, composition.
 
-    python benchmarks/compare_torch.py [--models lenet5 simcnn vgg16] [--methods standard mwt moda]
+    python -m benchmarks.compare_torch [--models lenet5 simcnn vgg16] [--methods standard mwt moda]
         [--scale cpu|gpu] [--rounds 5] [--threads 1 2] [--bf16] [--no-compile]
 
 For every thread count, one worker process is pinned to that many cores (JAX and torch size their
@@ -144,17 +144,16 @@ def _check_memory(parser, args):
 
 def worker_main(args):
     os.sched_setaffinity(0, cores()[: args.worker_threads])  # before JAX / torch start
-    sys.path.insert(0, str(HERE))
     import torch  # noqa: PLC0415
 
     torch.set_num_threads(args.worker_threads)
     if args.profile_ops:
-        import _compare_ops  # noqa: PLC0415
+        from benchmarks import _compare_ops  # noqa: PLC0415
 
         rows = _compare_ops.profile(args.models, args.width, args.batch_sizes[0], args.rounds)
         pathlib.Path(args.worker_out).write_text(json.dumps(rows))
         return
-    import _compare_worker  # noqa: PLC0415
+    from benchmarks import _compare_worker  # noqa: PLC0415
 
     for rows in _compare_worker.run(args):
         pathlib.Path(args.worker_out).write_text(json.dumps(rows))
@@ -200,7 +199,16 @@ def main(argv=None):
     for t in args.threads:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
             out = f.name
-        cmd = [sys.executable, __file__, *forward, "--worker-threads", str(t), "--worker-out", out]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.compare_torch",
+            *forward,
+            "--worker-threads",
+            str(t),
+            "--worker-out",
+            out,
+        ]
         if t == max(args.threads):
             cmd.append("--worker-extract")
         print("running", " ".join(cmd[1:]), flush=True)
@@ -217,7 +225,7 @@ def main(argv=None):
         )
         env["JAX_COMPILATION_CACHE_DIR"] = str(pathlib.Path(cache, f"threads-{t}"))
         env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        rc = subprocess.call(cmd, env=env)
+        rc = subprocess.call(cmd, env=env, cwd=HERE.parent)  # `-m benchmarks...` from the root
         got = json.loads(pathlib.Path(out).read_text()) if os.path.getsize(out) else []
         for r in got:
             r["threads"] = t
@@ -228,7 +236,7 @@ def main(argv=None):
     info["load_after"] = os.getloadavg()
     info["failures"] = failures
     if args.profile_ops:
-        import _compare_ops  # noqa: PLC0415
+        from benchmarks import _compare_ops  # noqa: PLC0415
 
         for t in args.threads:
             info.update(
@@ -239,7 +247,7 @@ def main(argv=None):
                 RESULTS / f"compare_torch_{args.scale}_ops_{t}t.md",
             )  # fmt: skip
         return 1 if failures else 0
-    import _compare_report  # noqa: PLC0415
+    from benchmarks import _compare_report  # noqa: PLC0415
 
     tag = f"_{args.tag}" if args.tag else ""
     _compare_report.write(rows, info, args, RESULTS / f"compare_torch_{args.scale}{tag}")
@@ -261,5 +269,4 @@ def _strip_option(argv, option):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
     sys.exit(main())

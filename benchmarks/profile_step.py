@@ -5,7 +5,7 @@ float32 batch, no augmentation), records `--steps` steps with `jax.profiler.trac
 trace back with `jax.profiler.ProfileData` and prints the ops (XLA:CPU thunks, or GPU kernels)
 that take the most time per step, with the layer each comes from (the HLO's `op_name`).
 
-Run: python benchmarks/profile_step.py --model lenet5 --method standard [--threads 1] [--torch]
+Run: python -m benchmarks.profile_step --model lenet5 --method standard [--threads 1] [--torch]
      (~20 s for LeNet5 on a 2-core CPU; SimCNN/VGG16 ~1 min)
 
 `--torch` also profiles the PyTorch reference's eager step (`benchmarks/torch_ref`, the same
@@ -221,9 +221,9 @@ def profile(args):
 def profile_torch(args, variables):
     """(median step ms, [(aten op, self ms per step, calls per step)]) of the reference step:
     `compare_torch.py`'s torch side (`_compare_worker.Torch`), same weights and batch."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch  # noqa: PLC0415
-    from _compare_worker import Torch  # noqa: PLC0415
+
+    from benchmarks._compare_worker import Torch  # noqa: PLC0415
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     step = Torch(
