@@ -104,75 +104,13 @@ def test_count_step_matches_naive_loop_mwt(lenet_mwt):
     _assert_counts(counts, expected, n)
 
 
-def test_mlp_mwt_extraction_then_pruning_equals_the_masked_form():
-    """Neuron-level MwT on the MLP: count → τ → modules → pruned form == masked form."""
-    kw = {"num_classes": N, "depth": 3, "hidden": 8, "mask_generators": True}
-    model = models.get_model("mlp", **kw)
-    variables = _perturb_generators(_init(model, LENET_SHAPE))
-    parent = mz.describe_parent("mlp", dataset="synthetic", input_shape=LENET_SHAPE, **kw)
+def _mwt_extract_then_prune(name, kw, variables, layers, check_pruned):
+    """Count → τ → modules → pruned form == masked form, for one MwT model; `check_pruned(
+    module, pruned_model, pruned_variables, masked_logits)` adds the model's own checks."""
+    model = models.get_model(name, **kw)
+    parent = mz.describe_parent(name, dataset="synthetic", input_shape=LENET_SHAPE, **kw)
     images, labels = _data(20)
-    assert list(models.masked_layers(model, input_shape=LENET_SHAPE)) == [
-        "dense_0",
-        "dense_1",
-        "dense_2",
-    ]
-    with jax.transfer_guard("disallow"):
-        result = mz.extract_modules(
-            eval_batches(images, labels, global_batch_size=8),
-            variables=variables,
-            parent=parent,
-            preprocess=to_float,
-            method="mwt",
-            threshold=0.5,
-            disable=True,
-        )
-    expected, n = _naive_counts(model, variables, images, labels, np.ones(20, bool), "mwt")
-    assert 0 < sum(v.sum() for v in expected.values()) < n.sum() * 3 * 8  # non-trivial
-    _assert_counts(result.counts, expected, n)
-    x = to_float(jnp.asarray(_data(5, seed=3)[0]), None)
-    plain = mz.masked_form_model(result.modules[0])
-    assert not plain.mask_generators
-    stripped = mz.drop_generators(variables)
-    assert jax.tree.structure(stripped) == jax.tree.structure(_init(plain, LENET_SHAPE))
-    dropped = 0
-    for m in result.modules:
-        assert list(m.keep) == ["dense_0", "dense_1", "dense_2"]
-        want, _ = plain.apply(stripped, x, masks=mz.as_masks(m))
-        pruned, pv = mz.prune.prune(
-            "mlp", kw, variables, m.keep, method="mwt", input_shape=LENET_SHAPE
-        )
-        assert "generator" not in str(jax.tree.structure(pv))
-        assert pruned.channels == {n: int(k.sum()) for n, k in m.keep.items() if not k.all()}
-        got, _ = pruned.apply(pv, x)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-        dropped += sum(int((~k).sum()) for k in m.keep.values())
-    assert dropped > 0  # some module drops neurons: the pruned form is really narrower
-
-
-@pytest.mark.parametrize("batch_norm", [True, False], ids=("bn", "nobn"))
-def test_resnet_cifar_mwt_extraction_then_pruning_equals_the_masked_form(batch_norm):
-    """MwT on the CIFAR ResNet-v1: count → τ → modules → pruned form == masked form."""
-    kw = {"num_classes": N, "depth": 8, "width": 0.25, "mask_generators": True}
-    kw["batch_norm"] = batch_norm
-    model = models.get_model("resnet_cifar", **kw)
-    variables = _perturb_generators(_init(model, LENET_SHAPE))
-    if not batch_norm:  # conv2 starts at zero without BN: give the branches weights
-        variables = jax.tree_util.tree_map_with_path(
-            lambda path, leaf: (
-                0.3 * jax.random.normal(jax.random.key(leaf.size), leaf.shape)
-                if "conv2" in jax.tree_util.keystr(path) and path[-1].key == "kernel"
-                else leaf
-            ),
-            variables,
-        )
-    parent = mz.describe_parent("resnet_cifar", dataset="synthetic", input_shape=LENET_SHAPE, **kw)
-    images, labels = _data(20)
-    layers = list(models.masked_layers(model, input_shape=LENET_SHAPE))
-    assert layers == [
-        "layer1.0.conv1",
-        "layer1.0.conv2",
-        *[f"layer{s}.0.{c}" for s in (2, 3) for c in ("conv1", "conv2", "shortcut")],
-    ]
+    assert list(models.masked_layers(model, input_shape=LENET_SHAPE)) == layers
     with jax.transfer_guard("disallow"):
         result = mz.extract_modules(
             eval_batches(images, labels, global_batch_size=8),
@@ -197,15 +135,55 @@ def test_resnet_cifar_mwt_extraction_then_pruning_equals_the_masked_form(batch_n
         assert list(m.keep) == layers
         want, _ = plain.apply(stripped, x, masks=mz.as_masks(m))
         pruned, pv = mz.prune.prune(
-            "resnet_cifar", kw, variables, m.keep, method="mwt", input_shape=LENET_SHAPE
+            name, kw, variables, m.keep, method="mwt", input_shape=LENET_SHAPE
         )
         assert "generator" not in str(jax.tree.structure(pv))
-        assert ("batch_stats" in pv) == batch_norm
+        check_pruned(m, pruned, pv, want)
         got, _ = pruned.apply(pv, x)
-        assert float(jnp.abs(want).max()) > 0.01
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         dropped += sum(int((~k).sum()) for k in m.keep.values())
-    assert dropped > 0  # some module drops kernels: the pruned form is really narrower
+    assert dropped > 0  # some module drops units: the pruned form is really narrower
+
+
+def test_mlp_mwt_extraction_then_pruning_equals_the_masked_form():
+    """Neuron-level MwT on the MLP: count → τ → modules → pruned form == masked form."""
+    kw = {"num_classes": N, "depth": 3, "hidden": 8, "mask_generators": True}
+    variables = _perturb_generators(_init(models.get_model("mlp", **kw), LENET_SHAPE))
+
+    def check(m, pruned, pv, want):
+        del pv, want
+        assert pruned.channels == {n: int(k.sum()) for n, k in m.keep.items() if not k.all()}
+
+    _mwt_extract_then_prune("mlp", kw, variables, ["dense_0", "dense_1", "dense_2"], check)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=("bn", "nobn"))
+def test_resnet_cifar_mwt_extraction_then_pruning_equals_the_masked_form(batch_norm):
+    """MwT on the CIFAR ResNet-v1: count → τ → modules → pruned form == masked form."""
+    kw = {"num_classes": N, "depth": 8, "width": 0.25, "mask_generators": True}
+    kw["batch_norm"] = batch_norm
+    variables = _perturb_generators(_init(models.get_model("resnet_cifar", **kw), LENET_SHAPE))
+    if not batch_norm:  # conv2 starts at zero without BN: give the branches weights
+        variables = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: (
+                0.3 * jax.random.normal(jax.random.key(leaf.size), leaf.shape)
+                if "conv2" in jax.tree_util.keystr(path) and path[-1].key == "kernel"
+                else leaf
+            ),
+            variables,
+        )
+    layers = [
+        "layer1.0.conv1",
+        "layer1.0.conv2",
+        *[f"layer{s}.0.{c}" for s in (2, 3) for c in ("conv1", "conv2", "shortcut")],
+    ]
+
+    def check(m, pruned, pv, want):
+        del m, pruned
+        assert ("batch_stats" in pv) == batch_norm
+        assert float(jnp.abs(want).max()) > 0.01
+
+    _mwt_extract_then_prune("resnet_cifar", kw, variables, layers, check)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "mlp"])
