@@ -46,18 +46,10 @@ ANALYSIS = (
 
 def load(path: str, data_dir: str | None) -> tuple[config_lib.TrainConfig, dict]:
     """`(training config, analysis settings)` of a project config, checked by name."""
-    raw = config_lib.load_config_file(path)
-    unknown = sorted(set(raw) - {"train", "analysis"})
-    wrong = sorted(set(raw.get("analysis", {})) ^ set(ANALYSIS))
-    if unknown or "train" not in raw or wrong:
-        raise SystemExit(
-            f"--config {path}: needs 'train' and 'analysis' (keys {list(ANALYSIS)}); unknown "
-            f"keys {unknown}, analysis keys missing or unknown {wrong}"
-        )
-    values = dict(raw["train"])
-    if data_dir:
-        values["data_dir"] = data_dir
-    return config_lib.from_dict(values, source=path), dict(raw["analysis"])
+    try:
+        return config_lib.load_project_config(path, "analysis", ANALYSIS, data_dir)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def _candidates(sweep, want, allowed):

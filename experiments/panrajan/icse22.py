@@ -52,18 +52,10 @@ DECOMPOSE = (
 
 def load(path: str, data_dir: str | None) -> tuple[config_lib.TrainConfig, dict]:
     """`(training config, decomposition settings)` of a project config, checked by name."""
-    raw = config_lib.load_config_file(path)
-    unknown = sorted(set(raw) - {"train", "decompose"})
-    wrong = sorted(set(raw.get("decompose", {})) ^ set(DECOMPOSE))
-    if unknown or "train" not in raw or wrong:
-        raise SystemExit(
-            f"--config {path}: needs 'train' and 'decompose' (keys {list(DECOMPOSE)}); unknown "
-            f"keys {unknown}, decompose keys missing or unknown {wrong}"
-        )
-    values = dict(raw["train"])
-    if data_dir:
-        values["data_dir"] = data_dir
-    return config_lib.from_dict(values, source=path), dict(raw["decompose"])
+    try:
+        return config_lib.load_project_config(path, "decompose", DECOMPOSE, data_dir)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def zero_init_residual(params):

@@ -227,6 +227,30 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     return values
 
 
+def load_project_config(
+    path: str | pathlib.Path, section: str, keys: tuple[str, ...], data_dir: str | None = None
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """`(training config, settings)` of a project config: `get_config()` returns `train` (a
+    `modjax train` config) and `section`, a dict of exactly `keys`; `data_dir` overrides.
+
+    Raises:
+        ValueError: a missing `train`, an unknown top-level key, or `section` keys missing or
+            unknown, naming the file and the keys.
+    """
+    raw = load_config_file(path)
+    unknown = sorted(set(raw) - {"train", section})
+    wrong = sorted(set(raw.get(section, {})) ^ set(keys))
+    if unknown or "train" not in raw or wrong:
+        raise ValueError(
+            f"--config {path}: needs 'train' and '{section}' (keys {list(keys)}); unknown "
+            f"keys {unknown}, {section} keys missing or unknown {wrong}"
+        )
+    values = dict(raw["train"])
+    if data_dir:
+        values["data_dir"] = data_dir
+    return from_dict(values, source=str(path)), dict(raw[section])
+
+
 def save_json(config: TrainConfig, path: pathlib.Path) -> None:
     path.write_text(json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n")
 
