@@ -118,8 +118,9 @@ def get_model(
             `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
             `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True);
             `resnet_cifar` and `resnet{depth}`: `batch_norm` (True), `blocks` (blocks per
-            stage, overriding the depth), `zero_init_residual` (None = `not batch_norm`: each
-            block's conv2 starts at zero; on for the `_nobn` models); `resnet_cifar` also
+            stage, overriding the depth), `zero_init_residual` (None = `not batch_norm`:
+            Fixup-style init, each block's conv2 starts at zero and its conv1 at He init times
+            blocks^(-1/2); on for the `_nobn` models); `resnet_cifar` also
             `depth` (20).
             Pruned (narrower) instances, as built by `modjax.prune`: every model takes
             `channels={layer: int}` (per-layer output widths; unlisted layers keep their

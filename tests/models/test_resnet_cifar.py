@@ -144,6 +144,24 @@ def test_zero_init_residual_only_without_batch_norm_by_default():
         models.get_model("resnet20", zero_init_residual=1)
 
 
+def test_fixup_scales_conv1_by_inverse_sqrt_blocks():
+    """Fixup's rule for two-conv branches: conv1 starts at He init times L^(-1/2)."""
+    x = jnp.ones((1, 8, 8, 1))
+    for depth, blocks in ((20, 9), (56, 27)):
+        stds = {}
+        for zeroed in (True, False):
+            model = models.get_model(
+                "resnet_cifar", depth=depth, width=1.0, batch_norm=False, zero_init_residual=zeroed
+            )
+            params = model.init(jax.random.key(0), x)["params"]
+            kernels = [params[b]["conv1"]["conv"]["kernel"] for b in params if b.startswith("layer")]
+            stds[zeroed] = float(jnp.std(jnp.concatenate([k.ravel() for k in kernels])))
+            shortcut = params["layer2_0"]["shortcut"]["conv"]["kernel"]  # never rescaled
+            he_std = (2.0 / shortcut.shape[2]) ** 0.5  # 1x1 kernel: fan_in = input channels
+            assert abs(float(jnp.std(shortcut)) / he_std - 1) < 0.1, (depth, zeroed)
+        np.testing.assert_allclose(stds[True] / stds[False], blocks**-0.5, rtol=0.05)
+
+
 def _five_sgd_steps(zero_init_residual: bool) -> tuple[list[float], dict]:
     from modjax import objectives, train
 
