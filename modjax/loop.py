@@ -1,5 +1,8 @@
 """The one epoch loop (`fit`) and the one padded-eval pass (`evaluate`) of modjax.
 
+`evaluate_predict` is that pass for any prediction function of the inputs (a module's vote, a
+composed or patched classifier, a network outside the zoo).
+
 `fit` runs a jitted train step over epochs of host batches, resuming mid-epoch from
 `state.step`, and hands everything else to callbacks: logging, NaN checks, progress bars,
 evaluation and checkpoints. It touches no files and takes no config objects. Metrics stay on the
@@ -16,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from modjax import data, metrics, parallel
+from modjax import data, metrics, parallel, train
 from modjax.typing import Batch
 
 HostMetrics = dict[str, np.ndarray]
@@ -344,12 +347,45 @@ def evaluate(
     }
 
 
+def evaluate_predict(
+    predict: Callable[[jax.Array], jax.Array],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """`evaluate` of `predict: x -> scores [B, num_classes]`, the top-1 of its scores.
+
+    `images` reach `predict` as they are (it holds its own preprocessing; float inputs are
+    fine). One `train.make_eval_step(predict_fn=...)` over fixed batches (the last padded and
+    masked), so `predict` compiles once. No loss is summed: scores need not be logits.
+
+    Returns:
+        `evaluate`'s dict (`loss` is 0).
+    """
+    eval_step = train.make_eval_step(
+        predict_fn=lambda variables, x: predict(x),
+        preprocess=lambda images, rng: images,
+        num_classes=num_classes,
+        loss=False,
+    )
+    return evaluate(
+        eval_step=eval_step,
+        variables={},
+        images=images,
+        labels=labels,
+        global_batch_size=batch_size,
+    )
+
+
 __all__ = [
     "Callback",
     "EpochEvent",
     "LogEvent",
     "check_finite",
     "evaluate",
+    "evaluate_predict",
     "first_nonfinite_step",
     "fit",
 ]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from modjax import decompose, metrics
+from modjax import decompose, loop, metrics
 
 
 def logits_of(modules, x) -> jax.Array:
@@ -21,10 +21,14 @@ def composed_acc(modules, x, y, labels=None) -> float:
     `labels[i]` is what module i's win predicts (default: its class id), e.g. `[0, 1]` for a
     two-module task relabelled 0/1.
     """
-    labels = np.asarray([m.class_id for m in modules] if labels is None else labels)
+    labels = jnp.asarray([m.class_id for m in modules] if labels is None else labels)
     own = jnp.asarray([m.class_id for m in modules])
-    win = np.asarray(decompose.vote.vote(logits_of(modules, x), own))
-    return float(np.mean(labels[win] == y))
+    k = int(max(int(labels.max()), int(np.max(y)))) + 1
+
+    def predict(xb):
+        return jax.nn.one_hot(labels[decompose.vote.vote(logits_of(modules, xb), own)], k)
+
+    return loop.evaluate_predict(predict, x, y, num_classes=k, batch_size=1000)["accuracy"]
 
 
 def mean_ji(modules, fn=metrics.value_jaccard) -> float:

@@ -17,12 +17,11 @@ import json
 import pathlib
 import time
 
-import jax.numpy as jnp
 import numpy as np
 
 from experiments.panrajan import fse20_report, fse20_train
 from experiments.panrajan.common import composed_acc, mean_ji
-from modjax import decompose, metrics
+from modjax import decompose, loop, metrics
 from modjax.modules import atomic
 
 KEYS = (
@@ -135,12 +134,14 @@ def reuse_and_replace(workdir, settings, train, test):
     xt, yt = test["MNIST"]
     five = yt == digit
     params = fse20_train.load_params(workdir / "models" / "MNIST-1-faulty5")
-    logits = decompose.forward(decompose.dense_layers(params), jnp.asarray(xt[five]))
+    layers = decompose.dense_layers(params)
     res["faulty"] = {
         "model": meta["acc"],
         "prior": composed_acc(faulty, xt, yt),
         "after": composed_acc(swapped, xt, yt),
-        "model_5": float(np.mean(np.asarray(logits).argmax(-1) == digit)),
+        "model_5": loop.evaluate_predict(
+            lambda xb: decompose.forward(layers, xb), xt[five], yt[five], num_classes=10
+        )["accuracy"],
         "prior_5": composed_acc(faulty, xt[five], yt[five]),
         "after_5": composed_acc(swapped, xt[five], yt[five]),
     }

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.panrajan.icse22_report import write_markdown
-from modjax import checkpoint, models, train
+from modjax import checkpoint, loop, models, train
 from modjax import decompose as dc
 from modjax.modules import atomic
 from modjax.runs import config as config_lib
@@ -301,19 +301,23 @@ def reuse_pairs(mods, params, x, y, num_pairs):
     classes, against the parent restricted to the same two outputs (no retrained TMA)."""
     classes = sorted(np.random.default_rng(0).choice(len(mods), 4, replace=False).tolist())
     pairs = list(itertools.combinations(classes, 2))[:num_pairs]
-    logits = np.concatenate(
-        [np.asarray(jax.jit(dc.run)(params, jnp.asarray(x[i : i + 500]))[0])
-         for i in range(0, len(x), 500)]
-    )  # fmt: skip
     rows = []
     for a, b in pairs:
         sel = (y == a) | (y == b)
-        xs, ys = x[sel], (y[sel] == b).astype(int)
+        xs, ys = x[sel], (y[sel] == b).astype(np.int32)
         stacked, own, labels = dc.compose([mods[a], mods[b]], labels=[0, 1])
-        pred = np.asarray(jax.jit(dc.predict)(stacked, own, labels, jnp.asarray(xs)))
-        restricted = (logits[sel][:, b] > logits[sel][:, a]).astype(int)
-        rows.append({"pair": [a, b], "ma": float(np.mean(pred == ys)),
-                     "parent": float(np.mean(restricted == ys))})  # fmt: skip
+
+        def composed(xb, stacked=stacked, own=own, labels=labels):
+            return jax.nn.one_hot(dc.predict(stacked, own, labels, xb), 2)
+
+        def restricted(xb, a=a, b=b):  # the parent's logits of the two classes
+            return dc.run(params, xb)[0][:, jnp.asarray([a, b])]
+
+        ma, parent = (
+            loop.evaluate_predict(f, xs, ys, num_classes=2, batch_size=500)["accuracy"]
+            for f in (composed, restricted)
+        )
+        rows.append({"pair": [a, b], "ma": ma, "parent": parent})
     return rows
 
 

@@ -138,5 +138,10 @@ def train(x, y, *, depth, num_classes=10, epochs=50, seed=0, log=None):
 def accuracy(depth, params, x, y, *, num_classes=10):
     """Top-1 accuracy of the MLP `params` on `x`, `y`."""
     model = models.get_model("mlp", depth=depth, num_classes=num_classes)
-    logits, _ = jax.jit(model.apply)({"params": params}, x)
-    return float(np.mean(np.asarray(jnp.argmax(logits, -1)) == y))
+
+    def predict(xb):
+        return model.apply({"params": params}, xb)[0]
+
+    return loop.evaluate_predict(predict, x, y, num_classes=num_classes, batch_size=1000)[
+        "accuracy"
+    ]

@@ -292,35 +292,6 @@ def per_class_change(before, after, *, target_index: int) -> tuple[float, float]
     return float(diff[target_index]), float(rest.mean()) if rest.size else float("nan")
 
 
-def per_class_accuracy(
-    predict: Callable[[jax.Array], jax.Array],
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    num_classes: int,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """Per-class top-1 accuracy `[num_classes]` (NaN without samples) of `predict: x -> [B, N]`.
-
-    One `loop.evaluate` pass of `train.make_eval_step(predict_fn=...)`: batches have a fixed
-    size (the last padded and masked), so `predict` compiles once. `images` go to `predict` as
-    they are (it holds its own preprocessing).
-    """
-    eval_step = train.make_eval_step(
-        predict_fn=lambda variables, x: predict(x),
-        preprocess=lambda images, rng: images,
-        num_classes=num_classes,
-        loss=False,  # scores need not be logits (the CNNSplitter patch gives probabilities)
-    )
-    return loop.evaluate(
-        eval_step=eval_step,
-        variables={},
-        images=images,
-        labels=labels,
-        global_batch_size=batch_size,
-    )["per_class_accuracy"]
-
-
 APPROACHES = ("cnnsplitter", "moda_adapter")
 """The two repairs `evaluate_replacement` compares with the weak model (its result's keys)."""
 
@@ -389,9 +360,9 @@ def evaluate_replacement(
         "moda_adapter": replaced_apply(weak_apply, strong_apply, params, target_index=k),
     }
     acc = {
-        name: per_class_accuracy(
+        name: loop.evaluate_predict(
             f, test_images, test_labels, num_classes=num_classes, batch_size=eval_batch_size
-        )
+        )["per_class_accuracy"]
         for name, f in predictors.items()
     }
     counts = np.bincount(np.asarray(test_labels), minlength=num_classes)
@@ -418,7 +389,6 @@ __all__ = [
     "fit_adapter",
     "init_adapter",
     "make_adapter_inputs",
-    "per_class_accuracy",
     "per_class_change",
     "replaced_apply",
     "train_adapter",

@@ -154,7 +154,9 @@ def test_fixup_scales_conv1_by_inverse_sqrt_blocks():
                 "resnet_cifar", depth=depth, width=1.0, batch_norm=False, zero_init_residual=zeroed
             )
             params = model.init(jax.random.key(0), x)["params"]
-            kernels = [params[b]["conv1"]["conv"]["kernel"] for b in params if b.startswith("layer")]
+            kernels = [
+                params[b]["conv1"]["conv"]["kernel"] for b in params if b.startswith("layer")
+            ]
             stds[zeroed] = float(jnp.std(jnp.concatenate([k.ravel() for k in kernels])))
             shortcut = params["layer2_0"]["shortcut"]["conv"]["kernel"]  # never rescaled
             he_std = (2.0 / shortcut.shape[2]) ** 0.5  # 1x1 kernel: fan_in = input channels

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from modjax import loop
 from modjax.modular import replace
 
 
@@ -57,13 +58,13 @@ def test_train_adapter_and_replaced_apply_use_frozen_networks():
     logits = replace.replaced_apply(weak, strong, params, target_index=2)(jnp.asarray(images))
     assert logits.shape == (256, 3)
     assert np.mean(np.argmax(logits, -1) == y) > 0.95
-    acc = replace.per_class_accuracy(
+    acc = loop.evaluate_predict(
         replace.replaced_apply(weak, strong, params, target_index=2),
         images,
         y,
         num_classes=3,
         batch_size=100,
-    )
+    )["per_class_accuracy"]
     assert acc.shape == (3,) and np.all(acc > 0.9)
 
 
