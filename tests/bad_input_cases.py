@@ -332,4 +332,25 @@ CASES = [
         lambda t, d: (["data", "download", "imagenet9", "--data-dir", str(d / "data")], d / "data"),
         "imagenet9",
     ),
+    # DeepArc's numeric flags are typed by range (cli/flags.py): refused before the run opens.
+    *(
+        (
+            f"{cmd}-{flag.strip('-')}-{value}",
+            lambda t, d, cmd=cmd, flag=flag, value=value: (
+                [cmd, "--workdir", str(t["std"]), "--out", str(d / "o"), flag, value],
+                d / "o",
+            ),
+            f"argument {flag}: {message}",
+        )
+        for cmd, flag, value, message in (
+            ("arch", "--thresholds", "0", "0.0 is outside (0, 1]"),
+            ("arch", "--examples", "0", "0 is below 1"),
+            ("arch", "--passes", "0", "0 is below 1"),
+            ("shrink", "--threshold", "1.5", "1.5 is outside (0, 1]"),
+            ("shrink", "--search", "-1", "-1 is below 0"),
+            ("repair", "--learning-rate", "nan", "'nan' is not a finite number"),
+            ("repair", "--max-trained-share", "0", "0.0 is outside (0, 1]"),
+            ("repair", "--eps", "-8", "-8.0 is not > 0"),
+        )
+    ),
 ]

@@ -31,7 +31,10 @@ def test_bad_input_is_one_clear_line(trained, tmp_path, capsys, monkeypatch, bui
     before = _snapshot(guarded) if guarded is not None else None
     existed = guarded is not None and guarded.exists()
     capsys.readouterr()
-    code = main([*argv, *(["--no-progress"] if argv[0] in ("train", "pipeline") else [])])
+    try:
+        code = main([*argv, *(["--no-progress"] if argv[0] in ("train", "pipeline") else [])])
+    except SystemExit as e:  # argparse's own errors (a typed flag out of its range)
+        code = e.code
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err

@@ -7,7 +7,7 @@ import sys
 import jax
 
 from modjax import data
-from modjax.cli import compare_cmd, decompose_cmd, deeparc_cmd, modules_cmd, pipeline_cmd
+from modjax.cli import compare_cmd, decompose_cmd, deeparc_cmd, flags, modules_cmd, pipeline_cmd
 from modjax.cli.flags import add_bool_flag
 from modjax.modules import jsonrules, registry
 from modjax.runs import cluster, compose, report, training
@@ -96,7 +96,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = flags.Parser(
         prog="modjax",
         description="Modular deep learning in JAX: train networks that split into per-class "
         "modules (MwT, MODA), cut modules out of trained networks (Pan & Rajan), find "

@@ -8,7 +8,7 @@ import argparse
 import json
 import pathlib
 
-from modjax.cli.flags import add_bool_flag
+from modjax.cli.flags import add_bool_flag, int_at_least, positive_float, unit_interval
 from modjax.deeparc import architecture
 from modjax.runs import deeparc, training
 
@@ -39,18 +39,21 @@ def add_commands(sub) -> None:
     _common(p, "deeparc/arch")
     p.add_argument(
         "--thresholds",
-        type=float,
+        type=unit_interval,
         nargs="+",
         default=[0.9, 0.95, 0.99],
         help="CKA thresholds θ whose modules are listed (default: 0.9 0.95 0.99)",
     )
-    p.add_argument("--examples", type=int, help="test images used (default: all)")
+    p.add_argument("--examples", type=int_at_least(1), help="test images used (default: all)")
     p.add_argument(
-        "--batch-size", type=int, default=256, help="CKA minibatch (>= 4) (default: %(default)s)"
+        "--batch-size",
+        type=int_at_least(4),
+        default=256,
+        help="CKA minibatch (>= 4) (default: %(default)s)",
     )
     p.add_argument(
         "--passes",
-        type=int,
+        type=int_at_least(1),
         default=10,
         help="passes over the images (default: %(default)s, as DeepArc)",
     )
@@ -77,7 +80,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--search",
-        type=int,
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="remove up to N blocks (default: 0: no search)",
@@ -90,17 +93,17 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=unit_interval,
         default=0.99,
         help="θ whose redundant blocks the search may remove (default: %(default)s)",
     )
     p.add_argument(
         "--subsets",
-        type=int,
+        type=int_at_least(1),
         default=5,
         help="random subsets per size (default: %(default)s, as DeepArc)",
     )
-    p.add_argument("--examples", type=int, help="test images used (default: all)")
+    p.add_argument("--examples", type=int_at_least(1), help="test images used (default: all)")
 
     p = sub.add_parser(
         "repair",
@@ -114,38 +117,48 @@ def add_commands(sub) -> None:
     )
     _common(p, "deeparc/repair")
     p.add_argument(
-        "--examples", type=int, default=1000, help="benign training images (default: %(default)s)"
+        "--examples",
+        type=int_at_least(1),
+        default=1000,
+        help="benign training images (default: %(default)s)",
     )
     p.add_argument(
         "--test-examples",
-        type=int,
+        type=int_at_least(1),
         default=1000,
         help="test images for the before/after accuracy (default: %(default)s)",
     )
-    p.add_argument("--top-k", type=int, default=5, help="blocks retrained (default: %(default)s)")
+    p.add_argument(
+        "--top-k", type=int_at_least(1), default=5, help="blocks retrained (default: %(default)s)"
+    )
     p.add_argument(
         "--max-trained-share",
-        type=float,
+        type=unit_interval,
         metavar="S",
         help="budget: the top-k blocks whose parameters together stay within this share of the "
         "model's, in score order (e.g. 0.2; default: no budget)",
     )
     p.add_argument(
-        "--epochs", type=int, default=10, help="fine-tuning epochs (default: %(default)s)"
+        "--epochs",
+        type=int_at_least(1),
+        default=10,
+        help="fine-tuning epochs (default: %(default)s)",
     )
     p.add_argument(
         "--learning-rate",
-        type=float,
+        type=positive_float,
         default=1e-4,
         help="fine-tuning learning rate (default: %(default)s)",
     )
     p.add_argument(
         "--eps",
-        type=float,
+        type=positive_float,
         default=8.0,
         help="PGD radius in pixels, 8 = 8/255 (default: %(default)s)",
     )
-    p.add_argument("--steps", type=int, default=7, help="PGD steps (default: %(default)s)")
+    p.add_argument(
+        "--steps", type=int_at_least(1), default=7, help="PGD steps (default: %(default)s)"
+    )
 
 
 def _out(args, name: str) -> pathlib.Path:

@@ -141,9 +141,16 @@ def run_repair(
     `max_share` caps the share of parameters trained (`repair.select_blocks`).
 
     Raises:
-        ValueError: for a model without residual blocks (or a bad `top_k`).
+        ValueError: a model without residual blocks, `top_k` outside 1..blocks, a `max_share`
+            that no block fits (both checked before the attack), or attacks that lower the
+            accuracy on `images` not at all (no error set to repair with).
     """
     names = repair.repair_blocks(model)
+    if not 1 <= top_k <= len(names):
+        raise ValueError(f"top_k={top_k} must be in 1..{len(names)} (the model's blocks)")
+    shares = repair.block_shares(model, variables["params"]) if max_share is not None else None
+    if shares is not None and min(shares) > max_share:  # before the attack, not after it
+        repair.select_blocks(np.zeros(len(names)), top_k, shares=shares, max_share=max_share)
     rng = jax.random.key(seed)
     advs, test_advs = [], []
     for i, attack in enumerate(attacks):
@@ -151,10 +158,19 @@ def run_repair(
         for src, lab, out in ((images, labels, advs), (test_images, test_labels, test_advs)):
             x = fn(variables, src, lab, jax.random.fold_in(rng, i))
             out.append(np.asarray(jax.device_get(x)).round().clip(0, 255).astype(np.uint8))
+    eval_step = train.make_eval_step(model=model, preprocess=preprocess, num_classes=num_classes)
+    clean = _accuracy(eval_step, variables, images, labels, batch_size=256)
+    fooled = [_accuracy(eval_step, variables, adv, labels, batch_size=256) for adv in advs]
+    if all(acc >= clean for acc in fooled):
+        raise ValueError(
+            f"no successful attack: on the {len(labels)} repair images the accuracy is "
+            f"{clean:.4f} clean and {', '.join(f'{a:.4f}' for a in fooled)} under the attacks "
+            f"{list(attacks)}, so there is no error set to repair with; raise the radius (--eps) "
+            "or the steps (--steps)"
+        )
     sim_fn = repair.make_similarity_fn(model=model, layers=["stem", *names], preprocess=preprocess)
     sims = np.stack([np.asarray(sim_fn(variables, images, adv)) for adv in advs])
     scores = repair.deviation_scores(sims)
-    shares = repair.block_shares(model, variables["params"]) if max_share is not None else None
     selected = repair.select_blocks(scores, top_k, shares=shares, max_share=max_share)
     target_layer = names[selected[0]]
 
@@ -163,8 +179,6 @@ def run_repair(
     apply = jax.jit(lambda v, x: model.apply(v, preprocess(x, rng), train=False)[1][target_layer])
     benign_target = np.asarray(apply(variables, images))
     targets = np.concatenate([benign_target] * (1 + len(advs)))
-
-    eval_step = train.make_eval_step(model=model, preprocess=preprocess, num_classes=num_classes)
 
     def evaluate(v):
         def acc(x, y):  # one compiled eval step for every set (fixed padded batch shape)

@@ -99,6 +99,29 @@ def plot_cka(csv_path: pathlib.Path, png_path: pathlib.Path, *, title: str = "")
     plt.close(fig)
 
 
+def _check_blocks(model, remove: Sequence[int] | None, candidates: Sequence[int] | None) -> None:
+    """Refuses `--remove` / `--candidates` indices before any work, naming the valid range."""
+    num_blocks = len(block_positions(model))
+    allowed = surgery.removable(model)
+    span = f"0..{num_blocks - 1}"
+    for flag, indices in (("--remove", remove), ("--candidates", candidates)):
+        for i in indices or ():
+            if not 0 <= i < num_blocks:
+                raise ValueError(
+                    f"{flag} {i}: no such block; the model has {num_blocks} blocks ({span}), "
+                    f"removable: {' '.join(map(str, allowed))}"
+                )
+    for i in remove or ():
+        if i not in allowed:
+            raise ValueError(
+                f"--remove {i}: block {i} ({block_names(model)[i]}) is the first block of stage "
+                f"{block_positions(model)[i][0]}, which changes the shape (stride, shortcut "
+                f"conv) and cannot be removed; removable: {' '.join(map(str, allowed))}"
+            )
+    if remove and len(set(remove)) != len(remove):
+        raise ValueError(f"--remove {' '.join(map(str, remove))} repeats a block index")
+
+
 def arch(
     restored: RestoredRun,
     out: pathlib.Path,
@@ -184,6 +207,7 @@ def shrink(
         `{"examples", "baseline", "cumulative"?, "search"?, "skipped_candidates"?, "network"}`;
         `network` is `{"path", "removed", "accuracy", "blocks"}` of the saved network, or None.
     """
+    _check_blocks(restored.model, remove, candidates)
     out.mkdir(parents=True, exist_ok=True)
     images, labels = _subset(*restored.test_data, examples, seed)
     evaluate = pipeline.make_removal_eval(
@@ -211,9 +235,8 @@ def shrink(
         allowed = surgery.removable(restored.model)
         if candidates is None:
             candidates = allowed
-        else:  # a stage's first block cannot go; out-of-range indices still raise below
-            num_blocks = len(block_positions(restored.model))
-            skipped = [c for c in candidates if 0 <= c < num_blocks and c not in allowed]
+        else:  # a stage's first block cannot go (a CKA module may span a stage boundary)
+            skipped = [c for c in candidates if c not in allowed]
             result["skipped_candidates"] = skipped
             candidates = [c for c in candidates if c not in skipped]
         result["search"] = surgery.compression_search(

@@ -22,9 +22,9 @@ def workdir(tmp_path_factory):
         model="resnet14",
         dataset="digits",
         width=0.125,
-        num_epochs=1,
+        num_epochs=4,
         global_batch_size=64,
-        train_examples=256,
+        train_examples=1024,
         num_devices=1,
         log_every=10,
         checkpoint_every=10,
@@ -154,6 +154,26 @@ def test_shrink_errors(workdir):
         )
     with pytest.raises(ValueError, match="needs --remove and/or --search"):
         _run(["shrink", "--workdir", str(workdir), "--out", str(workdir / "y"), "--examples", "16"])
+    # Out-of-range indices are named with the valid range, before any evaluation or file.
+    for flag in ("--remove", "--candidates"):
+        out = workdir / f"z{flag}"
+        argv = ["shrink", "--workdir", str(workdir), "--out", str(out), "--search", "1"]
+        with pytest.raises(ValueError, match=rf"{flag} 99: no such block; the model has 6 blocks"):
+            _run([*argv, flag, "3 99"])
+        assert not out.exists()
+
+
+def test_repair_refuses_a_budget_no_block_fits_and_an_attack_that_fools_nothing(workdir):
+    base = ["repair", "--workdir", str(workdir), "--examples", "32", "--test-examples", "32"]
+    out = workdir / "r1"
+    with pytest.raises(ValueError, match=r"max_share=1e-05: no block fits"):
+        _run([*base, "--out", str(out), "--max-trained-share", "0.00001"])
+    assert not (out / "repair.json").exists()
+    # A radius far below one grey level rounds every error image back to its original.
+    out = workdir / "r2"
+    with pytest.raises(ValueError, match="no successful attack"):
+        _run([*base, "--out", str(out), "--eps", "0.001", "--steps", "1"])
+    assert not (out / "repair.json").exists() and not (out / "network").exists()
 
 
 def test_shrink_network_evaluates_alone_with_the_same_accuracy(workdir, tmp_path, capsys):

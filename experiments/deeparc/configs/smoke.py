@@ -1,4 +1,4 @@
-"""DeepArc smoke run: a tiny ResNet-14 on the embedded digits, one epoch, a seconds-long analysis.
+"""DeepArc smoke run: a tiny ResNet-14 on the embedded digits, four short epochs (a model the attack can fool), a seconds-long analysis.
 
 Run: python -m experiments.deeparc --config experiments/deeparc/configs/smoke.py \
          --workdir /tmp/deeparc_smoke   (~1 min on a 2-core CPU; the tests)
@@ -11,9 +11,9 @@ def get_config():
             model="resnet14",
             width=0.125,
             dataset="digits",
-            num_epochs=1,
+            num_epochs=4,
             global_batch_size=64,
-            train_examples=256,
+            train_examples=1024,
             num_devices=1,
             log_every=10,
             checkpoint_every=10,
