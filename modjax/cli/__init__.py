@@ -6,7 +6,7 @@ import sys
 
 import jax
 
-from modjax import data
+from modjax import data, models
 from modjax.cli import compare_cmd, decompose_cmd, deeparc_cmd, flags, modules_cmd, pipeline_cmd
 from modjax.cli.flags import add_bool_flag
 from modjax.modules import jsonrules, registry
@@ -18,7 +18,8 @@ from modjax.runs.config import FIELDS, TrainConfig
 # appends "(default: VALUE)"; a setting whose default is None says what None means here instead.
 # `method` is not here: its help lists the registered objectives (`_method_help`).
 HELP = {
-    "model": "architecture: mlp, lenet5, simcnn, rescnn, vgg16, vgg16_moda, resnet18, mobilenet",
+    "model": "architecture: " + ", ".join(models.MODEL_NAMES) + " (the CIFAR ResNet-v1 "
+    "`resnet{depth}`, `_nobn` without BatchNorm and with Fixup-style init)",
     "dataset": "dataset name (TFDS naming): digits (embedded, no files needed), mnist, "
     "fashion_mnist, kmnist, emnist/letters, cifar10, cifar100, svhn_cropped",
     "width": "channel/unit multiplier; 1.0 is the paper architecture, e.g. 0.25 for CPU runs",

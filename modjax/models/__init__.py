@@ -63,10 +63,11 @@ _CONSTRUCTORS = {
         f"resnet{d}": functools.partial(ResNetCIFAR, depth=d)
         for d in sorted({20, 32, 56, *DEEPARC_DEPTHS})
     },
-    # Pan & Rajan ICSE'22 parents: the same ResNets without BatchNorm (METHODS §3.8).
+    # Pan & Rajan ICSE'22 parents: the same ResNets without BatchNorm (METHODS §3.8), at every
+    # depth above (Fixup-style init by default, so each trains from `modjax train`).
     **{
         f"resnet{d}_nobn": functools.partial(ResNetCIFAR, depth=d, batch_norm=False)
-        for d in (20, 32, 56)
+        for d in sorted({20, 32, 56, *DEEPARC_DEPTHS})
     },
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
@@ -105,7 +106,7 @@ def get_model(
             `vgg16_moda` (variant (b)), `resnet18`, `mobilenet`, and the CIFAR ResNet-v1
             `resnet_cifar` (option `depth`) with its fixed depths `resnet14`, `resnet20`,
             `resnet32`, `resnet44`, `resnet56`, `resnet86`, `resnet110`, `resnet152`,
-            and without BatchNorm `resnet20_nobn`, `resnet32_nobn`, `resnet56_nobn`.
+            and without BatchNorm `resnet{depth}_nobn` at the same depths.
         num_classes: output units N.
         width: channel/unit multiplier: every conv width and hidden FC width c becomes
             `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
