@@ -3,6 +3,7 @@
     python -m experiments.panrajan fse20  --config experiments/panrajan/configs/fse20_cpu.py ...
     python -m experiments.panrajan kmnist --config experiments/panrajan/configs/kmnist_cpu.py ...
     python -m experiments.panrajan icse22 --config experiments/panrajan/configs/icse22_cpu.py ...
+    python -m experiments.panrajan ji     --workdir RUN --out RESULT.json
 
 `python -m experiments.panrajan <command> --help` explains each command's flags; every config in
 `experiments/panrajan/configs/` starts with its full command and runtime.
@@ -11,13 +12,14 @@
 import argparse
 import logging
 
-from experiments.panrajan import fse20, icse22, kmnist
+from experiments.panrajan import fse20, icse22, ji, kmnist
 from modjax.runs import config as config_lib
 
 COMMANDS = {
     "fse20": (fse20, "FSE'20 Table 1, reuse and replacement on MNIST and Fashion-MNIST MLPs"),
     "kmnist": (kmnist, "FSE'20 KMNIST rows and MNIST ← KMNIST inter-dataset replacement"),
     "icse22": (icse22, "ICSE'22 CNN decomposition of a CIFAR ResNet without BN, reuse, R32 ← R20"),
+    "ji": (ji, "why ICSE'22 CNN modules overlap: per-layer CI/TI inactive positions of a parent"),
 }
 
 
@@ -52,8 +54,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     module = COMMANDS[args.command][0]
-    if module is icse22:
-        return icse22.run(args, parser)
+    if module in (icse22, ji):
+        return module.run(args, parser)
     return module.run(args, _settings(module, args.config))
 
 
