@@ -86,3 +86,15 @@ def test_icse22_smoke_with_replacement(tmp_path):
     result = json.loads((work / "decompose" / "results.json").read_text())
     assert [row["class"] for row in result["replacement"]["rows"]] == list(range(10))
     assert "## Intra replacement (Table 4)" in results.read_text()
+    # The JI diagnosis on the same parent: TI only re-activates, fewer positives zero more.
+    out = tmp_path / "ji.json"
+    argv = ["ji", "--workdir", str(work / "train"), "--out", str(out), "--positives", "16"]
+    assert panrajan.main([*argv, "--confidence", "0", "--counts", "4"]) == 0
+    ji = json.loads(out.read_text())
+    assert ji["layers"][0]["point"] == "stem" and len(ji["layers"]) == 1 + 2 * 9
+    for row in ji["layers"]:
+        assert row["final_inactive"] <= row["ci_inactive"] + 1e-9, row
+        assert row["ci_inactive_by_count"]["4"] >= row["ci_inactive"] - 1e-9, row
+        assert 0 <= row["ji_positions"] <= 1 and 0 <= row["ji_ci_only"] <= 1
+    assert ji["final_inactive_all"] <= ji["ci_inactive_all"]
+    assert (tmp_path / "ji.md").read_text().startswith("| point | positions |")
