@@ -198,6 +198,32 @@ def restore(
     return restored.state, meta
 
 
+QUARANTINE = "damaged_checkpoints"
+"""Where `quarantine` moves damaged steps: a sibling of the checkpoint directory."""
+
+
+def quarantine(manager: ocp.CheckpointManager, step: int) -> pathlib.Path:
+    """Moves checkpoint `step` aside, keeping its name, so that training can save that step again.
+
+    The step directory goes to `<checkpoint dir>/../damaged_checkpoints/<step>` (`<step>.1`,
+    `<step>.2`, ... if that exists), out of Orbax's sight, and the manager re-reads its steps.
+    Nothing is deleted: the bytes stay for inspection. Returns the new path.
+    """
+    directory = pathlib.Path(manager.directory)
+    source = directory / str(step)
+    if not source.is_dir():
+        raise FileNotFoundError(f"checkpoint step {step} is not a directory in {directory}")
+    target_dir = directory.parent / QUARANTINE
+    target_dir.mkdir(exist_ok=True)
+    target, n = target_dir / str(step), 0
+    while target.exists():
+        n += 1
+        target = target_dir / f"{step}.{n}"
+    source.rename(target)
+    manager.reload()
+    return target
+
+
 def _verify(manager, step: int, state: Any, expected: dict[str, list[int]] | None) -> None:
     if expected is None:  # written before checksums were recorded
         logger.warning("checkpoint step %d in %s has no checksums", step, manager.directory)

@@ -4,9 +4,12 @@ and nothing half-written (no new workdir; an existing one is left byte-for-byte 
 import json
 import pathlib
 
+import jax
+import numpy as np
 import pytest
 
 from modjax.cli import main
+from modjax.runs import training
 from tests.bad_input_cases import CASES, SMOKE, SMOKE_MODA, _copy, _flip_checkpoint, _snapshot
 
 
@@ -107,12 +110,18 @@ def test_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     assert "No space left on device" in err and "config.json" in err
 
 
-def test_resume_from_valid_falls_back_past_a_damaged_checkpoint(trained, tmp_path, capsys):
+def test_resume_from_valid_finishes_the_same_command_bit_identical(trained, tmp_path, capsys):
+    """A damaged latest step: the same command stops naming it; with --resume-from-valid it
+    falls back to step 1, moves step 8 aside, retrains and ends bit-identical to the intact run."""
     run = _copy(trained, tmp_path)
     _flip_checkpoint(run)  # the latest step (8) is damaged; step 1 is intact
-    argv = ["train", "--config", SMOKE, "--num-epochs", "2", "--workdir", str(run), "--no-progress"]
+    argv = ["train", "--config", SMOKE, "--workdir", str(run), "--no-progress"]
     assert main(argv) == 2
     assert "checkpoint step 8" in capsys.readouterr().err
     assert main([*argv, "--resume-from-valid"]) == 0
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 16
+    assert json.loads((run / "summary.json").read_text())["steps"] == 8
+    assert (run / "damaged_checkpoints" / "8").is_dir()  # kept for inspection, name kept
+    resumed = training.load_run(run).variables
+    intact = training.load_run(trained["std"]).variables
+    leaves = jax.tree.leaves(jax.tree.map(np.array_equal, resumed, intact))
+    assert leaves and all(leaves)

@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "resume_from_valid",
         default=False,
-        help="if the latest checkpoint is damaged, resume from the newest one that restores "
-        "(default: off: stop with the error)",
+        help="if the latest checkpoint is damaged, move it aside to <workdir>/damaged_checkpoints/ "
+        "and resume from the newest one that restores (default: off: stop with the error)",
     )
     _add_config_flags(p)
 

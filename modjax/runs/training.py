@@ -358,6 +358,9 @@ def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
 def restore_or_create(run: Run, manager, *, from_valid: bool = False) -> train.TrainState:
     """The latest checkpoint's state, or a fresh one; `from_valid` falls back past damaged steps.
 
+    With `from_valid`, each damaged step is moved aside (`checkpoint.quarantine`, name kept)
+    before the next older one is tried, so the resumed run can write that step again and finish.
+
     Raises:
         CheckpointError: the latest checkpoint is damaged (and `from_valid` is False), or every
             checkpoint is.
@@ -372,7 +375,8 @@ def restore_or_create(run: Run, manager, *, from_valid: bool = False) -> train.T
         except checkpoint.CheckpointError as err:
             if not from_valid or i == len(steps) - 1:
                 raise
-            logger.warning("skipping damaged checkpoint step %d: %s", step, err)
+            moved = checkpoint.quarantine(manager, step)  # so that step can be saved again
+            logger.warning("damaged checkpoint step %d moved to %s: %s", step, moved, err)
             continue
         logger.info("resumed from step %d", int(state.step))
         return state
