@@ -155,7 +155,7 @@ def decompose_workdir(
     cnn = config.model != "mlp"
     cm = check_options(config.model, ti=ti, cm=cm, parity=parity, paper_constants=paper_constants)
     params = restored.variables["params"]
-    parent = restored.describe(checkpoint=str(workdir.resolve()))
+    parent = restored.describe(checkpoint=training.workdir_label(workdir))
     x, y = _preprocessed(restored)
     t0 = time.perf_counter()
     if cnn:

@@ -19,7 +19,7 @@ import numpy as np
 from modjax.deeparc import architecture, network, pipeline, surgery
 from modjax.deeparc.blocks import block_names, block_positions
 from modjax.modules import atomic
-from modjax.runs.training import RestoredRun
+from modjax.runs.training import RestoredRun, workdir_label
 
 MODEL_NAME = "resnet_cifar"
 """The zoo name that rebuilds every network DeepArc makes (any depth, any blocks per stage)."""
@@ -60,7 +60,7 @@ def _save_network(
         model_name=MODEL_NAME,
         model=model,
         variables=variables,
-        parent=restored.describe(checkpoint=str(restored.workdir.resolve())),
+        parent=restored.describe(checkpoint=workdir_label(restored.workdir)),
         preprocess=restored.preprocess_spec(),
         class_names=restored.class_names,
         operation=operation,

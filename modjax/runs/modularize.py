@@ -182,7 +182,7 @@ def modularize_workdir(
             },
             "preprocess": spec,
             "class_names": [names[c]],
-            "source": {"workdir": str(workdir.resolve()), "step": step},
+            "source": {"workdir": training.workdir_label(workdir), "step": step},
         }
         saved.append((module, {"units": units.values, "unit_index": units.index}, info))
         rows.append(

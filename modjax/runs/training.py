@@ -165,6 +165,16 @@ def build_run(config: TrainConfig) -> Run:
     )
 
 
+def workdir_label(workdir: str | pathlib.Path) -> str:
+    """A user-free name of a workdir for module manifests: relative to the current directory
+    when it lies below it, else its last two path parts (never a home or absolute path)."""
+    path = pathlib.Path(workdir).resolve()
+    try:
+        return str(path.relative_to(pathlib.Path.cwd().resolve()))
+    except ValueError:
+        return str(pathlib.Path(*path.parts[-2:]))
+
+
 @dataclasses.dataclass(frozen=True)
 class RestoredRun:
     """A training workdir's checkpoint, restored on the host, with what commands read from it.

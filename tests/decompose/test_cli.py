@@ -42,7 +42,10 @@ def test_decompose_writes_one_module_per_class(run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "edge_rate" in printed and "voting-composed" in printed
     module = dc.load_decomposed(out / "class_4")
-    assert module.class_id == 4 and module.parent["checkpoint"] == str(run.resolve())
+    assert module.class_id == 4
+    # No absolute (user) path in the manifest: the workdir's last two parts (tmp is not below cwd).
+    assert module.parent["checkpoint"] == f"{run.parent.name}/run"
+    assert str(run.resolve()) not in (out / "class_4" / "manifest.json").read_text()
     channels, pruned = dc.load_pruned(out / "class_4")
     x = np.asarray(jax.random.uniform(jax.random.key(0), (7, 8, 8, 1)))
     full = models.get_model("mlp", depth=2).apply({"params": module.params}, x)[0]
