@@ -220,8 +220,9 @@ def main(argv=None):
         # by the 2-thread one runs as a 1-thread program (LeNet5 MwT at 2 threads: 12.6 vs
         # 9.5 ms; this made the objective's overhead read +28-34% when only the MwT step came
         # from the 1-thread worker's cache).
-        cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or pathlib.Path(
-            tempfile.gettempdir(), "compare_torch_jax_cache"
+        cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or pathlib.Path(  # per user, as
+            os.environ.get("MODJAX_CACHE_DIR") or pathlib.Path.home() / ".cache" / "modjax",
+            "compare_torch_jax",  # modjax's data cache; not a fixed path in the shared temp dir
         )
         env["JAX_COMPILATION_CACHE_DIR"] = str(pathlib.Path(cache, f"threads-{t}"))
         env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

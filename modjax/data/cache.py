@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,9 +29,20 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 
 def cache_dir() -> pathlib.Path:
-    """Returns the cache directory: `$MODJAX_CACHE_DIR`, else `~/.cache/modjax`."""
+    """Returns the cache directory: `$MODJAX_CACHE_DIR`, else `~/.cache/modjax`.
+
+    The default is per user and created 0700 (only its owner reads or plants arrays there). A
+    `$MODJAX_CACHE_DIR` shared between users is their explicit choice: every user of it trusts
+    every other, since a planted `.npz` is read as data.
+    """
     env = os.environ.get("MODJAX_CACHE_DIR")
-    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "modjax"
+    if env:
+        return pathlib.Path(env)
+    default = pathlib.Path.home() / ".cache" / "modjax"
+    if not default.exists():
+        default.parent.mkdir(parents=True, exist_ok=True)
+        default.mkdir(mode=0o700, exist_ok=True)
+    return default
 
 
 def _file_sha256(path: pathlib.Path) -> str:
@@ -89,8 +101,9 @@ def cached_arrays(
                     "loaded %s %s from cache %s", description["name"], description["split"], path
                 )
                 return npz["images"], npz["labels"]
-        except (OSError, ValueError, KeyError) as e:
-            logger.warning("ignoring unreadable cache file %s: %s", path, e)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            logger.warning("damaged cache file %s (%s): deleting and rebuilding it", path, e)
+            path.unlink(missing_ok=True)
     images, labels = compute_fn()
     tmp = None
     try:

@@ -57,3 +57,28 @@ def test_moved_directory_reuses_entry(tmp_path, cache_dir):
     cache.cached_arrays(read, description=desc, sources=[b / "imgs"])
     assert len(calls) == 2
     assert len(list(cache_dir.glob("y-test-*.npz"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_damaged_entry_is_a_named_miss_deleted_and_rebuilt(tmp_path, cache_dir, caplog, damage):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"data")
+    read, calls = _read_counter()
+    desc = {"name": "z", "split": "train"}
+    cache.cached_arrays(read, description=desc, sources=[src])
+    (entry,) = cache_dir.glob("z-train-*.npz")
+    raw = entry.read_bytes()
+    entry.write_bytes({"truncate": raw[: len(raw) // 2], "garbage": b"PK\x03\x04" + b"x" * 40,
+                       "empty": b""}[damage])  # fmt: skip
+    images, _ = cache.cached_arrays(read, description=desc, sources=[src])
+    assert len(calls) == 2 and int(images.max()) == 2  # recomputed, not fatal
+    assert f"damaged cache file {entry}" in caplog.text
+    again, _ = cache.cached_arrays(read, description=desc, sources=[src])
+    assert len(calls) == 2 and int(again.max()) == 2  # the rebuilt entry is read back
+
+
+def test_default_cache_is_per_user_0700(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODJAX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = cache.cache_dir()
+    assert path == tmp_path / ".cache" / "modjax" and path.stat().st_mode & 0o777 == 0o700
