@@ -353,4 +353,14 @@ CASES = [
             ("repair", "--eps", "-8", "-8.0 is not > 0"),
         )
     ),
+    # The same typed flags on the other commands that train or select (argparse, before work).
+    *(
+        (f"{cmd}-{flag.strip('-')}-{value}", lambda t, d, a=(cmd, flag, value): (list(a), None), m)
+        for cmd, flag, value, m in (
+            ("decompose", "--confidence", "1.2", "argument --confidence: 1.2 is outside [0, 1)"),
+            ("decompose", "--delta", "0", "argument --delta: 0.0 is not > 0"),
+            ("compose", "--finetune-lr", "nan", "argument --finetune-lr: 'nan' is not a finite"),
+            ("replace", "--learning-rate", "inf", "argument --learning-rate: 'inf' is not a fin"),
+        )
+    ),
 ]

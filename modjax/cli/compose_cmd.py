@@ -3,7 +3,7 @@
 import pathlib
 from typing import Any
 
-from modjax.cli.flags import add_bool_flag
+from modjax.cli.flags import add_bool_flag, positive_float
 from modjax.modules import atomic, export
 from modjax.runs import compose as modules
 from modjax.runs import report, task_module
@@ -79,7 +79,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--finetune-lr",
-        type=float,
+        type=positive_float,
         default=0.05,
         help="fine-tune peak SGD learning rate, Nesterov 0.9 (default: %(default)s)",
     )

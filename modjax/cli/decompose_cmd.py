@@ -3,7 +3,7 @@
 An MLP parent gets the dense method (FSE'20), a CIFAR ResNet without BatchNorm the CNN method
 (ICSE'22); the work is `runs.decompose.decompose_workdir`, this file parses and prints."""
 
-from modjax.cli.flags import add_bool_flag
+from modjax.cli.flags import add_bool_flag, positive_float, probability
 from modjax.decompose.io import METHOD
 from modjax.runs import report
 from modjax.runs.decompose import decompose_workdir
@@ -44,7 +44,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--delta",
-        type=float,
+        type=positive_float,
         default=0.5,
         help="MC-BLN's delta for CNN parents (default: %(default)s)",
     )
@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--confidence",
-        type=float,
+        type=probability,
         default=0.9,
         help="a CI positive needs p_c > this (default: %(default)s); lower it for weak parents",
     )

@@ -63,3 +63,11 @@ def unit_interval(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{value} is outside (0, 1]")
     return value
+
+
+def probability(text: str) -> float:
+    """argparse `type=`: a probability bar in [0, 1) (`p > bar`; 1 would admit nothing)."""
+    value = _number(float, text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1)")
+    return value

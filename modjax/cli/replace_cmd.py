@@ -2,6 +2,7 @@
 
 import pathlib
 
+from modjax.cli.flags import positive_float
 from modjax.modules import atomic
 from modjax.runs import report
 from modjax.runs.replacement import replace_class
@@ -47,7 +48,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--learning-rate",
-        type=float,
+        type=positive_float,
         default=0.05,
         help="adapter peak SGD learning rate, Nesterov 0.9 (default: %(default)s)",
     )
