@@ -198,7 +198,7 @@ def decompose_workdir(
         for m in modules
     ]
     summary = {
-        "workdir": str(workdir.resolve()),
+        "workdir": training.workdir_label(workdir),
         "step": restored.step,
         "method": dc.io.METHOD,
         "kind": "cnn" if cnn else "dense",

@@ -201,7 +201,7 @@ def modularize_workdir(
             }
         )
     summary = {
-        "workdir": str(workdir.resolve()),
+        "workdir": training.workdir_label(workdir),
         "step": step,
         "method": config.method,
         "threshold": threshold,

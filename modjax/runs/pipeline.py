@@ -178,7 +178,7 @@ def run_pipeline(
         }
     )
     value = {
-        "workdir": str(workdir.resolve()),
+        "workdir": training.workdir_label(workdir),
         "step": step,
         "method": config.method,
         "classes": classes,
