@@ -134,6 +134,55 @@ CASES = [
     ),
     ("config-no-get-config", _train_config("X = 1\n"), "must define get_config()"),
     (
+        "config-missing-import",
+        _train_config("import nosuchmodule_xyz\n\ndef get_config():\n    return {}\n"),
+        "failed to run: ModuleNotFoundError: No module named 'nosuchmodule_xyz'",
+    ),
+    (
+        "config-get-config-raises",
+        _train_config("def get_config():\n    return {}['x']\n"),
+        "get_config() raised KeyError",
+    ),
+    *(
+        (
+            f"shrink-modules-{name}",
+            lambda t, d, text=text: (
+                (
+                    lambda f: (
+                        f.write_text(text),
+                        [
+                            "shrink",
+                            "--workdir",
+                            str(t["std"]),
+                            "--modules",
+                            str(f),
+                            "--search",
+                            "1",
+                            "--out",
+                            str(d / "o"),
+                        ],
+                    )[1]
+                )(d / "m.json"),
+                d / "o",
+            ),  # fmt: skip
+            message,
+        )
+        for name, text, message in (
+            ("invalid-json", '{"sweep": [', "m.json is not valid JSON (Expecting value at line"),
+            ("missing-key", "{}", "m.json lacks the key(s) ['sweep']"),
+        )
+    ),
+    (
+        "distributed-nothing-set",
+        _train("--distributed"),
+        "--distributed needs --coordinator (or JAX_COORDINATOR_ADDRESS), --num-processes",
+    ),
+    (
+        "distributed-coordinator-without-port",
+        _train("--distributed", "--coordinator", "localhost", "--num-processes", "2"),
+        "coordinator address 'localhost' from --coordinator: expected HOST:PORT",
+    ),
+    (
         "config-unknown-key",
         _train_config("def get_config():\n    return {'epochs': 3}\n"),
         "unknown setting(s) ['epochs']",

@@ -235,6 +235,11 @@ def _train(args) -> int:
             num_processes=args.num_processes,
             process_id=args.process_id,
         )
+    elif cluster.stray_variables():
+        logging.getLogger("modjax").warning(
+            "%s set without --distributed: this is a single-process run (they are ignored)",
+            ", ".join(cluster.stray_variables()),
+        )
     config = _load_train_config(args)
     summary = training.train_and_evaluate(
         config, args.workdir, progress=args.progress, resume_from_valid=args.resume_from_valid

@@ -5,11 +5,11 @@ directory `OUT/network/` (`modjax eval --module`, `modjax compose`).
 """
 
 import argparse
-import json
 import pathlib
 
 from modjax.cli.flags import add_bool_flag, int_at_least, positive_float, unit_interval
 from modjax.deeparc import architecture
+from modjax.modules import jsonrules
 from modjax.runs import deeparc, training
 
 
@@ -187,7 +187,7 @@ def arch(args) -> int:
 def shrink(args) -> int:
     candidates = args.candidates
     if args.modules:
-        rows = json.loads(pathlib.Path(args.modules).read_text())["sweep"]
+        rows = jsonrules.read(args.modules, keys=("sweep",))["sweep"]  # `modjax arch`'s
         row = next((r for r in rows if abs(r["threshold"] - args.threshold) < 1e-9), None)
         if row is None:
             raise ValueError(f"--threshold={args.threshold} is not in {args.modules}")

@@ -57,9 +57,27 @@ def canonical(x: Any) -> str:
     return json.dumps(jsonable(x), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def read(path: str | os.PathLike) -> Any:
-    """The JSON value of a file (`null` stays `None`)."""
-    return json.loads(pathlib.Path(path).read_text())
+def read(path: str | os.PathLike, *, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON value of a file (`null` stays `None`); with `keys`, an object holding them.
+
+    Raises:
+        FileNotFoundError: no such file (naming it).
+        ValueError: invalid JSON (naming the file, line and column), or, with `keys`, not an
+            object or missing one of them (naming the file and the keys).
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" at line {err.lineno}, column {err.colno}" if hasattr(err, "lineno") else ""
+        raise ValueError(f"{path} is not valid JSON ({getattr(err, 'msg', err)}{where})") from None
+    if keys:
+        missing = [k for k in keys if not isinstance(value, dict) or k not in value]
+        if missing:
+            raise ValueError(f"{path} lacks the key(s) {missing}; is it the right file?")
+    return value
 
 
 __all__ = ["canonical", "dumps", "jsonable", "read"]

@@ -212,10 +212,19 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
             raise ValueError(
                 f"config file {err.filename or path}, line {err.lineno}: {err.msg}"
             ) from None
+        except Exception as err:  # an import it needs, a typo: the user's file, named
+            raise ValueError(
+                f"config file {path} failed to run: {type(err).__name__}: {err}"
+            ) from None
         get_config = getattr(module, "get_config", None)
         if get_config is None:
             raise ValueError(f"config file {path} must define get_config() returning a dict")
-        values = get_config()
+        try:
+            values = get_config()
+        except Exception as err:
+            raise ValueError(
+                f"config file {path}: get_config() raised {type(err).__name__}: {err}"
+            ) from None
     finally:
         sys.path.remove(str(directory))
         for name in set(sys.modules) - modules_before:

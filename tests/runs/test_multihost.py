@@ -98,7 +98,19 @@ def test_settings_flags_win_over_environment():
         "num_processes": 4,
         "process_id": 0,
     }
-    assert cluster.settings(environ={}) == {}  # auto-detection
+    assert cluster.settings(environ={"SLURM_JOB_ID": "7"}) == {}  # JAX detects the rest
+
+
+def test_settings_name_what_is_missing_and_a_portless_address(capsys):
+    with pytest.raises(ValueError, match=r"needs --coordinator \(or JAX_COORDINATOR_ADDRESS\), "
+                       r"--num-processes \(or JAX_NUM_PROCESSES\), --process-id"):  # fmt: skip
+        cluster.settings(environ={})
+    with pytest.raises(ValueError, match=r"needs --process-id \(or JAX_PROCESS_ID\):"):
+        cluster.settings(coordinator_address="h:1", num_processes=2, environ={})
+    with pytest.raises(ValueError, match="'localhost' from --coordinator: expected HOST:PORT"):
+        cluster.settings(coordinator_address="localhost", environ={})
+    env = {"JAX_NUM_PROCESSES": "2"}
+    assert cluster.stray_variables(env) == ["JAX_NUM_PROCESSES"] and not cluster.stray_variables({})
 
 
 @pytest.mark.parametrize(
