@@ -88,11 +88,22 @@ CASES = [
     ("mask-lr-nan", _train("--mask-learning-rate", "nan"), "mask_learning_rate=nan is invalid"),
     ("lr-zero", _train("--learning-rate", "0"), "learning_rate=0.0 is invalid"),
     ("t-max-zero", _train("--t-max", "0"), "t_max=0 is invalid"),
-    ("depth-zero", _train("--depth", "0"), "depth=0 must be an int >= 1"),
+    ("depth-zero", _train("--depth", "0"), "depth=0 is invalid: expected 1-4 hidden layers"),
+    ("depth-above-help-range", _train("--depth", "9"), "depth=9 is invalid: expected 1-4"),
+    (
+        "train-examples-above-split",
+        _train("--train-examples", "99999"),
+        "train_examples=99999 is larger than the training split (1437 examples)",
+    ),
+    (
+        "weight-of-another-objective",
+        _train("--cohesion-weight", "1"),
+        "['cohesion_weight'] do not apply to method='standard'",
+    ),
     (
         "depth-on-vgg",
         _train("--model", "vgg16", "--depth", "3"),
-        "unknown options ['depth'] for model 'vgg16'",
+        "depth applies to model='mlp' (and 'resnet_cifar') only, not 'vgg16'",
     ),
     (
         "width-no-units",

@@ -123,6 +123,15 @@ class TrainConfig:
             self.train_examples,
             ">= 1 or None",
         )
+        if self.model == "mlp":
+            ok, expected = self.depth is None or 1 <= self.depth <= 4, "1-4 hidden layers"
+        else:  # `resnet_cifar` takes any 6n+2 (the model checks); other models take none
+            ok = self.depth is None or self.model == "resnet_cifar"
+            expected = (
+                f"None: depth applies to model='mlp' (and 'resnet_cifar') only, not "
+                f"{self.model!r} (a CIFAR ResNet's depth is in its name, e.g. resnet56)"
+            )
+        _check(ok, "depth", self.depth, expected)
         for name in ("cohesion", "coupling", "affinity", "dispersion", "compactness"):
             value = getattr(self, f"{name}_weight")
             _check(
@@ -195,7 +204,8 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file defines no `get_config()` or it returns no dict.
+        ValueError: running the file or its `get_config()` raised (naming the file and the
+            error), or it defines no `get_config()`, or that returns no dict.
     """
     path = pathlib.Path(path)
     if not path.is_file():

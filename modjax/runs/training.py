@@ -53,9 +53,12 @@ class Run:
 
 
 def make_objective(config: TrainConfig, num_classes: int):
-    """The objective of `config.method` with the paper defaults unless weights are given."""
-    if config.method == "standard":
-        return objectives.standard
+    """The objective of `config.method` with the paper defaults unless weights are given.
+
+    Raises:
+        ValueError: a weight of another method's objective (e.g. `cohesion_weight` with
+            `method="standard"`), naming the weights and the method.
+    """
     weights = {
         k: getattr(config, k)
         for k in (
@@ -67,7 +70,9 @@ def make_objective(config: TrainConfig, num_classes: int):
         )
         if getattr(config, k) is not None
     }
-    if config.method == "mwt":
+    if config.method == "standard":
+        allowed, factory = set(), None
+    elif config.method == "mwt":
         allowed = {"cohesion_weight", "coupling_weight"}
         factory = objectives.mwt_objective
     elif config.method == "moda":
@@ -77,7 +82,10 @@ def make_objective(config: TrainConfig, num_classes: int):
         raise ValueError(f"method={config.method!r} has no objective in modjax.objectives")
     stray = sorted(set(weights) - allowed)
     if stray:
-        raise ValueError(f"{stray} do not apply to method={config.method!r}; use {sorted(allowed)}")
+        use = f"use {sorted(allowed)}" if allowed else "its objective has no weights"
+        raise ValueError(f"{stray} do not apply to method={config.method!r}; {use}")
+    if factory is None:
+        return objectives.standard
     return factory(num_classes=num_classes, **weights)
 
 
@@ -95,7 +103,12 @@ def input_shape(config: TrainConfig, info) -> tuple[int, int, int]:
 
 
 def _subset(images, labels, n, seed):
-    if n is None or n >= len(labels):
+    if n is not None and n > len(labels):
+        raise ValueError(
+            f"train_examples={n} is larger than the training split ({len(labels)} examples); "
+            "leave it unset to train on the whole split"
+        )
+    if n is None or n == len(labels):
         return images, labels
     idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
     return images[idx], labels[idx]
@@ -104,6 +117,7 @@ def _subset(images, labels, n, seed):
 def build_run(config: TrainConfig) -> Run:
     """Loads and validates data, model and optimizer; every input error surfaces here."""
     info = data.get_info(config.dataset)
+    make_objective(config, info.num_classes)  # weights that do not apply: refused before work
     model_kwargs = {} if config.depth is None else {"depth": config.depth}
     model = models.get_model(
         config.model,
