@@ -40,6 +40,20 @@ def _train_config(text):
     return lambda trained, tmp: (["train", "--config", _config_file(tmp, text)], None)
 
 
+def _edited_config_json(cmd, *flags):
+    """A case running `cmd` on a copy of the MODA run whose config.json says normalize=false
+    (an output flag's value becomes a path in the test's tmp dir)."""
+
+    def build(trained, tmp):
+        run = _copy(trained, tmp, "moda")
+        path = run / "config.json"
+        path.write_text(path.read_text().replace('"normalize": true', '"normalize": false'))
+        out = [str(tmp / f) if prev == "--out" else f for prev, f in zip(("",) + flags, flags)]
+        return [cmd, "--workdir", str(run), *out], run
+
+    return build
+
+
 def _train(*flags):
     """A case that runs `modjax train FLAGS` (the test adds a fresh --workdir)."""
     return lambda trained, tmp: (["train", *flags], None)
@@ -225,6 +239,19 @@ CASES = [
             d / "copy_std",
         ),
         "learning_rate: 0.05 -> 0.9; seed: 0 -> 5",
+    ),
+    *(
+        (
+            f"{cmd}-config-json-edited",
+            _edited_config_json(cmd, *extra),
+            "disagrees with checkpoint step 8, whose settings the weights were trained with: "
+            "normalize: True in the checkpoint, False in config.json",
+        )
+        for cmd, *extra in (
+            ("eval",),
+            ("modularize", "--out", "mods"),
+            ("decompose", "--method", "panrajan", "--out", "dec"),
+        )
     ),
     (
         "resume-config-json-deleted",

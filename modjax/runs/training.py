@@ -19,6 +19,7 @@ import numpy as np
 from modjax import checkpoint, data, loop, models, objectives, parallel, train
 from modjax.modules import atomic, identity, transform
 from modjax.runs import callbacks, report
+from modjax.runs import config as config_lib
 from modjax.runs.config import TrainConfig, load_json
 
 logger = logging.getLogger(__name__)
@@ -272,27 +273,32 @@ def load_run(
 ) -> RestoredRun:
     """Restores a `modjax train` workdir's checkpoint (default: the latest) on the host.
 
+    The settings are the checkpoint's own (`checkpoint_config`): every command that opens a run
+    (eval, modularize, decompose, arch, shrink, repair, replace, pipeline, the experiments)
+    comes through here, so an edited `config.json` is caught, not trusted.
+
     Args:
         workdir: a directory written by `modjax train`.
         data_dir: dataset directory replacing the run's (default: the run's).
         step: the checkpoint step (default: the latest).
 
     Raises:
-        FileNotFoundError: no `config.json` or no `checkpoints/` in `workdir`, or no checkpoint.
+        FileNotFoundError: no `checkpoints/` in `workdir`, no checkpoint, or no settings.
+        ValueError: `config.json` disagrees with the checkpoint's settings (fields named).
         CheckpointError: the checkpoint is damaged or does not fit the run's settings.
     """
     workdir = pathlib.Path(workdir)
-    if not (workdir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{workdir / 'config.json'} not found: is {workdir} a directory written by "
-            "`modjax train`?"
-        )
     if not (workdir / "checkpoints").is_dir():
+        if not (workdir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{workdir / 'config.json'} not found: is {workdir} a directory written by "
+                "`modjax train`?"
+            )
         raise FileNotFoundError(
             f"{workdir / 'checkpoints'} not found: the run in {workdir} has no checkpoint "
             f"(train it with `modjax train --workdir {workdir}` first)"
         )
-    config = load_json(workdir / "config.json")
+    config = checkpoint_config(workdir, step)
     if data_dir:
         config = dataclasses.replace(config, data_dir=data_dir)
     run = build_run(config)
@@ -309,6 +315,45 @@ def load_run(
         step=int(state.step),
         preprocess=make_preprocess(config, run.info, augment=False),
     )
+
+
+def checkpoint_config(workdir: pathlib.Path, step: int | None = None) -> TrainConfig:
+    """The settings of the checkpoint a command restores: they are the truth for every reader.
+
+    `config.json` is read too, and must agree with them on every setting that shapes the
+    network or its data (all but `RESUMABLE`); a run whose checkpoints predate stored settings
+    uses `config.json` alone.
+
+    Raises:
+        FileNotFoundError: no checkpoint, or neither stored settings nor `config.json`.
+        ValueError: `config.json` disagrees with the checkpoint, naming each field.
+    """
+    path = workdir / "config.json"
+    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
+        at = checkpoint.latest_step(manager) if step is None else step
+        if at is None:
+            raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+        stored = checkpoint.read_meta(manager, at).get("config")
+    if stored is None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found and checkpoint step {at} stores no settings")
+        return load_json(path)
+    truth = config_lib.from_dict(stored, source=f"checkpoint step {at} in {workdir}")
+    if path.is_file():
+        written = load_json(path).to_json()
+        diff = [
+            f"{k}: {v!r} in the checkpoint, {written.get(k)!r} in config.json"
+            for k, v in truth.to_json().items()
+            if k not in RESUMABLE and written.get(k) != v
+        ]
+        if diff:
+            raise ValueError(
+                f"{path} disagrees with checkpoint step {at}, whose settings the weights were "
+                f"trained with: {'; '.join(diff)}. Restore config.json (or delete it: the "
+                "checkpoint holds the settings)"
+            )
+        truth = dataclasses.replace(truth, **{k: written[k] for k in RESUMABLE if k in written})
+    return truth
 
 
 def _check_workdir(raw: str | os.PathLike) -> pathlib.Path:
