@@ -131,7 +131,9 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--config", required=True, help="a file of experiments/deeparc/configs (train, analysis)"
+        "--config",
+        required=True,
+        help="a file of experiments/deeparc/configs (train, analysis) (run as Python: use only files you trust)",
     )
     parser.add_argument("--workdir", required=True, help="output directory (train/, analysis/)")
     parser.add_argument("--data-dir", help="dataset directory (default: $MODJAX_DATA_DIR)")

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         "--config",
         default=str(DEFAULT),
         help="tasks, batch_size and repeats (default: experiments/module_report/configs/"
-        "default.py)",
+        "default.py; run as Python: use only files you trust)",
     )
     parser.add_argument(
         "--tasks", nargs="+", help="sub-tasks as comma-separated class ids (default: the config's)"

@@ -151,7 +151,9 @@ def reuse_and_replace(workdir, settings, train, test):
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "--config", required=True, help="a file of experiments/panrajan/configs (fse20_*.py)"
+        "--config",
+        required=True,
+        help="a file of experiments/panrajan/configs (fse20_*.py) (run as Python: use only files you trust)",
     )
     parser.add_argument(
         "--workdir",

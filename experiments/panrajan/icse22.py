@@ -335,7 +335,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--config",
         required=True,
-        help="a file of experiments/panrajan/configs (icse22_*.py: train, decompose)",
+        help="a file of experiments/panrajan/configs (icse22_*.py: train, decompose) (run as Python: use only files you trust)",
     )
     parser.add_argument("--workdir", required=True, help="output directory")
     parser.add_argument("--data-dir", help="dataset directory (default: $MODJAX_DATA_DIR)")

@@ -188,7 +188,9 @@ def write_report(r, path: pathlib.Path) -> None:
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "--config", required=True, help="a file of experiments/panrajan/configs (kmnist_*.py)"
+        "--config",
+        required=True,
+        help="a file of experiments/panrajan/configs (kmnist_*.py) (run as Python: use only files you trust)",
     )
     parser.add_argument(
         "--workdir",

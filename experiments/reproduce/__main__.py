@@ -72,7 +72,8 @@ def _parse(argv):
     parser.add_argument(
         "--scale-config",
         help="a config file of the same form instead of the scale's own (its results and "
-        "workdir are still named after --scale)",
+        "workdir are still named after --scale); it is run as Python, so it can execute "
+        "arbitrary code: use only files you trust",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per row (default: 3)")
     parser.add_argument(

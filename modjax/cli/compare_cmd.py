@@ -24,7 +24,11 @@ def add_parser(sub) -> None:
         epilog="Configs: experiments/compare/configs/*.py; get_config() returns "
         f"{list(compare.CONFIG_KEYS)}.",
     )
-    p.add_argument("--config", required=True, help="a comparison config (get_config())")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="a comparison config (get_config()) (run as Python: use only files you trust)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--data-dir", help="dataset directory (default: $MODJAX_DATA_DIR)")
     p.add_argument("--workdir", help="runs and modules (default: runs/compare/<config name>)")
