@@ -23,8 +23,8 @@ HELP = {
     "dataset": "dataset name (TFDS naming): digits (embedded, no files needed), mnist, "
     "fashion_mnist, kmnist, emnist/letters, cifar10, cifar100, svhn_cropped",
     "width": "channel/unit multiplier; 1.0 is the paper architecture, e.g. 0.25 for CPU runs",
-    "depth": "mlp: number of hidden layers of 49 ReLU units, 1-4 (default: 4); resnet_cifar: "
-    "6n+2 (default: 20); other models take none",
+    "depth": "mlp: number of hidden layers of 49 ReLU units, 1-4 (4 when unset); resnet_cifar: "
+    "6n+2 (20 when unset); other models take none",
     "num_epochs": "epochs to train (the papers use 200)",
     "global_batch_size": "batch size summed over all devices and processes (must divide by both)",
     "learning_rate": "peak SGD learning rate",
