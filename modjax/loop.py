@@ -10,6 +10,7 @@ device between log steps and are copied to the host (`jax.device_get`) once per 
 """
 
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -347,32 +348,52 @@ def evaluate(
     }
 
 
+def _unchanged(images, rng):
+    return images
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_step(predict_fn: Callable, num_classes: int):
+    """One compiled eval step per (prediction function, classes): a module-level `predict_fn`
+    called again with variables of the same shapes reuses its compilation."""
+    return train.make_eval_step(
+        predict_fn=predict_fn, preprocess=_unchanged, num_classes=num_classes, loss=False
+    )
+
+
 def evaluate_predict(
-    predict: Callable[[jax.Array], jax.Array],
+    predict: Callable[..., jax.Array],
     images: np.ndarray,
     labels: np.ndarray,
     *,
     num_classes: int,
     batch_size: int = 256,
+    variables: Any = None,
 ) -> dict[str, Any]:
-    """`evaluate` of `predict: x -> scores [B, num_classes]`, the top-1 of its scores.
+    """`evaluate` of a prediction function's top-1: `predict(x)`, or `predict(variables, x)`.
 
     `images` reach `predict` as they are (it holds its own preprocessing; float inputs are
     fine). One `train.make_eval_step(predict_fn=...)` over fixed batches (the last padded and
-    masked), so `predict` compiles once. No loss is summed: scores need not be logits.
+    masked), so `predict` compiles once per call. With `variables`, `predict(variables, x)` is
+    the eval step's prediction and its compilation is kept for the next call with the same
+    function (define it once, at module level) and variables of the same shapes. No loss is
+    summed: scores need not be logits.
 
     Returns:
         `evaluate`'s dict (`loss` is 0).
     """
-    eval_step = train.make_eval_step(
-        predict_fn=lambda variables, x: predict(x),
-        preprocess=lambda images, rng: images,
-        num_classes=num_classes,
-        loss=False,
-    )
+    if variables is None:
+        eval_step = train.make_eval_step(
+            predict_fn=lambda variables, x: predict(x),
+            preprocess=_unchanged,
+            num_classes=num_classes,
+            loss=False,
+        )
+    else:
+        eval_step = _predict_step(predict, num_classes)
     return evaluate(
         eval_step=eval_step,
-        variables={},
+        variables={} if variables is None else variables,
         images=images,
         labels=labels,
         global_batch_size=batch_size,

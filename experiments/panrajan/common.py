@@ -9,10 +9,21 @@ import numpy as np
 from modjax import decompose, loop, metrics
 
 
+@jax.jit
+def _module_logits(params, x):
+    return decompose.forward(decompose.dense_layers(params), x)
+
+
 def logits_of(modules, x) -> jax.Array:
-    """`[M, B, K]` logits of dense modules of any shapes (one jitted forward per shape)."""
-    fn = jax.jit(lambda p, x: decompose.forward(decompose.dense_layers(p), x))
-    return jnp.stack([fn(m.params, jnp.asarray(x)) for m in modules])
+    """`[M, B, K]` logits of dense modules of any shapes (one compiled forward per shape)."""
+    return jnp.stack([_module_logits(m.params, jnp.asarray(x)) for m in modules])
+
+
+def _vote(variables, x):
+    """One-hot of the voting composition's label (`decompose.vote.vote`), for the eval step."""
+    params, own, labels, k = variables
+    logits = jnp.stack([_module_logits(p, x) for p in params])
+    return jax.nn.one_hot(labels[decompose.vote.vote(logits, own)], k.shape[0])
 
 
 def composed_acc(modules, x, y, labels=None) -> float:
@@ -24,11 +35,10 @@ def composed_acc(modules, x, y, labels=None) -> float:
     labels = jnp.asarray([m.class_id for m in modules] if labels is None else labels)
     own = jnp.asarray([m.class_id for m in modules])
     k = int(max(int(labels.max()), int(np.max(y)))) + 1
-
-    def predict(xb):
-        return jax.nn.one_hot(labels[decompose.vote.vote(logits_of(modules, xb), own)], k)
-
-    return loop.evaluate_predict(predict, x, y, num_classes=k, batch_size=1000)["accuracy"]
+    variables = ([m.params for m in modules], own, labels, jnp.zeros(k))  # k as a shape
+    return loop.evaluate_predict(_vote, x, y, num_classes=k, batch_size=1000, variables=variables)[
+        "accuracy"
+    ]
 
 
 def mean_ji(modules, fn=metrics.value_jaccard) -> float:

@@ -134,13 +134,12 @@ def reuse_and_replace(workdir, settings, train, test):
     xt, yt = test["MNIST"]
     five = yt == digit
     params = fse20_train.load_params(workdir / "models" / "MNIST-1-faulty5")
-    layers = decompose.dense_layers(params)
     res["faulty"] = {
         "model": meta["acc"],
         "prior": composed_acc(faulty, xt, yt),
         "after": composed_acc(swapped, xt, yt),
         "model_5": loop.evaluate_predict(
-            lambda xb: decompose.forward(layers, xb), xt[five], yt[five], num_classes=10
+            _dense_logits, xt[five], yt[five], num_classes=10, variables=params
         )["accuracy"],
         "prior_5": composed_acc(faulty, xt[five], yt[five]),
         "after_5": composed_acc(swapped, xt[five], yt[five]),
@@ -173,6 +172,10 @@ def add_arguments(parser) -> None:
         default="benchmarks/results/panrajan_fse20_cpu",
         help="results file stem, .md and .csv (default: %(default)s)",
     )
+
+
+def _dense_logits(params, x):
+    return decompose.forward(decompose.dense_layers(params), x)
 
 
 def run(args, settings) -> int:

@@ -296,6 +296,17 @@ def bln_summary(params, delta):
     return {"marked": marked, "max_w_uc": max(top), "features": int(w.shape[0])}
 
 
+def _pair_vote(variables, x):
+    """One-hot of a two-module vote's label (0/1), for the eval step."""
+    return jax.nn.one_hot(dc.predict(*variables, x), 2)
+
+
+def _restricted(variables, x):
+    """The parent's logits of the two classes of a pair."""
+    params, columns = variables
+    return dc.run(params, x)[0][:, columns]
+
+
 def reuse_pairs(mods, params, x, y, num_pairs):
     """Intra-dataset reuse (METHODS §7.6): 2-module compositions on class pairs of 4 random
     classes, against the parent restricted to the same two outputs (no retrained TMA)."""
@@ -306,16 +317,12 @@ def reuse_pairs(mods, params, x, y, num_pairs):
         sel = (y == a) | (y == b)
         xs, ys = x[sel], (y[sel] == b).astype(np.int32)
         stacked, own, labels = dc.compose([mods[a], mods[b]], labels=[0, 1])
-
-        def composed(xb, stacked=stacked, own=own, labels=labels):
-            return jax.nn.one_hot(dc.predict(stacked, own, labels, xb), 2)
-
-        def restricted(xb, a=a, b=b):  # the parent's logits of the two classes
-            return dc.run(params, xb)[0][:, jnp.asarray([a, b])]
-
         ma, parent = (
-            loop.evaluate_predict(f, xs, ys, num_classes=2, batch_size=500)["accuracy"]
-            for f in (composed, restricted)
+            loop.evaluate_predict(f, xs, ys, num_classes=2, batch_size=500, variables=v)["accuracy"]
+            for f, v in (
+                (_pair_vote, (stacked, own, labels)),
+                (_restricted, (params, jnp.asarray([a, b]))),
+            )
         )
         rows.append({"pair": [a, b], "ma": ma, "parent": parent})
     return rows

@@ -135,13 +135,16 @@ def train(x, y, *, depth, num_classes=10, epochs=50, seed=0, log=None):
     return jax.tree.map(lambda a: a[0], params)
 
 
+@functools.cache
+def _mlp_logits(depth: int, num_classes: int):
+    """`(params, x) -> logits` of one MLP shape (one function, so its eval step is reused)."""
+    model = models.get_model("mlp", depth=depth, num_classes=num_classes)
+    return lambda params, x: model.apply({"params": params}, x)[0]
+
+
 def accuracy(depth, params, x, y, *, num_classes=10):
     """Top-1 accuracy of the MLP `params` on `x`, `y`."""
-    model = models.get_model("mlp", depth=depth, num_classes=num_classes)
-
-    def predict(xb):
-        return model.apply({"params": params}, xb)[0]
-
-    return loop.evaluate_predict(predict, x, y, num_classes=num_classes, batch_size=1000)[
-        "accuracy"
-    ]
+    predict = _mlp_logits(depth, num_classes)
+    return loop.evaluate_predict(
+        predict, x, y, num_classes=num_classes, batch_size=1000, variables=params
+    )["accuracy"]
