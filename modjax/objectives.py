@@ -230,8 +230,9 @@ def _check_layers(layers: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(layers)
 
 
-def _select(acts: Acts, layers: tuple[str, ...] | None, *, masks: bool) -> list[jax.Array]:
-    """Picks `*/mask` entries (masks=True) or the tracked activations, by name or all."""
+def _select(acts: Acts, layers: tuple[str, ...] | None, *, masks: bool) -> dict[str, jax.Array]:
+    """Picks `*/mask` entries (masks=True) or the tracked activations, by name or all; keyed by
+    their names, so that a shape error names the layer (`acts['dense_0']`), not its position."""
     available = [k for k in acts if k.endswith(MASK_SUFFIX) == masks]
     if not available:
         if masks:
@@ -241,13 +242,13 @@ def _select(acts: Acts, layers: tuple[str, ...] | None, *, masks: bool) -> list[
             )
         raise ValueError(f"acts has no tracked activations (non-mask keys); got {list(acts)}")
     if layers is None:
-        return [acts[k] for k in available]
+        return {k: acts[k] for k in available}
     if masks:  # accept both "conv_3" and "conv_3/mask"
         layers = tuple(n if n.endswith(MASK_SUFFIX) else n + MASK_SUFFIX for n in layers)
     missing = [n for n in layers if n not in available]
     if missing:
         raise ValueError(f"layers {missing} not found in acts; available: {available}")
-    return [acts[n] for n in layers]
+    return {n: acts[n] for n in layers}
 
 
 def _check_num_classes(num_classes: int) -> int:

@@ -65,6 +65,10 @@ def test_layer_with_another_batch_size_is_named():
     masks = [jnp.ones((B, 5)), jnp.ones((B + 2, 5))]
     with pytest.raises(ValueError, match=r"masks\['1'\] has shape \(6, 5\)"):
         objectives.cohesion(masks, np.zeros(B, np.int32), num_classes=N)
+    # Through the objectives, which pick the layers out of a model's acts: the key, not a position.
+    objective = objectives.moda_objective(num_classes=N)
+    with pytest.raises(ValueError, match=r"acts\['fc_1'\] has shape \(3, 2\)"):
+        objective(LOGITS, acts, np.zeros(B, np.int32))
 
 
 def test_out_of_range_labels_inside_jit_stop_the_loop_naming_the_step():
