@@ -317,6 +317,11 @@ def load_run(
     )
 
 
+def _differing(settings: dict[str, Any], other: dict[str, Any]) -> list[tuple[str, Any]]:
+    """`(field, value)` of `settings` that `other` differs in, outside `RESUMABLE`."""
+    return [(k, v) for k, v in settings.items() if k not in RESUMABLE and other.get(k) != v]
+
+
 def checkpoint_config(workdir: pathlib.Path, step: int | None = None) -> TrainConfig:
     """The settings of the checkpoint a command restores: they are the truth for every reader.
 
@@ -343,8 +348,7 @@ def checkpoint_config(workdir: pathlib.Path, step: int | None = None) -> TrainCo
         written = load_json(path).to_json()
         diff = [
             f"{k}: {v!r} in the checkpoint, {written.get(k)!r} in config.json"
-            for k, v in truth.to_json().items()
-            if k not in RESUMABLE and written.get(k) != v
+            for k, v in _differing(truth.to_json(), written)
         ]
         if diff:
             raise ValueError(
@@ -398,11 +402,7 @@ def _check_resume(config: TrainConfig, workdir: pathlib.Path) -> None:
     old, where = saved_config(workdir)
     if old is None:
         return
-    diff = [
-        f"{k}: {old.get(k)!r} -> {v!r}"
-        for k, v in config.to_json().items()
-        if k not in RESUMABLE and old.get(k) != v
-    ]
+    diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in _differing(config.to_json(), old)]
     if diff:
         raise ValueError(
             f"workdir {workdir} holds a run with other settings ({where}): {'; '.join(diff)}. "
