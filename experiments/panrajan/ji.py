@@ -81,13 +81,15 @@ def diagnose(params, images, labels, *, positives, confidence, counts) -> dict:
     )
     per_class = max(1, round(positives / (num_classes - 1)))
     groups = class_groups(images, labels, num_classes=num_classes, per_class=per_class)
+    x = jnp.asarray(samples.positives)
     reduce = jax.jit(lambda p, x, g, v: identify.class_reductions(p, x, g, valid=v))
-    pos, neg = reduce(params, jnp.asarray(samples.positives), jnp.asarray(groups), samples.valid)
+    pos, neg = reduce(params, x, jnp.asarray(groups), samples.valid)
     final = identify.inactive_maps(pos, neg)
+    # CI alone with fewer positives: the positives' reduction only (TI's does not change).
+    ci_only = jax.jit(jax.vmap(lambda x, v: identify.inactive_and(params, x, valid=v)))
     fewer = {}
     for n in counts:
-        valid = samples.valid & (np.arange(samples.valid.shape[1]) < n)[None, :]
-        fewer[n] = reduce(params, jnp.asarray(samples.positives), jnp.asarray(groups), valid)[0]
+        fewer[n] = ci_only(x, samples.valid & (np.arange(samples.valid.shape[1]) < n)[None, :])
     rows = []
     for point in sorted(pos, key=_forward_order):
         ci = np.asarray(pos[point]).reshape(num_classes, -1)
