@@ -78,7 +78,8 @@ class Callback(NamedTuple):
         on_step: `(step, state) -> None`, after every step. Must not sync with the device
             (no `float(x)`, no `device_get`); Orbax's async `save` is fine.
         on_epoch_end: `(EpochEvent) -> None`; may evaluate (a host sync) or write files.
-        log_at: `(step) -> bool`, extra log steps, e.g. the steps where a checkpoint is saved.
+        log_at: `(step) -> bool`, extra log steps, e.g. the steps where a checkpoint is saved;
+            called at every step, in order.
     """
 
     on_log: Callable[[LogEvent], None] | None = None
@@ -88,8 +89,17 @@ class Callback(NamedTuple):
 
 
 def _to_device(batches: Iterable[Batch], mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:
+    """Puts each host batch on the devices and waits until every shard has arrived.
+
+    The wait runs on the read-ahead thread, so the loop still overlaps the copy with the
+    previous step. Without it, a 4-device CPU run (one process, MODA MLP on MNIST) deadlocked at
+    its first step in 2 of 2 tries (XLA aborted the all-reduce after 40 s, one device never
+    joined: its input copy was still pending); with it, 3 of 3 finish. So the loop hands the
+    train step only batches that have arrived.
+    """
     for batch in batches:
-        yield jax.device_put(batch) if mesh is None else parallel.shard_batch(batch, mesh)
+        put = jax.device_put(batch) if mesh is None else parallel.shard_batch(batch, mesh)
+        yield jax.block_until_ready(put)
 
 
 def fit(
@@ -187,12 +197,8 @@ def fit(
                     )
                 state, step_metrics = train_step(state, batch)
                 pending.append(step_metrics)
-                if (
-                    first_log
-                    or step % log_every == 0
-                    or step % spe == 0
-                    or any(f(step) for f in log_at)
-                ):
+                asked = [f(step) for f in log_at]  # every one, every step: some poll state
+                if first_log or step % log_every == 0 or step % spe == 0 or any(asked):
                     records = jax.device_get(pending)  # the only host sync of a step
                     now = time.perf_counter()
                     event = LogEvent(step, records, now - t_window, first_log)
@@ -289,7 +295,8 @@ def evaluate(
     """One pass over every example in padded batches, summing the eval step; host numbers.
 
     Batches come from `data.eval_batches` (fixed shape, the last padded, a validity `mask`), so
-    the eval step compiles once; its sums are added on the device and copied to the host once.
+    the eval step compiles once; each batch's sums are copied to the host while the next batch
+    runs, and added there (`_add_on_host` says why not on the device).
 
     Args:
         eval_step: `(variables, batch) -> sums` of `train.make_eval_step`: int `correct`,
@@ -331,12 +338,14 @@ def evaluate(
     )
     if prefetch:
         batches = data.prefetch(batches, prefetch)
-    totals = None
+    totals, pending = None, None
     with contextlib.closing(batches):
         for batch in batches:
             sums = eval_step(variables, batch)
-            totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = jax.device_get(totals)
+            if pending is not None:  # the previous batch's sums, fetched while this one runs
+                totals = _add_on_host(totals, jax.device_get(pending))
+            pending = sums
+    totals = _add_on_host(totals, jax.device_get(pending))
     count = int(totals["count"])
     return {
         "accuracy": metrics.accuracy_from_sums(totals["correct"], count),
@@ -346,6 +355,21 @@ def evaluate(
             totals["per_class_correct"], totals["per_class_count"], allow_empty=True
         ),
     }
+
+
+def _add_on_host(totals: dict | None, sums: dict) -> dict:
+    """Adds one eval step's host sums to the running totals (int64/float64 on the host).
+
+    The sums are added on the host, one batch behind the device, rather than by jitted adds on
+    the device. On multi-process CPU runs, dispatching a second computation (even `a + b`) on
+    the outputs of an eval step whose all-reduce is still in flight deadlocked both processes
+    (`benchmarks/stress_multihost.py`: 5 of 5 runs hung before, and a 2-process script of 40
+    eval steps hung at the first round); with the device running only the eval step, and the
+    host fetching each batch's sums while the next batch runs, it does not.
+    """
+    sums = {k: np.asarray(v, np.float64 if np.asarray(v).dtype.kind == "f" else np.int64)
+            for k, v in sums.items()}  # fmt: skip
+    return sums if totals is None else {k: totals[k] + sums[k] for k in sums}
 
 
 def _unchanged(images, rng):

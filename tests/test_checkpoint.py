@@ -187,3 +187,30 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
         lines = [json.loads(line) for line in text.splitlines()]
         assert [r["step"] for r in lines if r["kind"] == "train"] == list(range(1, 25)), run
         assert [r["epoch"] for r in lines if r["kind"] == "epoch"] == [1, 2, 3], run
+
+
+# The child sends itself SIGTERM right after step TERM_AT's save call, as a scheduler would.
+TERM_CHILD = CHILD.replace("KILL_AT", "TERM_AT").replace("signal.SIGKILL", "signal.SIGTERM")
+
+
+def test_sigterm_saves_the_next_step_and_exits_143_then_resumes(tmp_path):
+    args = ["train", "--config", str(SMOKE), "--num-epochs", "3", "--checkpoint-every", "5",
+            "--log-every", "4", "--num-devices", "1", "--no-progress"]  # fmt: skip
+    full = _modjax(args + ["--workdir", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    stopped = _modjax(args + ["--workdir", str(tmp_path / "term")], {"TERM_AT": "13"}, TERM_CHILD)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "stopped by SIGTERM after step 14; its checkpoint is in" in stopped.stderr
+    assert not (tmp_path / "term" / "summary.json").exists()
+    steps = {int(p.name) for p in (tmp_path / "term" / "checkpoints").iterdir() if p.name.isdigit()}
+    assert max(steps) == 14  # the step after the signal, not a checkpoint-every multiple
+    lines = (tmp_path / "term" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 14  # the stop step was logged (and NaN-checked)
+
+    resumed = _modjax(args + ["--workdir", str(tmp_path / "term")])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = _final_params(tmp_path / "full"), _final_params(tmp_path / "term")
+    assert int(a.step) == int(b.step) == 24
+    assert tree_max_diff(a.params, b.params) < 1e-6
+    np.testing.assert_array_equal(a.rng, b.rng)

@@ -1,7 +1,9 @@
 """The `modjax` command: train, modularize, decompose, compose and manage data (`modjax --help`)."""
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
 
 import jax
@@ -346,8 +348,15 @@ def _data(args) -> int:
     return 0
 
 
+def _dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's Python stack to stderr: how to see where a run hangs."""
+    if hasattr(signal, "SIGUSR1"):  # not on Windows
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _dump_stacks_on_sigusr1()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -13,7 +13,7 @@ import jax
 from tqdm.auto import tqdm
 
 from modjax import checkpoint, loop
-from modjax.runs import report
+from modjax.runs import preemption, report
 
 
 def write_metrics(writer: report.MetricWriter, *, global_batch_size: int) -> loop.Callback:
@@ -56,22 +56,39 @@ def stop_on_nonfinite(manager, directory: pathlib.Path | str) -> loop.Callback:
 
 
 def save_checkpoints(
-    manager, *, steps_per_epoch: int, total_steps: int, config: dict[str, Any] | None = None
+    manager,
+    *,
+    steps_per_epoch: int,
+    total_steps: int,
+    config: dict[str, Any] | None = None,
+    stop: preemption.StopRequest | None = None,
 ) -> loop.Callback:
     """Offers every step's state to the Orbax manager, which writes at its interval.
 
     The last step is always written. Checkpoint steps are log steps, so their metrics are checked
     (and written) before the save. `config` (JSON) is stored in every checkpoint's meta, written
-    atomically with the state, so a resume can be checked against it.
+    atomically with the state, so a resume can be checked against it. With `stop`, the step at
+    which SIGTERM asks to stop is logged and written too, and then `preemption.Preempted` ends
+    the run once the write is complete.
     """
+
+    def log_at(step: int) -> bool:
+        due = stop is not None and stop.due(step)  # polled at every step, as it must be
+        return manager.should_save(step) or due
 
     def on_step(step: int, state: Any) -> None:
         meta = {"epoch": (step - 1) // steps_per_epoch, "step": step}
         if config is not None:
             meta["config"] = config
-        checkpoint.save(manager, step, state, meta=meta, force=step == total_steps)
+        stopping = stop is not None and stop.step == step
+        checkpoint.save(manager, step, state, meta=meta, force=step == total_steps or stopping)
+        if stopping:
+            manager.wait_until_finished()
+            stopped = preemption.Preempted(step, str(manager.directory))
+            preemption.logger.warning("%s", stopped)
+            raise stopped
 
-    return loop.Callback(on_step=on_step, log_at=manager.should_save)
+    return loop.Callback(on_step=on_step, log_at=log_at)
 
 
 def epoch_summaries(

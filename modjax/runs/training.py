@@ -18,7 +18,7 @@ import numpy as np
 
 from modjax import checkpoint, data, loop, models, objectives, parallel, train
 from modjax.modules import atomic, identity, transform
-from modjax.runs import callbacks, report
+from modjax.runs import callbacks, preemption, report
 from modjax.runs import config as config_lib
 from modjax.runs.config import TrainConfig, load_json
 
@@ -486,6 +486,8 @@ def train_and_evaluate(
         CheckpointError: a damaged checkpoint (see `resume_from_valid`).
         FloatingPointError: the loss or gradient norm became NaN/Inf; names the step. The last
             checkpoint written before that step is kept.
+        preemption.Preempted: SIGTERM stopped the run after writing a checkpoint of the step it
+            stopped at (a `SystemExit` with status 143; `preemption` says when it stops).
     """
     workdir = _check_workdir(workdir)
     _check_resume(config, workdir)
@@ -538,12 +540,15 @@ def train_and_evaluate(
         if event.first:
             compile_s.append(event.seconds)
 
-    with callbacks.progress_bar(
-        total=total,
-        initial=start,
-        global_batch_size=config.global_batch_size,
-        enabled=progress and is_main,
-    ) as bar:
+    with (
+        preemption.handle_sigterm(preemption.StopRequest()) as stop,
+        callbacks.progress_bar(
+            total=total,
+            initial=start,
+            global_batch_size=config.global_batch_size,
+            enabled=progress and is_main,
+        ) as bar,
+    ):
         state = loop.fit(
             train_step=train_step,
             state=state,
@@ -559,7 +564,11 @@ def train_and_evaluate(
                 callbacks.write_metrics(writer, global_batch_size=config.global_batch_size),
                 bar,
                 callbacks.save_checkpoints(
-                    manager, steps_per_epoch=spe, total_steps=total, config=config.to_json()
+                    manager,
+                    steps_per_epoch=spe,
+                    total_steps=total,
+                    config=config.to_json(),
+                    stop=stop,
                 ),
                 callbacks.epoch_summaries(
                     writer,

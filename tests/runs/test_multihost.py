@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -14,6 +17,8 @@ from modjax.runs import cluster
 from tests.conftest import REPO
 
 SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
+MLP_MNIST = str(REPO / "experiments" / "configs" / "mlp_mnist.py")
+SMOKE_FLAGS = ["--config", SMOKE]
 FLAGS = ["--no-progress", "--num-epochs", "2", "--checkpoint-every", "8"]
 
 
@@ -29,10 +34,11 @@ def _env(devices: int) -> dict[str, str]:
     return env
 
 
-def _train(workdir, *extra, devices, env_extra=None):
-    cmd = [sys.executable, "-m", "modjax", "train", "--config", SMOKE, "--workdir", str(workdir)]
+def _train(workdir, *extra, devices, env_extra=None, flags=FLAGS, code=None):
+    head = [sys.executable, "-c", code] if code else [sys.executable, "-m", "modjax"]
+    cmd = [*head, "train", "--workdir", str(workdir)]
     return subprocess.Popen(
-        [*cmd, *FLAGS, *extra],
+        [*cmd, *flags, *extra],
         env={**_env(devices), **(env_extra or {})},
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -41,54 +47,98 @@ def _train(workdir, *extra, devices, env_extra=None):
     )
 
 
-def _finish(proc) -> str:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-3000:]
+def _finish(proc, returncode=0) -> str:
+    try:
+        out, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # a hang: dump the stacks (SIGUSR1), then kill
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError("the process hung; its stacks:\n" + out[-6000:]) from None
+    assert proc.returncode == returncode, out[-3000:]
     return out
+
+
+def _two_processes(workdir, *, flags=FLAGS, code=None, env_extra=None):
+    """Process 0 takes flags, process 1 its settings from the environment, as BUILD.md says."""
+    port = _free_port()
+    return [
+        _train(workdir, "--distributed", "--coordinator", f"127.0.0.1:{port}",
+               "--num-processes", "2", "--process-id", "0", devices=2, flags=flags),
+        _train(workdir, "--distributed", devices=2, flags=flags, code=code,
+               env_extra={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                          "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1", **(env_extra or {})}),
+    ]  # fmt: skip
+
+
+def _same_parameters(a, b):
+    from modjax.runs.training import load_run
+
+    a, b = load_run(a), load_run(b)
+    assert a.step == b.step
+    for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_two_processes_match_one_and_restore_in_one(tmp_path):
-    port = _free_port()
-    procs = [
-        _train(
-            tmp_path / "two",
-            "--distributed",
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--num-processes",
-            "2",
-            "--process-id",
-            "0",
-            devices=2,
-        ),
-        # Process 1 takes its settings from the environment, as BUILD.md documents.
-        _train(
-            tmp_path / "two",
-            "--distributed",
-            devices=2,
-            env_extra={
-                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-                "JAX_NUM_PROCESSES": "2",
-                "JAX_PROCESS_ID": "1",
-            },
-        ),
-    ]
-    for p in procs:
+    for p in _two_processes(tmp_path / "two", flags=[*SMOKE_FLAGS, *FLAGS]):
         _finish(p)
-    _finish(_train(tmp_path / "one", devices=4))
+    _finish(_train(tmp_path / "one", devices=4, flags=[*SMOKE_FLAGS, *FLAGS]))
     two = json.loads((tmp_path / "two" / "summary.json").read_text())
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert two["devices"] == one["devices"] == 4
     assert two["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1e-9)
     assert two["steps"] == one["steps"]
     # The 2-process checkpoint restores in this single process (8 devices), no target tree.
-    from modjax.runs.training import load_run
+    _same_parameters(tmp_path / "two", tmp_path / "one")
 
-    two, one = load_run(tmp_path / "two"), load_run(tmp_path / "one")
-    assert two.step == one.step
-    for a, b in zip(jax.tree.leaves(two.variables), jax.tree.leaves(one.variables), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+@pytest.mark.slow
+def test_moda_mnist_with_eval_every_epoch_finishes_twice(tmp_path, real_data_dir):
+    """The configuration that deadlocked in loop.evaluate (device-side sums of in-flight evals)."""
+    flags = ["--config", MLP_MNIST, "--method", "moda", "--data-dir", str(real_data_dir),
+             "--train-examples", "2048", "--num-epochs", "2", "--eval-every", "1",
+             "--log-every", "8", "--checkpoint-every", "16", "--no-progress"]  # fmt: skip
+    for attempt in ("a", "b"):
+        for p in _two_processes(tmp_path / attempt, flags=flags):
+            _finish(p)
+    _finish(_train(tmp_path / "one", devices=4, flags=flags))
+    for attempt in ("a", "b"):
+        _same_parameters(tmp_path / attempt, tmp_path / "one")
+
+
+# Process 1 sends itself SIGTERM right after step 5's save call, as a scheduler would.
+TERM_CHILD = """
+import os, signal, sys
+from modjax import checkpoint
+from modjax.cli import main
+real_save = checkpoint.save
+def save(manager, step, state, **kw):
+    out = real_save(manager, step, state, **kw)
+    if step == 5:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return out
+checkpoint.save = save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_checkpointed_step(tmp_path):
+    flags = [*SMOKE_FLAGS, "--no-progress", "--num-epochs", "6", "--checkpoint-every", "100"]
+    t0 = time.monotonic()
+    outs = [_finish(p, returncode=143) for p in _two_processes(tmp_path / "w", flags=flags,
+                                                                 code=TERM_CHILD)]  # fmt: skip
+    steps = [int(re.search(r"stopped by SIGTERM after step (\d+)", out).group(1)) for out in outs]
+    assert steps[0] == steps[1] > 5, outs[0][-2000:]
+    saved = [int(p.name) for p in (tmp_path / "w" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert max(saved) == steps[0]  # the stop step, not a multiple of --checkpoint-every
+    assert time.monotonic() - t0 < 240
+    for p in _two_processes(tmp_path / "w", flags=flags):  # resumes and completes
+        _finish(p)
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["steps"] == 48
 
 
 def test_settings_flags_win_over_environment():
