@@ -204,7 +204,7 @@ def _mwt_reuse_metrics(
             batch_size=256,
             preprocess=lambda x, rng: x.astype(jnp.float32),
         )
-        ft = task_module.finetune_task(fused, epochs=epochs, data_dir=data_dir)
+        ft = task_module.finetune_task(fused, epochs=epochs, data_dir=data_dir).summary
         union = [
             np.any([modules[c].module.keep[n] for c in task], axis=0)
             for n in modules[0].module.keep

@@ -350,8 +350,12 @@ def _data(args) -> int:
 
 def _dump_stacks_on_sigusr1() -> None:
     """`kill -USR1 PID` prints every thread's Python stack to stderr: how to see where a run hangs."""
-    if hasattr(signal, "SIGUSR1"):  # not on Windows
+    if not hasattr(signal, "SIGUSR1"):  # Windows
+        return
+    try:
         faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    except (ValueError, OSError, AttributeError):  # stderr without a file descriptor (captured)
+        pass
 
 
 def main(argv=None) -> int:

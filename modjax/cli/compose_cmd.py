@@ -1,6 +1,8 @@
 """`modjax compose`: compose saved modules into one classifier and evaluate it."""
 
+import contextlib
 import pathlib
+import tempfile
 from typing import Any
 
 from modjax.cli.flags import add_bool_flag, positive_float
@@ -103,13 +105,23 @@ def add_parser(sub) -> None:
         help="fine-tune head init, validation split and data order seed (default: %(default)s)",
     )
     p.add_argument(
+        "--task-dir",
+        metavar="DIR",
+        help="with --finetune-epochs: write the fine-tuned task module (its best validation "
+        "epoch) as a module directory, which compose, eval and --export take like any module",
+    )
+    p.add_argument(
         "--export",
         metavar="FILE",
         help="also write the composed classifier as one file (jax.export StableHLO + "
-        "parameters + class ids/names in a zip) that runs with only jax and numpy installed",
+        "parameters + class ids/names in a zip) that runs with jax, numpy and flatbuffers; "
+        "with --finetune-epochs, the fine-tuned task module is exported",
     )
     add_bool_flag(
-        p, "overwrite", default=False, help="replace an existing --export FILE (default: off)"
+        p,
+        "overwrite",
+        default=False,
+        help="replace an existing --export FILE or --task-dir DIR (default: off)",
     )
     add_bool_flag(
         p,
@@ -149,6 +161,10 @@ def compose(args) -> int:
     _check_finetune_args(args)
     if args.export and pathlib.Path(args.export).exists() and not args.overwrite:
         raise ValueError(f"--export {args.export} exists; pass --overwrite to replace it")
+    if args.task_dir and args.finetune_epochs == 0:
+        raise ValueError("--task-dir needs --finetune-epochs E > 0: it keeps the fine-tuned module")
+    if args.task_dir and pathlib.Path(args.task_dir).exists() and not args.overwrite:
+        raise ValueError(f"--task-dir {args.task_dir} exists; pass --overwrite to replace it")
     if args.finetune_epochs > 0:  # refuse before any evaluation
         task_module.check_task_modules(modules.load_dirs(args.modules))
     value = modules.compose_dirs(
@@ -163,7 +179,7 @@ def compose(args) -> int:
     composed = value.pop("composed")
     saved = value.pop("saved")
     if args.finetune_epochs > 0:
-        value["finetune"] = task_module.finetune_task(
+        tuned = task_module.finetune_task(
             {"composed": composed, "saved": saved},
             epochs=args.finetune_epochs,
             t_max=args.finetune_t_max,
@@ -174,6 +190,18 @@ def compose(args) -> int:
             seed=args.seed,
             data_dir=args.data_dir,
         )
+        value["finetune"] = tuned.summary
+        if args.task_dir or args.export:  # the export reads the task module back, as a user would
+            with contextlib.ExitStack() as stack:
+                where = args.task_dir or stack.enter_context(tempfile.TemporaryDirectory())
+                target = pathlib.Path(where) / ("" if args.task_dir else "task")
+                path = task_module.save_task(
+                    tuned, {"saved": saved}, target, overwrite=args.overwrite
+                )
+                if args.task_dir:
+                    value["finetune"]["task_dir"] = str(path.resolve())
+                task_value = modules.compose_dirs([path], evaluate=False)
+                composed, value["names"] = task_value["composed"], task_value["names"]
     if args.export:
         spec = saved[0].info["preprocess"]  # one raw input shape (runs.compose.check_inputs)
         path = export.export_composed(
@@ -183,7 +211,11 @@ def compose(args) -> int:
             class_names=value["names"],
             overwrite=args.overwrite,
         )
-        value["export"] = {"path": str(path.resolve()), "bytes": path.stat().st_size}
+        value["export"] = {
+            "path": str(path.resolve()),
+            "bytes": path.stat().st_size,
+            "network": "fine-tuned task module" if args.finetune_epochs > 0 else "composition",
+        }
     if args.out:
         atomic.write_json(pathlib.Path(args.out), value)
     _print(value, args)

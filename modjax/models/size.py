@@ -106,6 +106,8 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> Trace:
     params = traverse_util.flatten_dict(variables["params"])
     found = {}
     for path, outs in traverse_util.flatten_dict(intermediates).items():
+        if "mask_points" in path:  # a wrapped model's (e.g. a task head's backbone) own points
+            continue
         module = path[:-1]
         kernel = tuple(params[(*module, "kernel")].shape)
         found[module] = (tuple(outs[0].shape), kernel, module in generator_paths)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from modjax import models
 from modjax.modular import io as module_io
-from modjax.modular import portable
+from modjax.modular import portable, task
 from modjax.modular.compose import module_scorer
 from modjax.modular.module import METHODS, union
 from modjax.modules import directory, identity, transform
@@ -78,12 +78,17 @@ def group_scorer(group: Sequence[module_io.Saved]) -> Scorer:
 
 
 def scorers(saved: Sequence[ModuleDir]) -> list[Scorer]:
-    """One fused scorer per parent (in order of first appearance) of MwT/MODA directories."""
+    """One fused scorer per parent (in order of first appearance) of MwT/MODA directories,
+    then one per fine-tuned task module (`task.task_scorer`: its own weights, never fused)."""
     groups: dict[str, list[module_io.Saved]] = {}
     for d in saved:
+        if task.is_task(d):
+            continue
         s = module_io.from_dir(d)
         groups.setdefault(identity.parent_key(s.module.parent), []).append(s)
-    return [group_scorer(g) for g in groups.values()]
+    return [group_scorer(g) for g in groups.values()] + [
+        task.task_scorer(d) for d in saved if task.is_task(d)
+    ]
 
 
 def units(saved: ModuleDir) -> dict:

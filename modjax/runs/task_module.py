@@ -1,17 +1,21 @@
 """The MwT task module of a composition, fine-tuned on its dataset (METHODS §4.6).
 
-value = compose_dirs(dirs)                       # runs.compose
-summary = finetune_task(value, epochs=10)        # best-validation and last-epoch accuracy
+value = compose_dirs(dirs)                            # runs.compose
+tuned = finetune_task(value, epochs=10)               # summary, TaskHead, best variables
+save_task(tuned, value, "modules/task_3_5")           # a module directory (modular.task)
 """
 
+import os
+import pathlib
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from modjax import loop, train
-from modjax.modular import finetune
+from modjax.modular import finetune, module, task
+from modjax.modular import io as module_io
 from modjax.modular.compose import parent_key
 from modjax.modules import transform
 from modjax.modules.directory import section as info_section
@@ -34,6 +38,14 @@ def check_task_modules(saved) -> None:
         )
 
 
+class FineTuned(NamedTuple):
+    """A fine-tuned task module: its JSON summary, its network and its best-epoch variables."""
+
+    summary: dict[str, Any]
+    model: finetune.TaskHead
+    variables: dict[str, Any]
+
+
 def finetune_task(
     value: Mapping[str, Any],
     *,
@@ -45,11 +57,12 @@ def finetune_task(
     val_fraction: float = 0.1,
     seed: int = 0,
     data_dir: str | None = None,
-) -> dict[str, Any]:
+) -> FineTuned:
     """Fine-tunes the MwT task module of a one-parent `compose_dirs` result (METHODS §4.6).
 
     Reads the parent dataset's training split (T's samples, stratified validation split) and
-    test split; returns the JSON summary (best-validation and last-epoch test accuracy).
+    test split. Returns the JSON summary (best-validation and last-epoch test accuracy), the
+    network and the variables of the best validation epoch, which `save_task` keeps.
 
     Raises:
         ValueError: modules that are not MwT or come from several parents, bad arguments.
@@ -104,7 +117,7 @@ def finetune_task(
             global_batch_size=eval_batch_size,
         )["accuracy"]
 
-    return {
+    summary = {
         "classes": classes.tolist(),
         "epochs": epochs,
         "t_max": t_max,
@@ -123,6 +136,45 @@ def finetune_task(
         "history": res.history,
         "train_time_s": train_s,
     }
+    return FineTuned(summary, model, res.best_variables)
 
 
-__all__ = ["check_task_modules", "finetune_task"]
+def save_task(
+    tuned: FineTuned,
+    value: Mapping[str, Any],
+    directory: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Writes the fine-tuned task module (best validation epoch) as a module directory.
+
+    `value` is the `compose_dirs` result it was fine-tuned from (its modules give the parent, the
+    union's keep-masks, the input transform and the class names).
+
+    Raises:
+        FileExistsError: `directory` exists and `overwrite` is False.
+    """
+    saved = value["saved"]
+    loaded = [module_io.from_dir(s) for s in saved]
+    union = module.union([s.module for s in loaded])
+    classes = tuned.summary["classes"]
+    names = {}
+    for s in saved:
+        names.update(zip(s.classes, s.info.get("class_names") or [], strict=False))
+    summary = {k: v for k, v in tuned.summary.items() if k != "history"}
+    return task.save_task_module(
+        directory,
+        model=tuned.model,
+        variables=tuned.variables,
+        backbone_name=union.parent["model"],
+        classes=classes,
+        parent=union.parent,
+        keep=module_io.forward_keep(union),
+        preprocess=info_section(saved[0], "preprocess"),
+        finetune=summary,
+        class_names=[names[c] for c in classes] if all(c in names for c in classes) else None,
+        overwrite=overwrite,
+    )
+
+
+__all__ = ["FineTuned", "check_task_modules", "finetune_task", "save_task"]

@@ -4,6 +4,7 @@ import hashlib
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from modjax.cli import main
@@ -236,6 +237,10 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
             "32",
             "--out",
             str(out),
+            "--task-dir",
+            str(tmp_path / "task"),
+            "--export",
+            str(tmp_path / "task.zip"),
         ]
     )
     assert code == 0, capsys.readouterr().err
@@ -247,6 +252,27 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
     for key in ("best_accuracy", "last_accuracy"):
         assert 0.0 <= ft[key] <= 1.0
     assert 0.0 <= result["accuracy"] <= 1.0  # the not-fine-tuned composition, still reported
+    assert result["export"]["network"] == "fine-tuned task module"
+
+    # The task module is kept as a module directory: composed alone, it gives the fine-tuned
+    # network's best-epoch test accuracy, and the exported file gives its outputs.
+    from modjax.modular import task
+    from modjax.modules import directory, export, transform
+
+    again = tmp_path / "again.json"
+    assert main(["compose", "--modules", str(tmp_path / "task"), "--out", str(again)]) == 0
+    assert json.loads(again.read_text())["accuracy"] == pytest.approx(ft["best_accuracy"])
+    saved = directory.load(tmp_path / "task")
+    assert task.is_task(saved) and list(saved.classes) == [0, 1]
+    model, variables = task.load_task_module(saved)
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1)).astype(np.float32)
+    pre = transform.eval_transform(directory.section(saved, "preprocess"))
+    want = model.apply(variables, pre(images), train=False)[0]
+    classify, meta = export.load_classifier(tmp_path / "task.zip")
+    np.testing.assert_allclose(np.asarray(classify(images)), np.asarray(want), rtol=1e-5, atol=1e-5)
+    assert main(["compose", "--modules", str(mods / "class_0"), "--task-dir",
+                 str(tmp_path / "t2")]) == 2  # fmt: skip
+    assert "--task-dir needs --finetune-epochs" in capsys.readouterr().err
 
     moda_mods = tmp_path / "moda_mods"
     assert (
