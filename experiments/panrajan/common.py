@@ -20,22 +20,23 @@ def logits_of(modules, x) -> jax.Array:
 
 
 def _vote(variables, x):
-    """One-hot of the voting composition's label (`decompose.vote.vote`), for the eval step."""
-    params, own, labels, k = variables
-    logits = jnp.stack([_module_logits(p, x) for p in params])
-    return jax.nn.one_hot(labels[decompose.vote.vote(logits, own)], k.shape[0])
+    """One-hot of the voting composition's label (`decompose.predict_groups`), for the eval step."""
+    groups, k = variables
+    x = x.reshape(x.shape[0], -1)
+    return jax.nn.one_hot(decompose.predict_groups(groups, x), k.shape[0])
 
 
 def composed_acc(modules, x, y, labels=None) -> float:
-    """Accuracy of the voting composition (`decompose.vote.vote`) of `modules` on `x`, `y`.
+    """Accuracy of the voting composition of `modules` (any depths) on `x`, `y`.
 
-    `labels[i]` is what module i's win predicts (default: its class id), e.g. `[0, 1]` for a
-    two-module task relabelled 0/1.
+    `labels[i]` is what module i's win predicts (default: its class id, so modules of several
+    parents of one dataset, e.g. after `decompose.replace`, vote in its label space), e.g.
+    `[0, 1]` for a two-module task relabelled 0/1.
     """
-    labels = jnp.asarray([m.class_id for m in modules] if labels is None else labels)
-    own = jnp.asarray([m.class_id for m in modules])
-    k = int(max(int(labels.max()), int(np.max(y)))) + 1
-    variables = ([m.params for m in modules], own, labels, jnp.zeros(k))  # k as a shape
+    labels = [int(m.class_id) for m in modules] if labels is None else labels
+    groups = decompose.compose_groups(modules, labels=labels)
+    k = int(max(max(labels), int(np.max(y)))) + 1
+    variables = (groups, jnp.zeros(k))  # k as a shape
     return loop.evaluate_predict(_vote, x, y, num_classes=k, batch_size=1000, variables=variables)[
         "accuracy"
     ]

@@ -124,13 +124,13 @@ def reuse_and_replace(workdir, settings, train, test):
         prior = composed_acc(mods1, *test[ds])
         rm = []
         for k in range(10):
-            swapped = [mods4[ds][k] if m.class_id == k else m for m in mods1]
+            swapped = decompose.replace(mods1, [mods4[ds][k]])  # X-1 <- module k of X-4
             rm.append(composed_acc(swapped, *test[ds]))
         res["replace"][ds] = {"prior": prior, "rm": rm}
     faulty = modules_of("MNIST-1-faulty5", workdir, train["MNIST"], bar)
     meta = json.loads((workdir / "models" / "MNIST-1-faulty5.json").read_text())
     digit = settings["faulty"]["digit"]
-    swapped = [mods4["MNIST"][digit] if m.class_id == digit else m for m in faulty]
+    swapped = decompose.replace(faulty, [mods4["MNIST"][digit]])
     xt, yt = test["MNIST"]
     five = yt == digit
     params = fse20_train.load_params(workdir / "models" / "MNIST-1-faulty5")

@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
         required=True,
         metavar="DIR",
         help="module directories written by `modjax modularize`, `decompose`, `shrink` or "
-        "`repair`, e.g. mods/class_3",
+        "`repair`, e.g. mods/class_3; a folder of them (mods) stands for all its modules; "
+        "DIR:C1,C2 keeps only those classes",
     )
     p.add_argument(
         "--relabel",
@@ -59,6 +60,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--data-dir", help="dataset directory (default: each run's, or $MODJAX_DATA_DIR)"
+    )
+    p.add_argument(
+        "--replace",
+        nargs="+",
+        metavar="DIR",
+        default=[],
+        help="module replacement across models (Pan & Rajan FSE'20): these modules take the "
+        "place of the --modules of the same (dataset, class), whatever the models' depths or "
+        "families, e.g. --modules mnist1_modules --replace mnist4_modules/class_5",
     )
     p.add_argument(
         "--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)"
@@ -166,9 +176,10 @@ def compose(args) -> int:
     if args.task_dir and pathlib.Path(args.task_dir).exists() and not args.overwrite:
         raise ValueError(f"--task-dir {args.task_dir} exists; pass --overwrite to replace it")
     if args.finetune_epochs > 0:  # refuse before any evaluation
-        task_module.check_task_modules(modules.load_dirs(args.modules))
+        task_module.check_task_modules(modules.load_dirs(args.modules + args.replace))
+    dirs = modules.replace_dirs(args.modules, args.replace) if args.replace else args.modules
     value = modules.compose_dirs(
-        args.modules,
+        dirs,
         relabel=relabel,
         calibrate=args.calibrate,
         calibration=args.calibration,

@@ -12,7 +12,9 @@ Two methods, one subpackage each, with the same step files in both (`parent`, `i
                1:1 re-activates what the other classes use, then channelling and MC-BLN;
                modules (`CnnModule`) keep the parent's weights and zero positions.
     samples    positive and negative sample selection (both methods).
-    vote       voting composition, top-1 (`predict`) and top-k (`predict_topk`) (both).
+    vote       voting composition, top-1 (`predict`) and top-k (`predict_topk`) (both);
+               modules of several shapes (`compose_groups`, `predict_groups`); replacement
+               (`replace`).
     io         module directories through `modjax.modules.directory`, method `"panrajan"`.
     family     the `modjax.families` entry point: saved modules of one parent as one scorer.
 
@@ -34,7 +36,14 @@ from modjax.decompose.dense.parent import forward
 from modjax.decompose.dense.parent import to_layers as dense_layers
 from modjax.decompose.dense.pipeline import decompose as decompose_dense
 from modjax.decompose.io import load_decomposed, load_pruned, save_decomposed
-from modjax.decompose.vote import compose, predict, predict_topk
+from modjax.decompose.vote import (
+    compose,
+    compose_groups,
+    predict,
+    predict_groups,
+    predict_topk,
+    replace,
+)
 
 __all__ = [
     "CnnModule",
@@ -43,6 +52,7 @@ __all__ = [
     "check_parent",
     "cnn",
     "compose",
+    "compose_groups",
     "decompose_cnn",
     "decompose_dense",
     "dense",
@@ -52,8 +62,10 @@ __all__ = [
     "load_decomposed",
     "load_pruned",
     "predict",
+    "predict_groups",
     "predict_topk",
     "prune",
+    "replace",
     "run",
     "samples",
     "save_decomposed",

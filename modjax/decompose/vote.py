@@ -164,3 +164,84 @@ def compose(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
         stacked = CnnStack(params=stacked, keep=keep)
     own = jnp.asarray([m.class_id for m in modules])
     return stacked, own, jnp.asarray(labels)
+
+
+class VoteGroup(NamedTuple):
+    """Modules of one shape, stacked (`compose`): `stacked`, `own [M]`, `labels [M]`."""
+
+    stacked: Any
+    own: jax.Array
+    labels: jax.Array
+
+
+def compose_groups(modules: Sequence[Any], *, labels: Sequence[int] | None = None):
+    """Stacks modules of any shapes: one `VoteGroup` per parameter shape, in first-seen order.
+
+    The vote is per module (`vote_scores` of a module depends on its own output only), so the
+    vote over several groups is the argmax over their concatenated scores (`predict_groups`):
+    modules of different depths vote together, as FSE'20's replacement needs (a module of a
+    4-layer model replacing one of a 1-layer model).
+
+    Args:
+        modules: `DenseModule`s or `CnnModule`s.
+        labels: the task label of each module (default: its class id; then the modules must
+            come from one parent, as in `compose`, or share a label space: pass their class ids
+            explicitly to vote in the parents' common label space).
+
+    Raises:
+        ValueError: as `compose` (repeated labels, different parents without `labels`).
+    """
+    if not modules:
+        raise ValueError("compose_groups needs at least one module")
+    if labels is None:
+        if len({parent_key(m.parent) for m in modules}) > 1:
+            raise ValueError(
+                "modules come from several parents; pass labels=[...] (their class ids, for "
+                "parents of one dataset) to vote in one label space"
+            )
+        labels = [m.class_id for m in modules]
+    labels = [int(c) for c in labels]
+    if len(labels) != len(modules):
+        raise ValueError(f"labels has {len(labels)} entries for {len(modules)} modules")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels={labels} repeats a label; each module needs its own")
+    shapes: dict[str, list[int]] = {}
+    for i, m in enumerate(modules):
+        kind = f"{type(m).__name__}:{jax.tree.map(np.shape, m.params)}"
+        shapes.setdefault(kind, []).append(i)
+    return [
+        VoteGroup(*compose([modules[i] for i in idx], labels=[labels[i] for i in idx]))
+        for idx in shapes.values()
+    ]
+
+
+def predict_groups(groups: Sequence[VoteGroup], x: jax.Array) -> jax.Array:
+    """`[B]` task labels of the vote over every module of `compose_groups`' groups; jit-able."""
+    scores = jnp.concatenate([vote_scores(module_logits(g.stacked, x), g.own) for g in groups])
+    labels = jnp.concatenate([g.labels for g in groups])
+    return labels[jnp.argmax(scores, axis=0)]
+
+
+def replace(modules: Sequence[Any], donors: Sequence[Any]) -> list[Any]:
+    """Pan & Rajan module replacement (FSE'20, METHODS §7.6): each donor takes its class's place.
+
+    `replace(modules_of_mnist1, [module_5_of_mnist4])` is the composition whose class-5 module
+    comes from the other (e.g. deeper, or better) model; vote it with `compose_groups` and
+    `predict_groups`, passing the class ids as `labels`, since the donors come from another
+    parent of the same label space.
+
+    Raises:
+        ValueError: a donor class that no module scores, or two donors of one class.
+    """
+    by_class: dict[int, Any] = {}
+    for d in donors:
+        if int(d.class_id) in by_class:
+            raise ValueError(f"two donor modules of class {int(d.class_id)}; give one per class")
+        by_class[int(d.class_id)] = d
+    missing = sorted(set(by_class) - {int(m.class_id) for m in modules})
+    if missing:
+        raise ValueError(
+            f"donor classes {missing} have no module to replace; the modules score "
+            f"{sorted(int(m.class_id) for m in modules)}"
+        )
+    return [by_class.get(int(m.class_id), m) for m in modules]

@@ -46,6 +46,62 @@ def parse_dir(spec: str | os.PathLike) -> tuple[pathlib.Path, tuple[int, ...] | 
     return pathlib.Path(path), classes
 
 
+def expand(dirs: Sequence[str | os.PathLike]) -> list[str]:
+    """Each entry that is a folder of module directories (the `--out` of `modjax modularize` or
+    `decompose`) becomes its module directories, in name order; other entries stay as given."""
+    out: list[str] = []
+    for spec in dirs:
+        path = pathlib.Path(os.fspath(spec))
+        if path.is_dir() and not (path / directory.MANIFEST).exists():
+            found = sorted(p for p in path.iterdir() if (p / directory.MANIFEST).is_file())
+            if found:
+                out.extend(str(p) for p in found)
+                continue
+        out.append(os.fspath(spec))
+    return out
+
+
+def replace_dirs(
+    dirs: Sequence[str | os.PathLike], replacements: Sequence[str | os.PathLike]
+) -> list[str]:
+    """Module replacement across models (Pan & Rajan FSE'20, METHODS §7.6), on directories.
+
+    Every `(dataset, class)` a replacement scores is taken away from the `dirs` (a directory
+    left with no class is dropped, one left with some becomes `DIR:C1,C2`), and the
+    replacements are added: `replace_dirs(["m1"], ["m4/class_5"])` composes MNIST-1's modules
+    with MNIST-4's module of class 5, whatever the two models' depths or families.
+
+    Raises:
+        ValueError: a replacement class that none of `dirs` scores (naming it), or two
+            replacements of one class.
+    """
+    base, donors = expand(dirs), expand(replacements)
+    taken: dict[tuple[Any, int], str] = {}
+    for spec in donors:
+        path, chosen = parse_dir(spec)
+        d = directory.load(path)
+        for c in chosen or d.classes:
+            key = (d.parent.get("dataset"), int(c))
+            if key in taken:
+                raise ValueError(f"--replace {taken[key]} and {spec} both replace class {key}")
+            taken[key] = os.fspath(spec)
+    out, replaced = [], set()
+    for spec in base:
+        path, chosen = parse_dir(spec)
+        d = directory.load(path)
+        classes = [int(c) for c in (chosen or d.classes)]
+        keep = [c for c in classes if (d.parent.get("dataset"), c) not in taken]
+        replaced.update((d.parent.get("dataset"), c) for c in classes if c not in keep)
+        if keep == classes:
+            out.append(os.fspath(spec))
+        elif keep:
+            out.append(f"{path}:{','.join(map(str, keep))}")
+    missing = [f"{taken[k]} (class {k[1]} of {k[0]})" for k in taken if k not in replaced]
+    if missing:
+        raise ValueError(f"--replace {', '.join(missing)}: no module of --modules scores it")
+    return out + donors
+
+
 def load_dirs(dirs: Sequence[str | os.PathLike]) -> list[ModuleDir]:
     """Loads and verifies module directories of any registered family (`DIR` or
     `DIR:C1,C2`; see `selection`).
@@ -58,7 +114,7 @@ def load_dirs(dirs: Sequence[str | os.PathLike]) -> list[ModuleDir]:
     if not dirs:
         raise ValueError("no module directories given")
     saved = []
-    for spec in dirs:
+    for spec in expand(dirs):
         path, classes = parse_dir(spec)
         d = directory.load(path)
         if classes is not None:
@@ -80,7 +136,7 @@ def selection(dirs: Sequence[str | os.PathLike]) -> dict[pathlib.Path, tuple[int
     """`{directory: classes}` of the entries `DIR:C1,C2` that keep only some of a module's
     classes (e.g. two classes of a DeepArc network, which scores every class)."""
     out = {}
-    for spec in dirs:
+    for spec in expand(dirs):
         path, classes = parse_dir(spec)
         if classes is not None:
             out[path] = classes
@@ -284,7 +340,7 @@ def compose_dirs(
     value = {
         "composed": composed,
         "saved": saved,
-        "modules": [str(pathlib.Path(d).resolve()) for d in dirs],
+        "modules": [str(pathlib.Path(d).resolve()) for d in expand(dirs)],
         "classes": list(composed.classes),
         "sources": [list(s) for s in composed.sources],
         "names": [names.get(tuple(s), str(s[1])) for s in composed.sources],
@@ -315,6 +371,8 @@ def compose_dirs(
 
 
 __all__ = [
+    "expand",
+    "replace_dirs",
     "build_composition",
     "calibrate_on_train",
     "check_inputs",

@@ -138,3 +138,46 @@ def test_check_options_defaults_per_method():
     assert decompose_run.check_options("mlp", **kwargs) == "rie"
     assert decompose_run.check_options("resnet20_nobn", **kwargs) == "bln"
     assert decompose_run.check_options("mlp", **{**kwargs, "cm": "none"}) == "none"
+
+
+def test_replacement_across_depths_from_the_cli_equals_the_library_vote(run, tmp_path, capsys):
+    """FSE'20 replacement: class 4's module of a 1-hidden-layer MLP replaces the smoke MLP's (2
+    layers). `compose --replace` and `decompose.replace` + `compose_groups` agree exactly."""
+    shallow = tmp_path / "shallow"
+    assert main(["train", "--config", SMOKE, "--depth", "1", "--workdir", str(shallow),
+                 "--no-progress"]) == 0  # fmt: skip
+    flags = ["--confidence", "0", "--positives", "3", "--negatives", "2", "--cm", "c"]
+    deep_mods, shallow_mods = tmp_path / "deep_mods", tmp_path / "shallow_mods"
+    assert decompose(_args("--workdir", str(run), "--out", str(deep_mods), *flags)) == 0
+    assert decompose(_args("--workdir", str(shallow), "--out", str(shallow_mods), *flags)) == 0
+    capsys.readouterr()
+    result = tmp_path / "replaced.json"
+    argv = ["compose", "--modules", str(deep_mods), "--replace", str(shallow_mods / "class_4")]
+    assert main([*argv, "--out", str(result)]) == 0, capsys.readouterr().err
+    value = json.loads(result.read_text())
+    assert sorted(value["classes"]) == list(range(10))  # output ids are the class ids
+    assert [g["classes"] for g in value["groups"]] == [[0, 1, 2, 3, 5, 6, 7, 8, 9], [4]]
+
+    from modjax.decompose.io import from_dir
+    from modjax.modules import directory, transform
+    from modjax.runs.compose import load_split
+
+    deep = [from_dir(directory.load(deep_mods / f"class_{c}")) for c in range(10)]
+    donor = from_dir(directory.load(shallow_mods / "class_4"))
+    with pytest.raises(ValueError, match="different shapes"):
+        dc.compose(dc.replace(deep, [donor]), labels=list(range(10)))  # one stack cannot hold both
+    mods = dc.replace(deep, [donor])
+    assert [m.class_id for m in mods] == list(range(10)) and mods[4] is donor
+    groups = dc.compose_groups(mods, labels=list(range(10)))
+    assert [len(g.own) for g in groups] == [9, 1]
+    images, labels = load_split("digits", "test", None)
+    spec = directory.section(directory.load(deep_mods / "class_0"), "preprocess")
+    x = np.asarray(transform.eval_transform(spec)(images.astype(np.float32)))
+    pred = np.asarray(dc.predict_groups(groups, x.reshape(len(x), -1)))
+    assert np.mean(pred == labels) == pytest.approx(value["accuracy"])
+    capsys.readouterr()
+    bad = ["compose", "--modules", str(deep_mods / "class_0"), "--replace", str(shallow_mods)]
+    assert main(bad) == 2
+    assert "no module of --modules scores it" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"donor classes \[4\] have no module to replace"):
+        dc.replace(deep[:3], [donor])
