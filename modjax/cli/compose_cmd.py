@@ -258,7 +258,7 @@ def _print(value: dict[str, Any], args) -> None:
     if "export" in value:
         e = value["export"]
         print(
-            f"exported to {e['path']} ({e['bytes']} bytes; load it with jax alone, see "
+            f"exported to {e['path']} ({e['bytes']} bytes; load it with jax and flatbuffers, see "
             "modjax.modules.export.LOADER_SOURCE)"
         )
     ft = value.get("finetune")

@@ -1,4 +1,4 @@
-"""A composed classifier as one file that runs with only `jax` and `numpy` installed.
+"""A composed classifier as one file that runs with only `pip install jax flatbuffers`.
 
 Any composition exports, whatever families its scorers come from. `export_composed` lowers
 `compose.pure_apply(composed)` with `jax.export` (serialized StableHLO,
@@ -10,7 +10,9 @@ symbolic batch dimension `b`) and writes a zip::
 
 The images are raw pixel values (0–255) as float32; each parent's recorded test transform
 (scale, resize, normalize) and any calibration run inside `f`. Loading needs no modjax and no
-Flax: run `LOADER_SOURCE` (below, also `python -c` friendly), e.g.
+Flax, only `LOADER_REQUIREMENTS` (jax with its own dependencies, numpy among them, and
+flatbuffers, which `jax.export.deserialize` imports; a test runs the loader with exactly these):
+run `LOADER_SOURCE` (below, also `python -c` friendly), e.g.
 
     classify, meta = load_classifier("composed.modjax.zip")
     logits = classify(images)                # [B, len(meta["classes"])]
@@ -32,6 +34,9 @@ import numpy as np
 from modjax.modules import atomic
 from modjax.modules.compose import Composed, pure_apply
 
+LOADER_REQUIREMENTS = ("jax", "flatbuffers")
+"""What `pip install` needs for `LOADER_SOURCE` (numpy comes with jax)."""
+
 FORMAT = "modjax.composed"
 FORMAT_VERSION = 1
 
@@ -48,7 +53,7 @@ def load_classifier(path):
         meta = json.loads(z.read("meta.json"))
     return (lambda images: exported.call(params, np.asarray(images, np.float32))), meta
 '''
-"""The standalone loader: needs `jax` and `numpy` only (no modjax, no Flax)."""
+"""The standalone loader: needs `LOADER_REQUIREMENTS` only (no modjax, no Flax)."""
 
 
 def load_classifier(path: str | os.PathLike):
@@ -144,4 +149,11 @@ def export_composed(
     return target
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LOADER_SOURCE", "export_composed", "load_classifier"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LOADER_REQUIREMENTS",
+    "LOADER_SOURCE",
+    "export_composed",
+    "load_classifier",
+]

@@ -1,4 +1,4 @@
-"""`modular.export`: a composed classifier as one file that runs with jax and numpy alone."""
+"""`modular.export`: a composed classifier as one file that runs with jax and flatbuffers alone."""
 
 import functools
 import json
@@ -79,6 +79,57 @@ def test_export_runs_without_modjax_in_a_subprocess(tmp_path, composed):
     for n in (3, 5):
         expected = np.asarray(composed.apply_fn(jnp.asarray(_images(n, seed=n))))
         np.testing.assert_allclose(np.load(tmp_path / f"y{n}.npy"), expected, rtol=1e-6, atol=1e-6)
+
+
+def _site_with(distributions, root):
+    """A site directory holding only `distributions` (links to their installed top-level
+    packages): what `pip install` of exactly those would give, offline."""
+    import importlib.metadata as md
+    import pathlib
+
+    site = pathlib.Path(root)
+    site.mkdir()
+    for name in distributions:
+        dist = md.distribution(name)
+        base = pathlib.Path(dist.locate_file(""))
+        for top in {pathlib.PurePath(f).parts[0] for f in dist.files or ()}:
+            if top != ".." and (base / top).exists() and not (site / top).exists():
+                (site / top).symlink_to(base / top)
+    return site
+
+
+def test_the_loader_needs_exactly_jax_and_flatbuffers(tmp_path, composed):
+    """`pip install jax flatbuffers` (jax's own requirements included) runs an export; without
+    flatbuffers, `jax.export.deserialize` refuses. No modjax, Flax, optax or site-packages."""
+    import importlib.metadata as md
+    import re
+
+    path = export.export_composed(composed, tmp_path / "c.zip", input_shape=SHAPE)
+    jax_deps = [
+        re.split(r"[<>=!~; \[]", r)[0] for r in md.requires("jax") or () if "extra ==" not in r
+    ]
+    assert export.LOADER_REQUIREMENTS == ("jax", "flatbuffers")
+    x = _images(4)
+    np.save(tmp_path / "x.npy", x)
+    script = export.LOADER_SOURCE + textwrap.dedent(f"""
+        import sys
+        classify, meta = load_classifier({str(path)!r})
+        np.save({str(tmp_path)!r} + "/y.npy", np.asarray(classify(np.load({str(tmp_path)!r} + "/x.npy"))))
+        print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"modjax", "flax", "optax"}}))
+    """)  # fmt: skip
+    for name, dists in (("full", ["jax", *jax_deps, "flatbuffers"]), ("bare", ["jax", *jax_deps])):
+        site = _site_with(dists, tmp_path / name)
+        run = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(site)!r})\n"
+             + script],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        if name == "full":
+            assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr[-2000:]
+            expected = np.asarray(composed.apply_fn(jnp.asarray(x)))
+            np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-6, atol=1e-6)
+        else:
+            assert run.returncode != 0 and "install 'flatbuffers'" in run.stderr, run.stderr[-2000:]
 
 
 def test_in_process_loader_and_refusals(tmp_path, composed):
