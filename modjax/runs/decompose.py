@@ -20,7 +20,7 @@ import numpy as np
 from modjax import decompose as dc
 from modjax import loop, train
 from modjax.modules import atomic
-from modjax.runs import training
+from modjax.runs import plots, training
 
 EVAL_BATCH_SIZE = 250
 """Test examples per eval step of the parent's and the vote's accuracy."""
@@ -217,6 +217,7 @@ def decompose_workdir(
                 m, tmp / f"class_{m.class_id}", preprocess=spec, class_names=[names[m.class_id]]
             )
         atomic.write_json(tmp / "modules.json", summary)
+        plots.module_overview(tmp, tmp / "modules.png")  # kept units and class overlap
     return summary
 
 

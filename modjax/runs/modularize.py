@@ -23,7 +23,7 @@ from modjax.modular import portable
 from modjax.modular.io import ModuleFileError
 from modjax.modular.prune import prune
 from modjax.modules import atomic, jsonrules
-from modjax.runs import training
+from modjax.runs import plots, training
 
 
 def restore_parent(
@@ -219,6 +219,7 @@ def modularize_workdir(
                 module, tmp / f"class_{module.classes[0]}", arrays=arrays, info=info
             )
         atomic.write_json(tmp / "modules.json", summary)
+        plots.module_overview(tmp, tmp / "modules.png")  # kept units and class overlap
     return summary
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from modjax import checkpoint, data, loop, models, objectives, parallel, train
 from modjax.modules import atomic, identity, transform
-from modjax.runs import callbacks, preemption, report
+from modjax.runs import callbacks, plots, preemption, report
 from modjax.runs import config as config_lib
 from modjax.runs.config import TrainConfig, load_json
 
@@ -468,7 +468,7 @@ def train_and_evaluate(
     """Trains `config` in `workdir`, resuming from its latest checkpoint; returns a summary.
 
     Writes `config.json`, `metrics.jsonl` (one line per log step and per epoch), checkpoints
-    under `checkpoints/`, and `summary.json`.
+    under `checkpoints/`, `summary.json` and `curves.png` (`plots.training_curves`).
 
     The configuration is also stored in every checkpoint, and a resume whose settings differ
     from the latest checkpoint's is refused, even when `config.json` was deleted.
@@ -598,4 +598,5 @@ def train_and_evaluate(
     }
     if is_main:
         atomic.write_json(workdir / "summary.json", summary)
+        plots.training_curves(writer.path, workdir / "curves.png")
     return summary

@@ -133,6 +133,9 @@ def test_smoke_train_writes_metrics_summary_and_resumes(tmp_path, capsys):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["steps"] == 8 and summary["devices"] == 8
     assert json.loads((workdir / "config.json").read_text())["model"] == "mlp"
+    assert (workdir / "curves.png").read_bytes()[
+        :8
+    ] == b"\x89PNG\r\n\x1a\n"  # plots.training_curves
 
     # Longer run in the same workdir resumes from step 8 and trains 8 more steps.
     assert (

@@ -224,6 +224,7 @@ def test_compose_finetunes_mwt_task_module(moda_run, tmp_path, capsys):
     assert 0.0 <= summary["coupling"] <= 1.0 and 0.0 <= summary["cohesion"] <= 1.0
     assert f"Jaccard cohesion {summary['cohesion']:.4f}" in printed
     assert "empty_layers" in printed  # the per-class table flags zero-width layers
+    assert (mods / "modules.png").read_bytes()[:4] == b"\x89PNG"  # plots.module_overview
     out = tmp_path / "ft.json"
     code = main(
         [

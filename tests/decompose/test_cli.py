@@ -41,6 +41,7 @@ def test_decompose_writes_one_module_per_class(run, tmp_path, capsys):
     assert 0 <= summary["composed_accuracy"] <= 1
     printed = capsys.readouterr().out
     assert "edge_rate" in printed and "voting-composed" in printed
+    assert (out / "modules.png").read_bytes()[:4] == b"\x89PNG"  # plots.module_overview
     module = dc.load_decomposed(out / "class_4")
     assert module.class_id == 4
     # No absolute (user) path in the manifest: the workdir's last two parts (tmp is not below cwd).

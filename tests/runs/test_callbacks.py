@@ -122,3 +122,16 @@ def test_epoch_summaries_evaluate_when_due(tmp_path):
     assert [r.get("test_accuracy") for r in history] == [None, 0.75, 0.75]
     assert history[0]["train_loss"] == 2.0 and history[0]["step"] == 4
     assert _lines(tmp_path / "m.jsonl") == json.loads(json.dumps(history))
+
+
+def test_module_overview_fractions_and_overlap():
+    from modjax.runs import plots
+
+    units = {
+        3: {"a": np.array([1, 1, 0, 0], bool), "b": np.array([1, 0], bool)},
+        5: {"a": np.array([1, 1, 1, 1], bool), "b": np.array([0, 0], bool)},
+    }
+    layers, kept, jac = plots.kept_fractions(units)
+    assert layers == ["a", "b"]
+    np.testing.assert_allclose(kept, [[0.5, 0.5], [1.0, 0.0]])
+    np.testing.assert_allclose(jac, [[1.0, 2 / 5], [2 / 5, 1.0]])  # |{a0,a1}| / |{a0..a3,b0}|
