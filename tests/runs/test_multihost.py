@@ -99,7 +99,7 @@ def test_two_processes_match_one_and_restore_in_one(tmp_path):
 def test_moda_mnist_with_eval_every_epoch_finishes_twice(tmp_path, real_data_dir):
     """The configuration that deadlocked in loop.evaluate (device-side sums of in-flight evals)."""
     flags = ["--config", MLP_MNIST, "--method", "moda", "--data-dir", str(real_data_dir),
-             "--train-examples", "2048", "--num-epochs", "2", "--eval-every", "1",
+             "--train-examples", "1024", "--num-epochs", "2", "--eval-every", "1",
              "--log-every", "8", "--checkpoint-every", "16", "--no-progress"]  # fmt: skip
     for attempt in ("a", "b"):
         for p in _two_processes(tmp_path / attempt, flags=flags):
