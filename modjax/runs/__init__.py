@@ -1,10 +1,12 @@
 """The workdir layer shared by the CLI, experiments and notebooks.
 
 Files are named after the command they serve: `config` (the frozen `TrainConfig`, config files,
-JSON round-trip), `training` (a run's data, model and optimizer from a config; train and evaluate
-in a workdir; `load_run` restores a checkpoint as a `RestoredRun`), `report` (metrics lines and
-tables), `callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN stop, progress bar,
-checkpoints), `modularize` (MwT/MODA module directories from a run; restore a module's parent by
+JSON round-trip), `build` (a run's data, model and optimizer from a config), `restore`
+(`load_run` restores a trained workdir's checkpoint as a `RestoredRun`; the checkpoint's settings
+are the truth), `training` (train and evaluate in a workdir; re-exports the names of `build` and
+`restore`), `preemption` (SIGTERM as save-and-stop), `plots` (curves.png, modules.png), `report`
+(metrics lines and tables), `callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN
+stop, progress bar, checkpoints), `modularize` (MwT/MODA module directories from a run; restore a module's parent by
 hash), `decompose` (Pan & Rajan module directories from a run), `deeparc` (CKA, shrink and repair
 of a run; shrunk and repaired networks as module directories), `compose` (module directories of
 any families into one classifier, without any workdir), `task_module` (MwT task-module

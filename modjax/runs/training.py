@@ -1,363 +1,41 @@
-"""The training loop behind `modjax train` and `modjax eval`: data, state, checkpoints, logs.
+"""The training loop behind `modjax train`: workdir, resume, checkpoints, logs, pictures.
 
 This is the side-effect layer: it owns the workdir, the progress bar and the checkpoint cadence
-(`runs.callbacks`), and runs the jitted steps of `modjax.train` through `loop.fit`. `load_run`
-restores a workdir's checkpoint as a `RestoredRun`, what every command that reads a trained
-network (`eval`, `modularize`, `decompose`, `arch`, `shrink`, `repair`, ...) starts from.
+(`runs.callbacks`), SIGTERM (`runs.preemption`), and runs the jitted steps of `modjax.train`
+through `loop.fit`. A run is built by `runs.build` and a trained workdir read by `runs.restore`;
+their names are re-exported here, where callers have always found them.
 """
 
-import dataclasses
 import logging
 import os
 import pathlib
-from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
 
-from modjax import checkpoint, data, loop, models, objectives, parallel, train
-from modjax.modules import atomic, identity, transform
+from modjax import checkpoint, data, loop, train
+from modjax.modules import atomic
 from modjax.runs import callbacks, plots, preemption, report
-from modjax.runs import config as config_lib
-from modjax.runs.config import TrainConfig, load_json
+from modjax.runs.build import (  # noqa: F401 - re-exported: callers use training.<name>
+    Run,
+    build_run,
+    evaluate,
+    input_shape,
+    make_objective,
+    make_preprocess,
+)
+from modjax.runs.config import TrainConfig
+from modjax.runs.restore import (  # noqa: F401 - re-exported: callers use training.<name>
+    RESUMABLE,
+    RestoredRun,
+    checkpoint_config,
+    differing_settings,
+    load_run,
+    saved_config,
+    workdir_label,
+)
 
 logger = logging.getLogger(__name__)
-
-# Settings that may change when a run is resumed; any other difference is an error.
-RESUMABLE = {
-    "num_epochs",
-    "log_every",
-    "eval_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "data_dir",
-    "backend",
-    "num_devices",
-}
-
-
-@dataclasses.dataclass
-class Run:
-    """What a run is built from (host objects; no arrays of the state)."""
-
-    config: TrainConfig
-    info: Any
-    model: Any
-    mesh: Any
-    train_data: tuple[np.ndarray, np.ndarray]
-    test_data: tuple[np.ndarray, np.ndarray]
-    steps_per_epoch: int
-    tx: Any
-    eval_step: Any
-    input_shape: tuple[int, int, int]
-
-
-def make_objective(config: TrainConfig, num_classes: int):
-    """The objective of `config.method` with the paper defaults unless weights are given.
-
-    Raises:
-        ValueError: a weight of another method's objective (e.g. `cohesion_weight` with
-            `method="standard"`), naming the weights and the method.
-    """
-    weights = {
-        k: getattr(config, k)
-        for k in (
-            "cohesion_weight",
-            "coupling_weight",
-            "affinity_weight",
-            "dispersion_weight",
-            "compactness_weight",
-        )
-        if getattr(config, k) is not None
-    }
-    if config.method == "standard":
-        allowed, factory = set(), None
-    elif config.method == "mwt":
-        allowed = {"cohesion_weight", "coupling_weight"}
-        factory = objectives.mwt_objective
-    elif config.method == "moda":
-        allowed = {"affinity_weight", "dispersion_weight", "compactness_weight"}
-        factory = objectives.moda_objective
-    else:  # a registered objective (`config.methods()`) that modjax.objectives does not build
-        raise ValueError(f"method={config.method!r} has no objective in modjax.objectives")
-    stray = sorted(set(weights) - allowed)
-    if stray:
-        use = f"use {sorted(allowed)}" if allowed else "its objective has no weights"
-        raise ValueError(f"{stray} do not apply to method={config.method!r}; {use}")
-    if factory is None:
-        return objectives.standard
-    return factory(num_classes=num_classes, **weights)
-
-
-def make_preprocess(config: TrainConfig, info, *, augment: bool):
-    return data.make_preprocess(
-        info, augment=augment, normalize=config.normalize, image_size=config.image_size
-    )
-
-
-def input_shape(config: TrainConfig, info) -> tuple[int, int, int]:
-    """The model's input shape: the dataset's, or `image_size` square when resizing."""
-    if config.image_size is None:
-        return tuple(info.image_shape)
-    return (config.image_size, config.image_size, info.image_shape[-1])
-
-
-def _subset(images, labels, n, seed):
-    if n is not None and n > len(labels):
-        raise ValueError(
-            f"train_examples={n} is larger than the training split ({len(labels)} examples); "
-            "leave it unset to train on the whole split"
-        )
-    if n is None or n == len(labels):
-        return images, labels
-    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    return images[idx], labels[idx]
-
-
-def build_run(config: TrainConfig) -> Run:
-    """Loads and validates data, model and optimizer; every input error surfaces here."""
-    info = data.get_info(config.dataset)
-    make_objective(config, info.num_classes)  # weights that do not apply: refused before work
-    model_kwargs = {} if config.depth is None else {"depth": config.depth}
-    model = models.get_model(
-        config.model,
-        num_classes=info.num_classes,
-        width=config.width,
-        mask_generators=config.method == "mwt",
-        **model_kwargs,
-    )
-    models.trace(model, input_shape(config, info))  # every layer builds (e.g. width)
-    mesh = parallel.make_mesh(config.num_devices)
-    parallel.check_batch_size(config.global_batch_size, mesh)
-    train_images, train_labels = _subset(
-        *data.load(config.dataset, "train", data_dir=config.data_dir, backend=config.backend),
-        config.train_examples,
-        config.seed,
-    )
-    test_images, test_labels = data.load(
-        config.dataset, "test", data_dir=config.data_dir, backend=config.backend
-    )
-    for split, (x, y) in (
-        ("train", (train_images, train_labels)),
-        ("test", (test_images, test_labels)),
-    ):
-        data.validate_arrays(x, y, info=info, what=f"{config.dataset}/{split}")
-    steps = data.steps_per_epoch(len(train_labels), config.global_batch_size)
-    if steps == 0:
-        raise ValueError(
-            f"global_batch_size={config.global_batch_size} exceeds the {len(train_labels)} "
-            f"training examples of {config.dataset}: no full batch per epoch"
-        )
-    tx = train.make_optimizer(
-        learning_rate=config.learning_rate,
-        mask_learning_rate=config.mask_learning_rate,
-        steps_per_epoch=steps,
-        num_epochs=config.num_epochs,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-        schedule=config.schedule,
-        t_max=config.t_max,
-    )
-    eval_step = train.make_eval_step(
-        model=model,
-        num_classes=info.num_classes,
-        mesh=mesh,
-        preprocess=make_preprocess(config, info, augment=False),
-    )
-    return Run(
-        config,
-        info,
-        model,
-        mesh,
-        (train_images, train_labels),
-        (test_images, test_labels),
-        steps,
-        tx,
-        eval_step,
-        input_shape(config, info),
-    )
-
-
-def workdir_label(workdir: str | pathlib.Path) -> str:
-    """A user-free name of a workdir for module manifests: relative to the current directory
-    when it lies below it, else its last two path parts (never a home or absolute path)."""
-    path = pathlib.Path(workdir).resolve()
-    try:
-        return str(path.relative_to(pathlib.Path.cwd().resolve()))
-    except ValueError:
-        return str(pathlib.Path(*path.parts[-2:]))
-
-
-@dataclasses.dataclass(frozen=True)
-class RestoredRun:
-    """A training workdir's checkpoint, restored on the host, with what commands read from it.
-
-    Attributes:
-        workdir: the run's directory.
-        config: its settings (`data_dir` as given to `load_run`).
-        run: the `Run` built from them (data, model, mesh, eval step).
-        variables: `{"params", "batch_stats"}` of the checkpoint, host NumPy arrays.
-        step: the checkpoint's step.
-        preprocess: the eval transform `(uint8 images, rng) -> float32` (no augmentation).
-    """
-
-    workdir: pathlib.Path
-    config: TrainConfig
-    run: Run
-    variables: Any
-    step: int
-    preprocess: Callable[[Any, Any], Any]
-
-    @property
-    def model(self):
-        return self.run.model
-
-    @property
-    def info(self):
-        return self.run.info
-
-    @property
-    def num_classes(self) -> int:
-        return self.run.info.num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.run.input_shape
-
-    @property
-    def train_data(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.run.train_data
-
-    @property
-    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.run.test_data
-
-    @property
-    def class_names(self) -> list[str]:
-        """One name per class: the dataset's, or the class ids as text."""
-        names = self.run.info.class_names
-        return [str(n) for n in names] if names else [str(c) for c in range(self.num_classes)]
-
-    def preprocess_spec(self) -> dict[str, Any]:
-        """The JSON record of the eval transform, as module directories store it."""
-        return transform.preprocess_spec(
-            self.run.info, normalize=self.config.normalize, image_size=self.config.image_size
-        )
-
-    def describe(self, *, checkpoint: str | None = None) -> dict[str, Any]:
-        """This network as a module's parent: zoo model, dataset, step and content hash.
-
-        Args:
-            checkpoint: where it came from, for people (e.g. the workdir); not its identity.
-        """
-        config = self.config
-        kwargs = {} if config.depth is None else {"depth": config.depth}
-        return identity.describe_parent(
-            config.model,
-            dataset=config.dataset,
-            checkpoint=checkpoint,
-            input_shape=self.run.input_shape,
-            step=self.step,
-            hash=identity.parent_hash(self.variables),
-            num_classes=self.run.info.num_classes,
-            width=config.width,
-            mask_generators=config.method == "mwt",
-            **kwargs,
-        )
-
-
-def load_run(
-    workdir: str | os.PathLike, data_dir: str | None = None, *, step: int | None = None
-) -> RestoredRun:
-    """Restores a `modjax train` workdir's checkpoint (default: the latest) on the host.
-
-    The settings are the checkpoint's own (`checkpoint_config`): every command that opens a run
-    (eval, modularize, decompose, arch, shrink, repair, replace, pipeline, the experiments)
-    comes through here, so an edited `config.json` is caught, not trusted.
-
-    Args:
-        workdir: a directory written by `modjax train`.
-        data_dir: dataset directory replacing the run's (default: the run's).
-        step: the checkpoint step (default: the latest).
-
-    Raises:
-        FileNotFoundError: no `checkpoints/` in `workdir`, no checkpoint, or no settings.
-        ValueError: `config.json` disagrees with the checkpoint's settings (fields named).
-        CheckpointError: the checkpoint is damaged or does not fit the run's settings.
-    """
-    workdir = pathlib.Path(workdir)
-    if not (workdir / "checkpoints").is_dir():
-        if not (workdir / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{workdir / 'config.json'} not found: is {workdir} a directory written by "
-                "`modjax train`?"
-            )
-        raise FileNotFoundError(
-            f"{workdir / 'checkpoints'} not found: the run in {workdir} has no checkpoint "
-            f"(train it with `modjax train --workdir {workdir}` first)"
-        )
-    config = checkpoint_config(workdir, step)
-    if data_dir:
-        config = dataclasses.replace(config, data_dir=data_dir)
-    run = build_run(config)
-    abstract = train.abstract_train_state(
-        model=run.model, tx=run.tx, image_shape=run.input_shape, mesh=run.mesh
-    )
-    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
-        state, _ = checkpoint.restore(manager, abstract, step=step)
-    return RestoredRun(
-        workdir=workdir,
-        config=config,
-        run=run,
-        variables=jax.device_get(train.variables_of(state)),
-        step=int(state.step),
-        preprocess=make_preprocess(config, run.info, augment=False),
-    )
-
-
-def _differing(settings: dict[str, Any], other: dict[str, Any]) -> list[tuple[str, Any]]:
-    """`(field, value)` of `settings` that `other` differs in, outside `RESUMABLE`."""
-    return [(k, v) for k, v in settings.items() if k not in RESUMABLE and other.get(k) != v]
-
-
-def checkpoint_config(workdir: pathlib.Path, step: int | None = None) -> TrainConfig:
-    """The settings of the checkpoint a command restores: they are the truth for every reader.
-
-    `config.json` is read too, and must agree with them on every setting that shapes the
-    network or its data (all but `RESUMABLE`); a run whose checkpoints predate stored settings
-    uses `config.json` alone.
-
-    Raises:
-        FileNotFoundError: no checkpoint, or neither stored settings nor `config.json`.
-        ValueError: `config.json` disagrees with the checkpoint, naming each field.
-    """
-    path = workdir / "config.json"
-    with checkpoint.open_read_only(workdir / "checkpoints") as manager:
-        at = checkpoint.latest_step(manager) if step is None else step
-        if at is None:
-            raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
-        stored = checkpoint.read_meta(manager, at).get("config")
-    if stored is None:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found and checkpoint step {at} stores no settings")
-        return load_json(path)
-    truth = config_lib.from_dict(stored, source=f"checkpoint step {at} in {workdir}")
-    if path.is_file():
-        written = load_json(path).to_json()
-        diff = [
-            f"{k}: {v!r} in the checkpoint, {written.get(k)!r} in config.json"
-            for k, v in _differing(truth.to_json(), written)
-        ]
-        if diff:
-            raise ValueError(
-                f"{path} disagrees with checkpoint step {at}, whose settings the weights were "
-                f"trained with: {'; '.join(diff)}. Restore config.json (or delete it: the "
-                "checkpoint holds the settings)"
-            )
-        truth = dataclasses.replace(truth, **{k: written[k] for k in RESUMABLE if k in written})
-    return truth
 
 
 def _check_workdir(raw: str | os.PathLike) -> pathlib.Path:
@@ -377,51 +55,16 @@ def _check_workdir(raw: str | os.PathLike) -> pathlib.Path:
     return workdir
 
 
-def saved_config(workdir: pathlib.Path) -> tuple[dict[str, Any] | None, str]:
-    """The settings a workdir's run was trained with, and where they were read.
-
-    The latest checkpoint's meta comes first (it is written atomically with the state, so it
-    cannot be lost or disagree with the weights); `config.json` only for checkpoints written
-    before configs were stored in them, or a run that has none yet.
-    """
-    directory = workdir / "checkpoints"
-    if directory.is_dir():
-        with checkpoint.open_read_only(directory) as manager:
-            step = checkpoint.latest_step(manager)
-            if step is not None:
-                meta = checkpoint.read_meta(manager, step)
-                if "config" in meta:
-                    return meta["config"], f"checkpoint step {step}"
-    path = workdir / "config.json"
-    if path.exists():
-        return load_json(path).to_json(), str(path)
-    return None, ""
-
-
 def _check_resume(config: TrainConfig, workdir: pathlib.Path) -> None:
     old, where = saved_config(workdir)
     if old is None:
         return
-    diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in _differing(config.to_json(), old)]
+    diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in differing_settings(config.to_json(), old)]
     if diff:
         raise ValueError(
             f"workdir {workdir} holds a run with other settings ({where}): {'; '.join(diff)}. "
             "Use a new --workdir, or the same settings to resume"
         )
-
-
-def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
-    """Accuracy, mean loss and per-class accuracy of `variables` on a split (`loop.evaluate`)."""
-    images, labels = run.test_data if split == "test" else run.train_data
-    result = loop.evaluate(
-        eval_step=run.eval_step,
-        variables=parallel.replicate(variables, run.mesh),
-        images=images,
-        labels=labels,
-        global_batch_size=run.config.global_batch_size,
-        mesh=run.mesh,
-    )
-    return {**result, "per_class_accuracy": result["per_class_accuracy"].tolist()}
 
 
 def restore_or_create(run: Run, manager, *, from_valid: bool = False) -> train.TrainState:

@@ -1,0 +1,170 @@
+"""A run built from its settings: data, model, mesh, optimizer, objective, eval step (`Run`).
+
+`build_run(config)` validates every setting and builds what training and every reader of a
+trained workdir start from; `evaluate` is the run's test (or train) split evaluation.
+"""
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from modjax import data, loop, models, objectives, parallel, train
+from modjax.runs.config import TrainConfig
+
+
+@dataclasses.dataclass
+class Run:
+    """What a run is built from (host objects; no arrays of the state)."""
+
+    config: TrainConfig
+    info: Any
+    model: Any
+    mesh: Any
+    train_data: tuple[np.ndarray, np.ndarray]
+    test_data: tuple[np.ndarray, np.ndarray]
+    steps_per_epoch: int
+    tx: Any
+    eval_step: Any
+    input_shape: tuple[int, int, int]
+
+
+def make_objective(config: TrainConfig, num_classes: int):
+    """The objective of `config.method` with the paper defaults unless weights are given.
+
+    Raises:
+        ValueError: a weight of another method's objective (e.g. `cohesion_weight` with
+            `method="standard"`), naming the weights and the method.
+    """
+    weights = {
+        k: getattr(config, k)
+        for k in (
+            "cohesion_weight",
+            "coupling_weight",
+            "affinity_weight",
+            "dispersion_weight",
+            "compactness_weight",
+        )
+        if getattr(config, k) is not None
+    }
+    if config.method == "standard":
+        allowed, factory = set(), None
+    elif config.method == "mwt":
+        allowed = {"cohesion_weight", "coupling_weight"}
+        factory = objectives.mwt_objective
+    elif config.method == "moda":
+        allowed = {"affinity_weight", "dispersion_weight", "compactness_weight"}
+        factory = objectives.moda_objective
+    else:  # a registered objective (`config.methods()`) that modjax.objectives does not build
+        raise ValueError(f"method={config.method!r} has no objective in modjax.objectives")
+    stray = sorted(set(weights) - allowed)
+    if stray:
+        use = f"use {sorted(allowed)}" if allowed else "its objective has no weights"
+        raise ValueError(f"{stray} do not apply to method={config.method!r}; {use}")
+    if factory is None:
+        return objectives.standard
+    return factory(num_classes=num_classes, **weights)
+
+
+def make_preprocess(config: TrainConfig, info, *, augment: bool):
+    return data.make_preprocess(
+        info, augment=augment, normalize=config.normalize, image_size=config.image_size
+    )
+
+
+def input_shape(config: TrainConfig, info) -> tuple[int, int, int]:
+    """The model's input shape: the dataset's, or `image_size` square when resizing."""
+    if config.image_size is None:
+        return tuple(info.image_shape)
+    return (config.image_size, config.image_size, info.image_shape[-1])
+
+
+def _subset(images, labels, n, seed):
+    if n is not None and n > len(labels):
+        raise ValueError(
+            f"train_examples={n} is larger than the training split ({len(labels)} examples); "
+            "leave it unset to train on the whole split"
+        )
+    if n is None or n == len(labels):
+        return images, labels
+    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+    return images[idx], labels[idx]
+
+
+def build_run(config: TrainConfig) -> Run:
+    """Loads and validates data, model and optimizer; every input error surfaces here."""
+    info = data.get_info(config.dataset)
+    make_objective(config, info.num_classes)  # weights that do not apply: refused before work
+    model_kwargs = {} if config.depth is None else {"depth": config.depth}
+    model = models.get_model(
+        config.model,
+        num_classes=info.num_classes,
+        width=config.width,
+        mask_generators=config.method == "mwt",
+        **model_kwargs,
+    )
+    models.trace(model, input_shape(config, info))  # every layer builds (e.g. width)
+    mesh = parallel.make_mesh(config.num_devices)
+    parallel.check_batch_size(config.global_batch_size, mesh)
+    train_images, train_labels = _subset(
+        *data.load(config.dataset, "train", data_dir=config.data_dir, backend=config.backend),
+        config.train_examples,
+        config.seed,
+    )
+    test_images, test_labels = data.load(
+        config.dataset, "test", data_dir=config.data_dir, backend=config.backend
+    )
+    for split, (x, y) in (
+        ("train", (train_images, train_labels)),
+        ("test", (test_images, test_labels)),
+    ):
+        data.validate_arrays(x, y, info=info, what=f"{config.dataset}/{split}")
+    steps = data.steps_per_epoch(len(train_labels), config.global_batch_size)
+    if steps == 0:
+        raise ValueError(
+            f"global_batch_size={config.global_batch_size} exceeds the {len(train_labels)} "
+            f"training examples of {config.dataset}: no full batch per epoch"
+        )
+    tx = train.make_optimizer(
+        learning_rate=config.learning_rate,
+        mask_learning_rate=config.mask_learning_rate,
+        steps_per_epoch=steps,
+        num_epochs=config.num_epochs,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+        schedule=config.schedule,
+        t_max=config.t_max,
+    )
+    eval_step = train.make_eval_step(
+        model=model,
+        num_classes=info.num_classes,
+        mesh=mesh,
+        preprocess=make_preprocess(config, info, augment=False),
+    )
+    return Run(
+        config,
+        info,
+        model,
+        mesh,
+        (train_images, train_labels),
+        (test_images, test_labels),
+        steps,
+        tx,
+        eval_step,
+        input_shape(config, info),
+    )
+
+
+def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
+    """Accuracy, mean loss and per-class accuracy of `variables` on a split (`loop.evaluate`)."""
+    images, labels = run.test_data if split == "test" else run.train_data
+    result = loop.evaluate(
+        eval_step=run.eval_step,
+        variables=parallel.replicate(variables, run.mesh),
+        images=images,
+        labels=labels,
+        global_batch_size=run.config.global_batch_size,
+        mesh=run.mesh,
+    )
+    return {**result, "per_class_accuracy": result["per_class_accuracy"].tolist()}
