@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
-from flax import traverse_util
 
 from modjax import models
 from modjax.modules import directory, identity, scorer, transform
@@ -115,11 +114,8 @@ def load_network(saved: ModuleDir) -> tuple[nn.Module, dict[str, Any]]:
         model = models.get_model(net["model"], **net["model_kwargs"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModuleFileError(f"{where} field 'info.network' names no zoo network ({e})") from e
-    flat = directory.group(saved, "params")
-    variables = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-    if saved.metrics.get("hash") != identity.parent_hash(variables):
-        raise ModuleFileError(f"{where} field 'metrics.hash' does not match the saved variables")
-    return model, {c: variables[c] for c in identity.COLLECTIONS if c in variables}
+    variables = directory.network_variables(saved)
+    return model, variables
 
 
 def network_scorer(saved: ModuleDir) -> scorer.Scorer:

@@ -24,8 +24,6 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flax import traverse_util
-
 from modjax import models
 from modjax.modular.finetune import TaskHead
 from modjax.modules import directory, identity, scorer, transform
@@ -126,15 +124,12 @@ def load_task_module(saved: ModuleDir) -> tuple[TaskHead, dict[str, Any]]:
         model = TaskHead(backbone, int(task["num_outputs"]), int(task["fan_in"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ModuleFileError(f"{where} field 'info.{SECTION}' names no zoo backbone ({e})") from e
-    flat = directory.group(saved, "params")
-    variables = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-    if saved.metrics.get("hash") != identity.parent_hash(variables):
-        raise ModuleFileError(f"{where} field 'metrics.hash' does not match the saved variables")
+    variables = directory.network_variables(saved)
     if len(saved.classes) != model.num_outputs:
         raise ModuleFileError(
             f"{where} field 'classes' has {len(saved.classes)} ids for {model.num_outputs} outputs"
         )
-    return model, {c: variables[c] for c in identity.COLLECTIONS if c in variables}
+    return model, variables
 
 
 def task_scorer(saved: ModuleDir) -> scorer.Scorer:

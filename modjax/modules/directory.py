@@ -29,9 +29,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+from flax import traverse_util
 
 from modjax import __version__
-from modjax.modules import atomic, jsonrules
+from modjax.modules import atomic, identity, jsonrules
 
 FORMAT = "modjax.module"
 FORMAT_VERSION = 3
@@ -305,6 +306,22 @@ def group(saved: ModuleDir, name: str) -> dict[str, np.ndarray]:
     return saved.arrays[name]
 
 
+def network_variables(saved: ModuleDir, name: str = "params") -> dict[str, Any]:
+    """A whole network's `{"params", "batch_stats"}` from group `name` (written with
+    `identity.flat_variables`), checked against the manifest's `metrics.hash`.
+
+    Raises:
+        ModuleFileError: no such group, or variables whose content hash is not the recorded one.
+    """
+    flat = group(saved, name)
+    tree = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    if saved.metrics.get("hash") != identity.parent_hash(tree):
+        raise ModuleFileError(
+            f"{saved.path / MANIFEST} field 'metrics.hash' does not match the saved variables"
+        )
+    return {c: tree[c] for c in identity.COLLECTIONS if c in tree}
+
+
 def section(saved: ModuleDir, key: str) -> Any:
     """`saved.info[key]`, or `ModuleFileError` naming the manifest and the missing section."""
     if key not in saved.info:
@@ -324,6 +341,7 @@ __all__ = [
     "field",
     "group",
     "load",
+    "network_variables",
     "read_manifest",
     "save",
     "section",
