@@ -18,7 +18,9 @@ import numpy as np
 
 from modjax.modules import directory, registry
 
-_NOT_LOSS = {"step", "kind", "accuracy", "grad_norm", "images_per_s", "compile_time_s"}
+_NOT_PLOTTED = {  # bookkeeping, or on another scale than the objective's terms
+    "step", "kind", "accuracy", "grad_norm", "images_per_s", "compile_time_s", "finite", "bad_labels",
+}  # fmt: skip
 
 
 def _pyplot():
@@ -41,12 +43,12 @@ def training_curves(metrics: str | pathlib.Path, png: str | pathlib.Path) -> pat
     epochs = [r for r in lines if r.get("kind") == "epoch"]
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    terms = sorted({k for r in train for k in r if k not in _NOT_LOSS and k != "finite"})
+    terms = sorted({k for r in train for k in r if k not in _NOT_PLOTTED})
     for term in terms:
         pts = [(r["step"], r[term]) for r in train if isinstance(r.get(term), (int, float))]
         if pts:
             left.plot(*zip(*pts, strict=True), label=term, lw=1)
-    left.set(xlabel="step", ylabel="loss", title="loss terms (log-step means)")
+    left.set(xlabel="step", title="loss terms and module statistics (log-step means)")
     if terms:
         left.legend(fontsize=8)
     for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):

@@ -19,7 +19,7 @@ from modjax.modular import io as module_io
 from modjax.modular.compose import parent_key
 from modjax.modules import transform
 from modjax.modules.directory import section as info_section
-from modjax.runs.compose import load_split
+from modjax.runs.compose import class_names, load_split
 
 
 def check_task_modules(saved) -> None:
@@ -158,9 +158,8 @@ def save_task(
     loaded = [module_io.from_dir(s) for s in saved]
     union = module.union([s.module for s in loaded])
     classes = tuned.summary["classes"]
-    names = {}
-    for s in saved:
-        names.update(zip(s.classes, s.info.get("class_names") or [], strict=False))
+    dataset = union.parent.get("dataset")
+    names = class_names(saved)
     summary = {k: v for k, v in tuned.summary.items() if k != "history"}
     return task.save_task_module(
         directory,
@@ -172,7 +171,7 @@ def save_task(
         keep=module_io.forward_keep(union),
         preprocess=info_section(saved[0], "preprocess"),
         finetune=summary,
-        class_names=[names[c] for c in classes] if all(c in names for c in classes) else None,
+        class_names=[names.get((dataset, c), str(c)) for c in classes],
         overwrite=overwrite,
     )
 
