@@ -24,13 +24,15 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a coordinator address)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _env(devices: int) -> dict[str, str]:
+def cpu_env(devices: int) -> dict[str, str]:
+    """This environment without JAX_* variables, on the CPU with `devices` fake devices."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     return env
@@ -39,7 +41,7 @@ def _env(devices: int) -> dict[str, str]:
 def _start(workdir: pathlib.Path, train_flags: list[str], extra: list[str], devices: int, log):
     cmd = [sys.executable, "-m", "modjax", "train", "--workdir", str(workdir), *train_flags]
     return subprocess.Popen(
-        [*cmd, *extra], env=_env(devices), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        [*cmd, *extra], env=cpu_env(devices), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
     )
 
 
@@ -108,7 +110,7 @@ def main(argv=None) -> int:
         run = out / f"run_{i}"
         subprocess.run(["rm", "-rf", str(run)], check=True)
         run.mkdir(parents=True)
-        port = _free_port()
+        port = free_port()
         logs = [open(run / f"process_{p}.log", "w") for p in (0, 1)]
         t0 = time.perf_counter()
         procs = [

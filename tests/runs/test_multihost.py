@@ -1,10 +1,8 @@
 """2 CPU processes on localhost train like 1 process, and their checkpoint restores in one."""
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,8 +11,10 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks.stress_multihost import cpu_env, free_port
 from modjax.runs import cluster
 from tests.conftest import REPO
+from tests.test_checkpoint import TERM_CHILD
 
 SMOKE = str(REPO / "experiments" / "configs" / "smoke.py")
 MLP_MNIST = str(REPO / "experiments" / "configs" / "mlp_mnist.py")
@@ -22,24 +22,12 @@ SMOKE_FLAGS = ["--config", SMOKE]
 FLAGS = ["--no-progress", "--num-epochs", "2", "--checkpoint-every", "8"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(devices: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    return env
-
-
 def _train(workdir, *extra, devices, env_extra=None, flags=FLAGS, code=None):
     head = [sys.executable, "-c", code] if code else [sys.executable, "-m", "modjax"]
     cmd = [*head, "train", "--workdir", str(workdir)]
     return subprocess.Popen(
         [*cmd, *flags, *extra],
-        env={**_env(devices), **(env_extra or {})},
+        env={**cpu_env(devices), **(env_extra or {})},
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,7 +50,7 @@ def _finish(proc, returncode=0) -> str:
 
 def _two_processes(workdir, *, flags=FLAGS, code=None, env_extra=None):
     """Process 0 takes flags, process 1 its settings from the environment, as BUILD.md says."""
-    port = _free_port()
+    port = free_port()
     return [
         _train(workdir, "--distributed", "--coordinator", f"127.0.0.1:{port}",
                "--num-processes", "2", "--process-id", "0", devices=2, flags=flags),
@@ -109,28 +97,13 @@ def test_moda_mnist_with_eval_every_epoch_finishes_twice(tmp_path, real_data_dir
         _same_parameters(tmp_path / attempt, tmp_path / "one")
 
 
-# Process 1 sends itself SIGTERM right after step 5's save call, as a scheduler would.
-TERM_CHILD = """
-import os, signal, sys
-from modjax import checkpoint
-from modjax.cli import main
-real_save = checkpoint.save
-def save(manager, step, state, **kw):
-    out = real_save(manager, step, state, **kw)
-    if step == 5:
-        os.kill(os.getpid(), signal.SIGTERM)
-    return out
-checkpoint.save = save
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_one_checkpointed_step(tmp_path):
     flags = [*SMOKE_FLAGS, "--no-progress", "--num-epochs", "6", "--checkpoint-every", "100"]
     t0 = time.monotonic()
-    outs = [_finish(p, returncode=143) for p in _two_processes(tmp_path / "w", flags=flags,
-                                                                 code=TERM_CHILD)]  # fmt: skip
+    # Process 1 sends itself SIGTERM right after step 5's save call, as a scheduler would.
+    procs = _two_processes(tmp_path / "w", flags=flags, code=TERM_CHILD, env_extra={"TERM_AT": "5"})
+    outs = [_finish(p, returncode=143) for p in procs]
     steps = [int(re.search(r"stopped by SIGTERM after step (\d+)", out).group(1)) for out in outs]
     assert steps[0] == steps[1] > 5, outs[0][-2000:]
     saved = [int(p.name) for p in (tmp_path / "w" / "checkpoints").iterdir() if p.name.isdigit()]
