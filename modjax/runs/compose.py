@@ -61,6 +61,13 @@ def expand(dirs: Sequence[str | os.PathLike]) -> list[str]:
     return out
 
 
+def _dataset_and_classes(path: pathlib.Path) -> tuple[Any, list[int]]:
+    """From the manifest alone (unverified: `compose_dirs` verifies every file afterwards)."""
+    manifest = directory.read_manifest(path)
+    parent = manifest.get("parent") if isinstance(manifest.get("parent"), dict) else {}
+    return parent.get("dataset"), [int(c) for c in manifest.get("classes") or []]
+
+
 def replace_dirs(
     dirs: Sequence[str | os.PathLike], replacements: Sequence[str | os.PathLike]
 ) -> list[str]:
@@ -79,19 +86,19 @@ def replace_dirs(
     taken: dict[tuple[Any, int], str] = {}
     for spec in donors:
         path, chosen = parse_dir(spec)
-        d = directory.load(path)
-        for c in chosen or d.classes:
-            key = (d.parent.get("dataset"), int(c))
+        dataset, classes = _dataset_and_classes(path)
+        for c in chosen or classes:
+            key = (dataset, int(c))
             if key in taken:
                 raise ValueError(f"--replace {taken[key]} and {spec} both replace class {key}")
             taken[key] = os.fspath(spec)
     out, replaced = [], set()
     for spec in base:
         path, chosen = parse_dir(spec)
-        d = directory.load(path)
-        classes = [int(c) for c in (chosen or d.classes)]
-        keep = [c for c in classes if (d.parent.get("dataset"), c) not in taken]
-        replaced.update((d.parent.get("dataset"), c) for c in classes if c not in keep)
+        dataset, classes = _dataset_and_classes(path)
+        classes = [int(c) for c in (chosen or classes)]
+        keep = [c for c in classes if (dataset, c) not in taken]
+        replaced.update((dataset, c) for c in classes if c not in keep)
         if keep == classes:
             out.append(os.fspath(spec))
         elif keep:
