@@ -1,8 +1,9 @@
 """The zoo's architectures train from `modjax train` with their default recipe.
 
-Three architectures the rest of the suite does not train (`mlp`, `lenet5`, `simcnn`, `vgg16` and
-the BN ResNets train in other tests); `benchmarks/zoo_smoke.py` runs every zoo name (25 of 25
-finite and falling), and its table is committed in `benchmarks/results/zoo_smoke_cpu.md`.
+Three architectures, within the suite's time budget (`mlp`, `lenet5` and the BN ResNets train
+end to end in other tests; `vgg16`, `rescnn` and `simcnn` train steps are checked against PyTorch
+or a float64 reference there). `benchmarks/zoo_smoke.py` trains every zoo name the same way (25
+of 25 finite and falling), and its table is committed in `benchmarks/results/zoo_smoke_cpu.md`.
 """
 
 import pytest
