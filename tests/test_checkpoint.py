@@ -147,23 +147,22 @@ def _final_params(workdir):
     return jax.device_get(state)
 
 
-def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    args = [
-        "train",
-        "--config",
-        str(SMOKE),
-        "--num-epochs",
-        "3",
-        "--checkpoint-every",
-        "5",
-        "--log-every",
-        "1",
-        "--num-devices",
-        "1",
-        "--no-progress",
-    ]
-    full = _modjax(args + ["--workdir", str(tmp_path / "full")])
+RESUME_ARGS = ["train", "--config", str(SMOKE), "--num-epochs", "3", "--checkpoint-every", "5",
+               "--log-every", "1", "--num-devices", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run the interrupted ones must end equal to (trained once for both tests)."""
+    workdir = tmp_path_factory.mktemp("resume") / "full"
+    full = _modjax(RESUME_ARGS + ["--workdir", str(workdir)])
     assert full.returncode == 0, full.stderr[-3000:]
+    return workdir
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path, uninterrupted):
+    args = RESUME_ARGS
+    (tmp_path / "full").symlink_to(uninterrupted)
 
     killed = _modjax(args + ["--workdir", str(tmp_path / "killed")], {"KILL_AT": "13"}, CHILD)
     assert killed.returncode == -9, killed.stderr[-3000:]
@@ -193,11 +192,10 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
 TERM_CHILD = CHILD.replace("KILL_AT", "TERM_AT").replace("signal.SIGKILL", "signal.SIGTERM")
 
 
-def test_sigterm_saves_the_next_step_and_exits_143_then_resumes(tmp_path):
-    args = ["train", "--config", str(SMOKE), "--num-epochs", "3", "--checkpoint-every", "5",
-            "--log-every", "4", "--num-devices", "1", "--no-progress"]  # fmt: skip
-    full = _modjax(args + ["--workdir", str(tmp_path / "full")])
-    assert full.returncode == 0, full.stderr[-3000:]
+def test_sigterm_saves_the_next_step_and_exits_143_then_resumes(tmp_path, uninterrupted):
+    args = list(RESUME_ARGS)
+    args[args.index("--log-every") + 1] = "4"  # so the stop step's log line is a forced one
+    (tmp_path / "full").symlink_to(uninterrupted)
 
     stopped = _modjax(args + ["--workdir", str(tmp_path / "term")], {"TERM_AT": "13"}, TERM_CHILD)
     assert stopped.returncode == 143, stopped.stderr[-3000:]

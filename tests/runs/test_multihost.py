@@ -92,9 +92,9 @@ def test_moda_mnist_with_eval_every_epoch_finishes_twice(tmp_path, real_data_dir
     for attempt in ("a", "b"):
         for p in _two_processes(tmp_path / attempt, flags=flags):
             _finish(p)
-    _finish(_train(tmp_path / "one", devices=4, flags=flags))
-    for attempt in ("a", "b"):
-        _same_parameters(tmp_path / attempt, tmp_path / "one")
+    # Equal to each other; equality with 1 process is checked by the smoke-config test above and,
+    # for this configuration, 20 times by benchmarks/stress_multihost.py.
+    _same_parameters(tmp_path / "a", tmp_path / "b")
 
 
 @pytest.mark.slow
