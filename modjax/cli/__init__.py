@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --distributed: this process's id in [0, N) (default: $JAX_PROCESS_ID, "
         "else auto-detected)",
     )
+    p.add_argument(
+        "--coordinator-timeout",
+        type=flags.positive_float,
+        metavar="SECONDS",
+        default=cluster.DEFAULT_TIMEOUT_S,
+        help="with --distributed: stop with a message naming the coordinator if the processes "
+        "have not all joined within this many seconds (default: %(default)g)",
+    )
     _add_bool_flag(p, "progress", default=True, help="show a progress bar (default: on)")
     _add_bool_flag(
         p,
@@ -237,6 +245,7 @@ def _train(args) -> int:
             coordinator_address=args.coordinator,
             num_processes=args.num_processes,
             process_id=args.process_id,
+            timeout_s=args.coordinator_timeout,
         )
     elif cluster.stray_variables():
         logging.getLogger("modjax").warning(

@@ -15,7 +15,7 @@ import jax
 
 from modjax import checkpoint, data, loop, train
 from modjax.modules import atomic
-from modjax.runs import callbacks, plots, preemption, report
+from modjax.runs import callbacks, cluster, plots, preemption, report
 from modjax.runs.build import (  # noqa: F401 - re-exported: callers use training.<name>
     Run,
     build_run,
@@ -136,7 +136,14 @@ def train_and_evaluate(
     _check_resume(config, workdir)
     run = build_run(config)  # all input validation happens before anything is written
     is_main = jax.process_index() == 0
+    created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        cluster.check_shared_workdir(workdir)  # before anything else is written
+    except ValueError:
+        if created:
+            workdir.rmdir()  # empty again: nothing was written
+        raise
     if is_main:
         atomic.write_json(workdir / "config.json", config.to_json())
     logger.info(

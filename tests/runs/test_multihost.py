@@ -147,3 +147,50 @@ def test_settings_name_what_is_missing_and_a_portless_address(capsys):
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         cluster.settings(**kwargs)
+
+
+def test_unreachable_coordinator_is_named_within_the_timeout():
+    t0 = time.monotonic()
+    with pytest.raises(cluster.CoordinatorError, match=r"127.0.0.1:\d+ did not answer within 1.5 s"):
+        cluster.wait_for_coordinator(f"127.0.0.1:{free_port()}", 1.5)
+    assert 1.2 < time.monotonic() - t0 < 5
+
+
+def test_coordinator_port_in_use_is_named():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert cluster.wait_for_coordinator(f"127.0.0.1:{port}", 5) < 1  # it answers
+        with pytest.raises(cluster.CoordinatorError, match=f"coordinator port {port} .* in use"):
+            cluster.check_port_free(f"127.0.0.1:{port}")
+
+
+def test_missing_processes_stop_process_0_with_a_message_not_an_abort(tmp_path):
+    """Process 0 of 2 alone: the watchdog ends it, naming the coordinator, at the deadline."""
+    t0 = time.monotonic()
+    proc = _train(tmp_path / "w", "--distributed", "--coordinator", f"127.0.0.1:{free_port()}",
+                  "--num-processes", "2", "--process-id", "0", "--coordinator-timeout", "3",
+                  devices=1, flags=[*SMOKE_FLAGS, "--no-progress"])  # fmt: skip
+    out = _finish(proc, returncode=cluster.EXIT_TIMEOUT)
+    assert "did not finish within 3 s: not all 2 processes joined the coordinator" in out
+    assert "Check failure" not in out and "Traceback" not in out
+    assert time.monotonic() - t0 < 60 and not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_different_workdirs_are_refused_before_anything_is_written(tmp_path):
+    port = free_port()
+    procs = [
+        _train(tmp_path / f"w{i}", "--distributed", "--coordinator", f"127.0.0.1:{port}",
+               "--num-processes", "2", "--process-id", str(i), devices=1,
+               flags=[*SMOKE_FLAGS, "--no-progress"])
+        for i in range(2)
+    ]  # fmt: skip
+    for i, p in enumerate(procs):
+        out = _finish(p, returncode=2)
+        assert f"--workdir {tmp_path / f'w{i}'} is not one shared directory for all 2" in out
+        assert "process 1 does not see the files of process(es) [0]" in out
+        assert "Traceback" not in out and not (tmp_path / f"w{i}").exists()
