@@ -151,7 +151,9 @@ def test_bad_settings(kwargs, message):
 
 def test_unreachable_coordinator_is_named_within_the_timeout():
     t0 = time.monotonic()
-    with pytest.raises(cluster.CoordinatorError, match=r"127.0.0.1:\d+ did not answer within 1.5 s"):
+    with pytest.raises(
+        cluster.CoordinatorError, match=r"127.0.0.1:\d+ did not answer within 1.5 s"
+    ):
         cluster.wait_for_coordinator(f"127.0.0.1:{free_port()}", 1.5)
     assert 1.2 < time.monotonic() - t0 < 5
 
