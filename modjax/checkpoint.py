@@ -4,11 +4,19 @@ Every checkpoint records a checksum of each leaf of the state in its JSON `meta`
 sums over the leaf's bytes, computed on the devices, so multi-host states need no gather);
 `restore` recomputes them and refuses a checkpoint whose bytes changed, naming the step, the
 leaf and the earlier steps to fall back to.
+
+A full disk is one `OSError(ENOSPC)` naming the directory: `save` checks the free space before it
+starts a write, and `disk_errors` turns a write that fails in Orbax's background threads into
+the same one line, without their tracebacks on stderr.
 """
 
 import contextlib
+import errno
 import logging
 import pathlib
+import re
+import shutil
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,9 +146,104 @@ def save(
     """
     if not force and not manager.should_save(step):
         return False
+    _check_free_space(pathlib.Path(manager.directory), step, state)
     meta = {**(meta or {}), CHECKSUMS: checksums(state)}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     return manager.save(step, args=args, force=force)
+
+
+HEADROOM = 1.25
+"""`save` wants this many times the state's bytes free (plus 1 MiB) before it writes."""
+
+_DISK_FULL = re.compile(r"No space left|ENOSPC|Errno 28|RESOURCE_EXHAUSTED: Error writing")
+"""How TensorStore and Python word a full disk (not an out-of-memory RESOURCE_EXHAUSTED)."""
+
+
+def _disk_full(directory: pathlib.Path, detail: str = "") -> OSError:
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on the device of {directory}{detail}. Free space there (or use another "
+        "--workdir); the run resumes from its last complete checkpoint",
+    )
+
+
+def _check_free_space(directory: pathlib.Path, step: int, state: Any) -> None:
+    need = int(HEADROOM * sum(x.nbytes for x in jax.tree.leaves(state))) + (1 << 20)
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise _disk_full(
+            directory,
+            f" for the checkpoint of step {step} ({need / 2**20:.1f} MiB needed, "
+            f"{free / 2**20:.1f} MiB free)",
+        )
+
+
+class _DropWriteErrors(logging.Filter):
+    """Drops the error records (with tracebacks) of Orbax's background writes that failed for
+    lack of space; `disk_errors` raises the failure once instead."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += str(record.exc_info[1])
+        ours = (  # the cause (disk full), or Orbax's summary lines whose cause is raised anyway
+            _DISK_FULL.search(text) is not None
+            or "Save Finalize" in text
+            or ("background save thread" in text and self.directory in text)
+        )
+        return not (record.levelno >= logging.ERROR and ours)
+
+
+def _quiet_closed_loops(previous):
+    """After a failed write, TensorStore's callback threads may still post to Orbax's closed
+    event loop; Python would print each `RuntimeError('Event loop is closed')` as an unraisable
+    traceback. This hook drops exactly those and passes everything else to `previous`."""
+
+    def hook(unraisable):
+        if not (
+            isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"
+        ):
+            previous(unraisable)
+
+    return hook
+
+
+@contextlib.contextmanager
+def disk_errors(directory: str | pathlib.Path) -> Iterator[None]:
+    """A write under `directory` (a workdir: checkpoints, logs, results) that fails for lack of
+    space raises one `OSError` (ENOSPC) naming the directory, and Orbax's background threads
+    print nothing about it.
+
+    Other failures propagate unchanged, and Orbax's log records about them stay.
+    """
+    directory = pathlib.Path(directory).absolute()
+    drop = _DropWriteErrors(str(directory))
+    loggers = [logging.getLogger(n) for n in ("absl", "asyncio")]
+    for lg in loggers:
+        lg.addFilter(drop)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_closed_loops(previous_hook)
+    failed_write = False
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - Orbax/TensorStore wrap ENOSPC in many types
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC and str(directory) in str(err):
+            raise  # `save`'s own check, before anything was written
+        if getattr(err, "errno", None) == errno.ENOSPC or _DISK_FULL.search(str(err)):
+            failed_write = True  # Orbax's threads may still report it: the filters stay
+            raise _disk_full(directory) from err
+        raise
+    finally:
+        if not failed_write:
+            for lg in loggers:
+                lg.removeFilter(drop)
+            sys.unraisablehook = previous_hook
 
 
 def latest_step(manager: ocp.CheckpointManager) -> int | None:

@@ -135,6 +135,19 @@ def train_and_evaluate(
     workdir = _check_workdir(workdir)
     _check_resume(config, workdir)
     run = build_run(config)  # all input validation happens before anything is written
+    with checkpoint.disk_errors(workdir):  # a full disk: one line naming the workdir
+        return _fit(config, run, workdir, progress=progress, resume_from_valid=resume_from_valid)
+
+
+def _fit(
+    config: TrainConfig,
+    run: Run,
+    workdir: pathlib.Path,
+    *,
+    progress: bool,
+    resume_from_valid: bool,
+) -> dict[str, Any]:
+    """`train_and_evaluate` after its checks: everything that writes to the workdir."""
     is_main = jax.process_index() == 0
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +242,7 @@ def train_and_evaluate(
                 ),
             ],
         )
-    manager.wait_until_finished()
+        manager.wait_until_finished()
 
     final = evaluate(run, train.variables_of(state))
     summary = {
