@@ -8,6 +8,15 @@ Layout (format version 3)::
                        every array group: `{"keep": [{"name", "file", "shape", "dtype"}, ...]}`
     <group>/00000.npy  named arrays, one folder per group, in the order given
     SHA256SUMS         `sha256  path` of every other file, the manifest included
+    SIGNATURE          optional: `hmac-sha256 <hex>` of SHA256SUMS under a secret key
+
+What the checks protect against. SHA256SUMS catches accidents: a truncated copy, a flipped bit,
+a file edited or added by hand. It does not stop an attacker, who can edit a file and recompute
+its sum. For that, set a secret key in the environment variable `MODJAX_MODULE_KEY` (`KEY_ENV`)
+on the machines that cut and that compose modules: `save` then writes SIGNATURE, an
+HMAC-SHA256 of SHA256SUMS under the key, and `load` refuses any module without a valid
+signature under that key. Without the variable, a SIGNATURE present is neither needed nor
+checked. Loading reads `.npy` without pickle, so no module file can run code.
 
 `save` writes into a temporary directory beside the target and moves it into place
 (`atomic.directory`). `load` refuses a missing, extra or edited file, a manifest missing a field
@@ -21,6 +30,7 @@ refused with the command that cuts the module again.
 """
 
 import hashlib
+import hmac
 import json
 import os
 import pathlib
@@ -39,6 +49,9 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
+SIGNATURE = "SIGNATURE"
+KEY_ENV = "MODJAX_MODULE_KEY"
+"""The environment variable holding the secret key of module signatures (see the docstring)."""
 REQUIRED = ("format", "format_version", "method", "classes", "parent", "metrics", "info", "arrays")
 PARENT_REQUIRED = ("model", "model_kwargs", "input_shape", "hash", "step")
 _DTYPE_KINDS = "biuf"
@@ -156,7 +169,40 @@ def save(
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         (tmp / SUMS).write_text("".join(f"{_sha256(tmp / rel)}  {rel}\n" for rel in files))
         os.chmod(tmp / SUMS, 0o644)
+        key = signing_key()
+        if key is not None:
+            (tmp / SIGNATURE).write_text(f"hmac-sha256 {_sign(key, tmp / SUMS)}\n")
+            os.chmod(tmp / SIGNATURE, 0o644)
     return pathlib.Path(directory).absolute()
+
+
+def signing_key(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """The signature key from `MODJAX_MODULE_KEY` (UTF-8 bytes), or None when unset or empty."""
+    value = (os.environ if environ is None else environ).get(KEY_ENV, "")
+    return value.encode() if value else None
+
+
+def _sign(key: bytes, sums: pathlib.Path) -> str:
+    return hmac.new(key, sums.read_bytes(), hashlib.sha256).hexdigest()
+
+
+def _verify_signature(root: pathlib.Path) -> None:
+    key = signing_key()
+    if key is None:
+        return
+    path = root / SIGNATURE
+    if not path.is_file():
+        raise ModuleFileError(
+            f"{root} is not signed ({SIGNATURE} missing) and {KEY_ENV} is set: only modules "
+            f"cut with that key are accepted. Cut it again with {KEY_ENV} set, or unset it to "
+            "accept unsigned modules"
+        )
+    kind, _, digest = path.read_text().strip().partition(" ")
+    if kind != "hmac-sha256" or not hmac.compare_digest(digest, _sign(key, root / SUMS)):
+        raise ModuleFileError(
+            f"{path} does not match: {root} was signed with another key than {KEY_ENV}, or "
+            f"its {SUMS} was altered after signing"
+        )
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -204,7 +250,8 @@ def _verify_files(root: pathlib.Path) -> None:
         if not sep or not re.fullmatch(r"[0-9a-f]{64}", digest) or rel in listed:
             raise ModuleFileError(f"{sums} line {n} is malformed: {line!r}")
         listed[rel] = digest
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {SUMS}
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    present -= {SUMS, SIGNATURE}
     missing, extra = sorted(set(listed) - present), sorted(present - set(listed))
     if missing:
         raise ModuleFileError(f"{root / missing[0]} is missing (listed in {SUMS})")
@@ -256,7 +303,8 @@ def load(directory: str | os.PathLike) -> ModuleDir:
     """Reads and verifies a module directory of any family (see the module docstring).
 
     Checks, in order: the format and version; that the files are exactly those of `SHA256SUMS`
-    with their digests; every required manifest field; array shapes and dtypes. What the arrays
+    with their digests; the signature when `MODJAX_MODULE_KEY` is set; every required manifest
+    field; array shapes and dtypes. What the arrays
     mean is checked by the family that reads them.
 
     Raises:
@@ -266,6 +314,7 @@ def load(directory: str | os.PathLike) -> ModuleDir:
     manifest = read_manifest(root)
     version = _check_version(root, manifest)
     _verify_files(root)
+    _verify_signature(root)
     where = str(root / MANIFEST)
     if version == 2:
         manifest = _upgrade_v2(manifest, where)

@@ -102,3 +102,32 @@ def test_the_json_rule_and_identity():
         jsonrules.jsonable({"f": len})
     parent = {"model": "mlp", "model_kwargs": {}, "dataset": "d", "hash": None, "step": 1}
     assert identity.parent_key(parent) != identity.parent_key({**parent, "step": 2})
+
+
+def _save_tiny(path, **kw):
+    parent = {"model": "mlp", "model_kwargs": {}, "input_shape": [2], "hash": "sha256:0", "step": 1}
+    return directory.save(path, method="moda", classes=[0], parent=parent,
+                          arrays={"keep": {"w": np.ones(3, np.float32)}}, **kw)  # fmt: skip
+
+
+def test_signatures_under_modjax_module_key(tmp_path, monkeypatch):
+    unsigned = _save_tiny(tmp_path / "unsigned")
+    assert not (unsigned / directory.SIGNATURE).exists()
+    monkeypatch.setenv(directory.KEY_ENV, "secret one")
+    signed = _save_tiny(tmp_path / "signed")
+    assert (signed / directory.SIGNATURE).read_text().startswith("hmac-sha256 ")
+    assert directory.load(signed).classes == (0,)
+    with pytest.raises(directory.ModuleFileError, match="unsigned.* is not signed .SIGNATURE "
+                       "missing. and MODJAX_MODULE_KEY is set"):  # fmt: skip
+        directory.load(unsigned)
+    # A forger who edits the manifest and recomputes SHA256SUMS passes the sums, not the key.
+    _edit(signed, lambda m: m.update(classes=[1]))
+    with pytest.raises(directory.ModuleFileError, match="SIGNATURE does not match: .* signed "
+                       "with another key than MODJAX_MODULE_KEY, or its SHA256SUMS was altered"):  # fmt: skip
+        directory.load(signed)
+    other = _save_tiny(tmp_path / "other")
+    monkeypatch.setenv(directory.KEY_ENV, "secret two")
+    with pytest.raises(directory.ModuleFileError, match="SIGNATURE does not match"):
+        directory.load(other)
+    monkeypatch.delenv(directory.KEY_ENV)  # without a key, signatures are neither needed nor read
+    assert directory.load(other).classes == directory.load(unsigned).classes == (0,)
