@@ -54,6 +54,14 @@ def _edited_config_json(cmd, *flags):
     return build
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _train(*flags):
     """A case that runs `modjax train FLAGS` (the test adds a fresh --workdir)."""
     return lambda trained, tmp: (["train", *flags], None)
@@ -201,6 +209,30 @@ CASES = [
         "distributed-nothing-set",
         _train("--distributed"),
         "--distributed needs --coordinator (or JAX_COORDINATOR_ADDRESS), --num-processes",
+    ),
+    (
+        "distributed-unreachable-coordinator",
+        lambda t, d: (
+            [
+                "train",
+                "--distributed",
+                "--coordinator",
+                f"127.0.0.1:{_free_port()}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                "1",
+                "--coordinator-timeout",
+                "0.5",
+            ],
+            None,
+        ),  # fmt: skip
+        "did not answer within 0.5 s",
+    ),
+    (
+        "distributed-timeout-zero",
+        _train("--distributed", "--coordinator-timeout", "0"),
+        "argument --coordinator-timeout: 0.0 is not > 0",
     ),
     (
         "distributed-coordinator-without-port",

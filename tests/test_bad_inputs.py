@@ -125,3 +125,27 @@ def test_resume_from_valid_finishes_the_same_command_bit_identical(trained, tmp_
     intact = training.load_run(trained["std"]).variables
     leaves = jax.tree.leaves(jax.tree.map(np.array_equal, resumed, intact))
     assert leaves and all(leaves)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        lambda m, w: ["compose", "--modules", str(m / "class_3"), str(m / "class_5")],
+        lambda m, w: ["eval", "--module", str(m / "class_3")],
+        lambda m, w: ["replace", "--weak-workdir", str(w), "--module", str(m / "class_3"),
+                      "--target-class", "3"],
+    ],
+    ids=["compose", "eval-module", "replace"],
+)  # fmt: skip
+def test_every_module_reader_refuses_unsigned_modules_under_a_key(
+    trained, tmp_path, capsys, monkeypatch, argv
+):
+    """The signature rule (`MODJAX_MODULE_KEY`) holds for every command that reads modules."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODJAX_MODULE_KEY", "a secret")
+    argv = argv(trained["modules"], trained["std"])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"modjax {argv[0]}: error: ") and "Traceback" not in err, err
+    assert "class_3 is not signed (SIGNATURE missing) and MODJAX_MODULE_KEY is set" in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
