@@ -7,7 +7,13 @@ directory `OUT/network/` (`modjax eval --module`, `modjax compose`).
 import argparse
 import pathlib
 
-from modjax.cli.flags import add_bool_flag, int_at_least, positive_float, unit_interval
+from modjax.cli.flags import (
+    add_bool_flag,
+    closed_unit_interval,
+    int_at_least,
+    positive_float,
+    unit_interval,
+)
 from modjax.deeparc import architecture
 from modjax.modules import jsonrules
 from modjax.runs import deeparc, training
@@ -104,6 +110,26 @@ def add_commands(sub) -> None:
         help="random subsets per size (default: %(default)s, as DeepArc)",
     )
     p.add_argument("--examples", type=int_at_least(1), help="test images used (default: all)")
+    p.add_argument(
+        "--finetune-epochs",
+        type=int_at_least(0),
+        default=0,
+        metavar="E",
+        help="also fine-tune each network of the table for E epochs and report its accuracy "
+        "(DeepArc does not fine-tune; default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-examples",
+        type=int_at_least(128),
+        default=5000,
+        help="training images of that fine-tune (default: %(default)s)",
+    )
+    p.add_argument(
+        "--finetune-lr",
+        type=positive_float,
+        default=0.01,
+        help="peak learning rate of that fine-tune, cosine to 0 (default: %(default)s)",
+    )
 
     p = sub.add_parser(
         "repair",
@@ -159,6 +185,17 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--steps", type=int_at_least(1), default=7, help="PGD steps (default: %(default)s)"
     )
+    p.add_argument(
+        "--train-all",
+        action="store_true",
+        help="the full-retraining baseline: train every parameter, same data, loss and epochs",
+    )
+    p.add_argument(
+        "--mse-weight",
+        type=closed_unit_interval,
+        default=0.5,
+        help="weight of the activation (MSE) term; CE gets 1 - it (DeepArc: %(default)s)",
+    )
 
 
 def _out(args, name: str) -> pathlib.Path:
@@ -202,6 +239,9 @@ def shrink(args) -> int:
         num_subsets=args.subsets,
         examples=args.examples,
         seed=args.seed,
+        finetune_epochs=args.finetune_epochs,
+        finetune_examples=args.finetune_examples,
+        finetune_lr=args.finetune_lr,
     )
     if result.get("skipped_candidates"):
         print(
@@ -209,8 +249,11 @@ def shrink(args) -> int:
             "cannot be removed"
         )
     print(f"baseline accuracy {result['baseline']:.4f}")
+    tuned = result.get("finetune", {}).get("accuracy", {})
     for r in result.get("cumulative", []) + result.get("search", []):
-        print(f"removed {r['removed']}: accuracy {r['accuracy']:.4f}")
+        key = " ".join(map(str, r["removed"]))
+        extra = f", after fine-tuning {tuned[key]:.4f}" if key in tuned else ""
+        print(f"removed {r['removed']}: accuracy {r['accuracy']:.4f}{extra}")
     net = result["network"]
     if net is None:
         print("no network saved: the search found no removable candidate")
@@ -238,6 +281,8 @@ def repair(args) -> int:
         eps=args.eps,
         steps=args.steps,
         seed=args.seed,
+        train_all=args.train_all,
+        mse_weight=args.mse_weight,
     )
     print(f"selected blocks {result['selected']}, trained share {result['trained_share']:.3f}")
     for k in result["before"]:

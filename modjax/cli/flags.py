@@ -71,3 +71,11 @@ def probability(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{value} is outside [0, 1)")
     return value
+
+
+def closed_unit_interval(text: str) -> float:
+    """argparse `type=`: a number in [0, 1] (a loss weight whose complement is the other's)."""
+    value = _number(float, text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return value

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from modjax import loop, train
+from modjax import loop, objectives, train
 from modjax.deeparc import repair, similarity, surgery
 from modjax.deeparc.blocks import block_names
 
@@ -100,6 +100,63 @@ def make_removal_eval(
     return evaluate_fn
 
 
+def finetune(
+    model,
+    variables,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    preprocess: Preprocess,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> Any:
+    """`variables` after a short standard fine-tune (CE, SGD-Nesterov, per-epoch cosine, BN in
+    training mode, no augmentation): how a network with blocks removed is usually recovered.
+
+    DeepArc itself does not fine-tune after removal (METHODS §8.4); this is the comparison row.
+    """
+    steps_per_epoch = len(labels) // batch_size
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(
+            f"fine-tuning needs epochs >= 1 and at least batch_size={batch_size} images; got "
+            f"epochs={epochs}, {len(labels)} images"
+        )
+    tx = train.make_optimizer(
+        learning_rate=learning_rate, steps_per_epoch=steps_per_epoch, num_epochs=epochs
+    )
+    params = variables["params"]
+    state = train.TrainState(
+        step=np.int32(0),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=jax.random.PRNGKey(seed),
+    )
+    step = train.make_train_step(
+        model=model, tx=tx, objective=objectives.standard, preprocess=preprocess
+    )
+
+    def epoch_batches(epoch):
+        order = np.random.default_rng([seed, epoch]).permutation(len(labels))
+        for i in range(steps_per_epoch):
+            idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
+            yield {"image": images[idx], "label": labels[idx].astype(np.int32)}
+
+    state = loop.fit(
+        train_step=step,
+        state=jax.device_put(state),
+        epoch_batches=epoch_batches,
+        steps_per_epoch=steps_per_epoch,
+        num_epochs=epochs,
+        callbacks=[loop.check_finite()],
+        log_every=steps_per_epoch,
+        prefetch=0,
+    )
+    return jax.device_get(train.variables_of(state))
+
+
 @dataclasses.dataclass(frozen=True)
 class RepairResult:
     """What `run_repair` reports; `variables` are the repaired model's."""
@@ -130,6 +187,8 @@ def run_repair(
     learning_rate: float = 1e-4,
     batch_size: int = 128,
     seed: int = 0,
+    train_all: bool = False,
+    mse_weight: float = 0.5,
 ) -> RepairResult:
     """DeepArc repair (METHODS §8.5) with PGD error images; returns scores, share and accuracies.
 
@@ -138,7 +197,9 @@ def run_repair(
     attacks, the drops of benign-vs-error linear CKA across each block; the top-k blocks are
     fine-tuned on benign + error images (benign labels), the rest frozen. Accuracies are reported on the
     mixed repair set, its error half, the clean test set and PGD images of the test set.
-    `max_share` caps the share of parameters trained (`repair.select_blocks`).
+    `max_share` caps the share of parameters trained (`repair.select_blocks`). `train_all` is
+    the full-retraining baseline: the same data, loss and epochs with every parameter trained.
+    `mse_weight` weighs the activation term (0.5 in DeepArc; the CE weight is 1 - mse_weight).
 
     Raises:
         ValueError: a model without residual blocks, `top_k` outside 1..blocks, a `max_share`
@@ -193,6 +254,8 @@ def run_repair(
 
     before = evaluate(variables)
     labels_tree = repair.partition_labels(model, variables["params"], selected)
+    if train_all:
+        labels_tree = jax.tree.map(lambda _: repair.TRAIN, labels_tree)
     tx = repair.make_repair_optimizer(labels_tree, learning_rate=learning_rate)
     state = train.TrainState(
         step=np.int32(0),
@@ -202,7 +265,12 @@ def run_repair(
         rng=rng,
     )
     step = repair.make_repair_step(
-        model=model, tx=tx, target_layer=target_layer, preprocess=preprocess
+        model=model,
+        tx=tx,
+        target_layer=target_layer,
+        preprocess=preprocess,
+        mse_weight=mse_weight,
+        ce_weight=1.0 - mse_weight,
     )
     steps_per_epoch = max(len(mixed_y) // batch_size, 1)
 

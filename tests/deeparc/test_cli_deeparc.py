@@ -210,3 +210,26 @@ def test_shrink_network_evaluates_alone_with_the_same_accuracy(workdir, tmp_path
     assert "deeparc module" in printed and f"accuracy {value['accuracy']:.4f}" in printed
     assert main(["eval", "--module", str(out / "network"), "--split", "train"]) == 2
     assert "--split train applies to --workdir" in capsys.readouterr().err
+
+
+def test_shrink_finetune_rows_and_the_full_retraining_repair_baseline(workdir, capsys):
+    out = workdir / "shrink_ft"
+    argv = ["shrink", "--workdir", str(workdir), "--out", str(out), "--examples", "64",
+            "--remove", "1", "--finetune-epochs", "1", "--finetune-examples", "256"]  # fmt: skip
+    assert _run(argv) == 0
+    result = json.loads((out / "shrink.json").read_text())
+    tuned = result["finetune"]["accuracy"]
+    assert set(tuned) == {"", "1"} and result["finetune"]["examples"] == 256
+    assert all(0 <= a <= 1 for a in tuned.values())
+    assert "after fine-tuning" in capsys.readouterr().out
+    # The saved network stays the one without fine-tuning.
+    assert (
+        directory.load(out / "network").metrics["accuracy"] == result["cumulative"][-1]["accuracy"]
+    )
+    base = ["repair", "--workdir", str(workdir), "--examples", "32", "--test-examples", "32",
+            "--top-k", "1", "--epochs", "1", "--steps", "2", "--learning-rate", "0.01"]  # fmt: skip
+    assert _run([*base, "--out", str(workdir / "rep_all"), "--train-all", "--mse-weight", "0"]) == 0
+    rep = json.loads((workdir / "rep_all" / "repair.json").read_text())
+    assert rep["trained_share"] == 1.0 and rep["train_all"] and rep["mse_weight"] == 0.0
+    with pytest.raises(SystemExit):
+        _run([*base, "--mse-weight", "1.5"])
