@@ -73,6 +73,16 @@ def _with_extra_file(trained, tmp) -> pathlib.Path:
     return module
 
 
+def _panrajan(trained, tmp) -> pathlib.Path:
+    """Pan & Rajan modules of the standard run (another parent than the MODA run's), ~2 s."""
+    from modjax.cli import main
+
+    out = tmp / "panrajan"
+    flags = ["--confidence", "0", "--positives", "3", "--negatives", "2", "--ti", "i"]
+    assert main(["decompose", "--workdir", str(trained["std"]), "--out", str(out), *flags]) == 0
+    return out
+
+
 def _flip_checkpoint(run: pathlib.Path) -> None:
     step = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     files = [p for p in (run / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()]
@@ -400,6 +410,37 @@ CASES = [
         "notes.txt",
     ),
     (
+        "compose-same-dir-twice",
+        lambda t, d: (
+            ["compose", "--modules", str(t["modules"] / "class_3"), str(t["modules"] / "class_3")],
+            None,
+        ),
+        "class_3 is given twice (also as",
+    ),
+    (
+        "compose-folder-and-its-module",
+        lambda t, d: (
+            ["compose", "--modules", str(t["modules"]), str(t["modules"] / "class_5")],
+            None,
+        ),
+        "class_5 is given twice",
+    ),
+    (
+        "compose-one-class-of-two-parents",
+        lambda t, d: (
+            [
+                "compose",
+                "--modules",
+                str(t["modules"] / "class_3"),
+                str(_panrajan(t, d) / "class_3"),
+                "--relabel",
+                "digits:3=13",
+            ],
+            None,
+        ),
+        "Relabelling (--relabel DATASET:CLASS=NEW) separates classes of different datasets only",
+    ),
+    (
         "compose-relabel-negative",
         lambda t, d: (
             ["compose", "--modules", str(t["modules"] / "class_3"), "--relabel", "digits:3=-1"],
@@ -437,6 +478,24 @@ CASES = [
             d / "c.zip",
         ),
         "exists; pass --overwrite",
+    ),
+    (
+        "replace-module-of-another-class",
+        lambda t, d: (
+            [
+                "replace",
+                "--weak-workdir",
+                str(t["std"]),
+                "--module",
+                str(t["modules"] / "class_3"),
+                "--target-class",
+                "5",
+                "--out",
+                str(d / "r.json"),
+            ],
+            d / "r.json",
+        ),
+        "--target-class=5 is not the class of --module",
     ),
     (
         "pipeline-one-class",
@@ -477,6 +536,7 @@ CASES = [
         (f"{cmd}-{flag.strip('-')}-{value}", lambda t, d, a=(cmd, flag, value): (list(a), None), m)
         for cmd, flag, value, m in (
             ("decompose", "--confidence", "1.2", "argument --confidence: 1.2 is outside [0, 1)"),
+            ("decompose", "--confidence", "1", "argument --confidence: 1.0 is outside [0, 1)"),
             ("decompose", "--delta", "0", "argument --delta: 0.0 is not > 0"),
             ("compose", "--finetune-lr", "nan", "argument --finetune-lr: 'nan' is not a finite"),
             ("replace", "--learning-rate", "inf", "argument --learning-rate: 'inf' is not a fin"),

@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
         "modules of one parent vote, DeepArc networks (shrink, repair) give their logits; the "
         "outputs sit side by side and the prediction is their argmax (use --calibrate when "
         "parents or families differ). Evaluate on the test split(s) of the involved datasets, "
-        "restricted to the composed classes. A class claimed by two modules needs --relabel.",
+        "restricted to the composed classes. Modules of different parents compose side by side; one "
+        "class of one dataset comes from one module (the same class of two parents: keep one, or "
+        "swap it with --replace). Class ids of different datasets that clash need --relabel.",
     )
     p.add_argument(
         "--modules",
@@ -39,7 +41,8 @@ def add_parser(sub) -> None:
         default=[],
         metavar="DATASET:CLASS=NEW",
         help="give class CLASS of DATASET the output id NEW; needed when modules of different "
-        "datasets share class ids, e.g. kmnist:1=11",
+        "datasets share class ids, e.g. kmnist:1=11 (it maps a dataset's class, so it cannot tell "
+        "two modules of one class of one dataset apart)",
     )
     add_bool_flag(
         p,
@@ -175,9 +178,9 @@ def compose(args) -> int:
         raise ValueError("--task-dir needs --finetune-epochs E > 0: it keeps the fine-tuned module")
     if args.task_dir and pathlib.Path(args.task_dir).exists() and not args.overwrite:
         raise ValueError(f"--task-dir {args.task_dir} exists; pass --overwrite to replace it")
-    if args.finetune_epochs > 0:  # refuse before any evaluation
-        task_module.check_task_modules(modules.load_dirs(args.modules + args.replace))
     dirs = modules.replace_dirs(args.modules, args.replace) if args.replace else args.modules
+    if args.finetune_epochs > 0:  # refuse before any evaluation
+        task_module.check_task_modules(modules.load_dirs(dirs))
     value = modules.compose_dirs(
         dirs,
         relabel=relabel,

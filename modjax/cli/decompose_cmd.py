@@ -65,7 +65,8 @@ def add_parser(sub) -> None:
         "--confidence",
         type=probability,
         default=0.9,
-        help="a CI positive needs p_c > this (default: %(default)s); lower it for weak parents",
+        help="a CI positive needs p_c > this, in [0, 1) (default: %(default)s); lower it for weak "
+        "parents (0: every sample of the class)",
     )
     add_bool_flag(
         p,

@@ -30,15 +30,17 @@ def add_parser(sub) -> None:
         "--module",
         required=True,
         metavar="DIR",
-        help="one module directory written by `modjax modularize` on the strong run, e.g. "
-        "strong/modules/class_3; rebuilt from the directory alone (no strong workdir)",
+        help="one single-class module directory of the strong run, written by `modjax modularize` "
+        "(MwT, MODA) or `modjax decompose` (Pan & Rajan), e.g. strong/modules/class_3; rebuilt "
+        "from the directory alone (no strong workdir)",
     )
     p.add_argument(
         "--target-class",
         type=int,
         required=True,
         metavar="K",
-        help="the weak model's class id (output index) that the module replaces",
+        help="the weak model's class id (output index) that the module replaces: the module's "
+        "own class",
     )
     p.add_argument(
         "--epochs",

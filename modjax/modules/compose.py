@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from modjax import loop, train
+from modjax.modules import identity
 from modjax.modules.scorer import Scorer
 from modjax.typing import Batch
 
@@ -70,17 +71,20 @@ def _output_ids(
                 other, og = seen[new]
                 who = f"{g.method} module of {_describe(g)}"
                 was = f"{og.method} module of {_describe(og)}"
-                if other == src:
+                if other == src:  # relabelling maps a (dataset, class), so it cannot split it
                     raise ValueError(
                         f"class {src[1]} of dataset {src[0]!r} is claimed twice: by a {was} and "
-                        f"by a {who}; compose it from one module only, or give one of them "
-                        f"another id with relabel {{({src[0]!r}, {src[1]}): NEW}}"
+                        f"by a {who}; one class of one dataset is scored by one module: leave it "
+                        "out of one of them (DIR:C1,C2 keeps only some classes of a module; "
+                        "compose --replace swaps a module in). Relabelling (--relabel "
+                        "DATASET:CLASS=NEW) separates classes of different datasets only"
                     )
                 if other[0] != src[0] and new == src[1] and other == (other[0], new):
                     raise ValueError(
                         f"class id {new} clashes: dataset {other[0]!r} class {other[1]} ({was}) "
-                        f"and dataset {src[0]!r} class {src[1]} ({who}); pass "
-                        "relabel={(dataset, class_id): new_id} to give them distinct ids"
+                        f"and dataset {src[0]!r} class {src[1]} ({who}); give one of them "
+                        f"another id with --relabel {src[0]}:{src[1]}=NEW (in Python: "
+                        "relabel={(dataset, class_id): new_id})"
                     )
                 raise ValueError(
                     f"output id {new} clashes: (dataset, class) {other} and {src} both map to "
@@ -92,8 +96,8 @@ def _output_ids(
 
 
 def _describe(g: Scorer) -> str:
-    p = g.parent
-    return f"{p.get('model')} on {p.get('dataset')!r} (step {p.get('step')})"
+    """Model, dataset, step and the parent's hash: two parents differ by their hash."""
+    return identity.describe(g.parent)
 
 
 def _check_calibration(groups: Sequence[Scorer], calibration: Mapping) -> tuple[list, dict]:

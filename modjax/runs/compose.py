@@ -114,15 +114,23 @@ def load_dirs(dirs: Sequence[str | os.PathLike]) -> list[ModuleDir]:
     `DIR:C1,C2`; see `selection`).
 
     Raises:
-        ValueError: no directories, or a class the module does not score; ModuleFileError for a
+        ValueError: no directories, one directory twice (a folder of modules counts as its
+            modules), or a class the module does not score; ModuleFileError for a
             damaged, altered or old-format one, or one whose method no registered family reads
             (naming it).
     """
     if not dirs:
         raise ValueError("no module directories given")
-    saved = []
+    saved, seen = [], {}
     for spec in expand(dirs):
         path, classes = parse_dir(spec)
+        where = path.resolve()
+        if where in seen:  # a module scores its classes once; DIR:C1,C2 selects several
+            raise ValueError(
+                f"module directory {spec} is given twice (also as {seen[where]}); give each "
+                "module once (DIR:C1,C2 keeps several of its classes)"
+            )
+        seen[where] = spec
         d = directory.load(path)
         if classes is not None:
             missing = [c for c in classes if c not in d.classes]

@@ -144,10 +144,12 @@ def decompose_workdir(
         class: `class, name, confident` and the kind's retention rates).
 
     Raises:
-        ValueError: `out` exists, a parent neither method takes, or an option of the other
+        ValueError: `out` exists, a confidence outside [0, 1), a parent neither method takes, or an option of the other
             method; FileNotFoundError: `workdir` holds no run or no checkpoint.
     """
     workdir, out = pathlib.Path(workdir), pathlib.Path(out)
+    if not 0 <= confidence < 1:  # the CLI's type (`cli.flags.probability`) says the same
+        raise ValueError(f"--confidence={confidence} must be in [0, 1)")
     if out.exists():
         raise ValueError(f"--out {out} exists; remove it or choose another directory")
     restored = training.load_run(workdir, data_dir)

@@ -10,13 +10,14 @@ index of the kept units, all layers together); the units come from each family's
 the module layer, so it is the same picture for MwT, MODA and Pan & Rajan modules.
 """
 
+import io
 import json
 import pathlib
 from collections.abc import Mapping
 
 import numpy as np
 
-from modjax.modules import directory, registry
+from modjax.modules import atomic, directory, registry
 
 _NOT_PLOTTED = {  # bookkeeping, or on another scale than the objective's terms
     "step", "kind", "accuracy", "grad_norm", "images_per_s", "compile_time_s", "finite", "bad_labels",
@@ -30,6 +31,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, png: str | pathlib.Path) -> pathlib.Path:
+    """Writes `fig` as PNG through `atomic.write_bytes`: whole or not at all, mode 0644 whatever
+    the umask, like every other file a command writes for people to share."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic.write_bytes(png, buf.getvalue())
 
 
 def training_curves(metrics: str | pathlib.Path, png: str | pathlib.Path) -> pathlib.Path:
@@ -58,10 +68,7 @@ def training_curves(metrics: str | pathlib.Path, png: str | pathlib.Path) -> pat
     right.set(xlabel="epoch", ylabel="accuracy", title="accuracy per epoch", ylim=(0, 1))
     right.legend(fontsize=8)
     fig.tight_layout()
-    png = pathlib.Path(png)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return _save(plt, fig, png)
 
 
 def kept_fractions(
@@ -130,10 +137,7 @@ def module_overview(modules_dir: str | pathlib.Path, png: str | pathlib.Path) ->
     fig.colorbar(im, ax=right, fraction=0.046)
     fig.suptitle(f"{saved[0].method} modules of {saved[0].parent.get('model')}", fontsize=9)
     fig.tight_layout()
-    png = pathlib.Path(png)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return _save(plt, fig, png)
 
 
 __all__ = ["kept_fractions", "module_overview", "training_curves"]

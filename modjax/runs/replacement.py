@@ -47,8 +47,8 @@ def replace_class(
     """Trains the MODA adapter and the CNNSplitter baseline; returns the JSON-able result.
 
     Raises:
-        ValueError: bad arguments, a multi-class module, a target class outside the weak run,
-            or runs whose images differ in shape (naming the value).
+        ValueError: bad arguments, a multi-class module, a target class outside the weak run or
+            other than the module's class, or runs whose images differ in shape (naming the value).
     """
     import jax
     import jax.numpy as jnp
@@ -59,7 +59,7 @@ def replace_class(
     if len(module.classes) != 1:
         raise ValueError(
             f"--module {module_dir} holds classes {list(module.classes)}; replacement needs a "
-            "single-class module (one directory class_<c> written by `modjax modularize`)"
+            "single-class module (one directory class_<c> of `modjax modularize` or `decompose`)"
         )
     weak_dir = pathlib.Path(weak_workdir)
     weak = training.load_run(weak_dir, data_dir)
@@ -69,6 +69,12 @@ def replace_class(
         raise ValueError(
             f"--target-class={k} is not a class of the weak run ({weak_config.dataset}, {n} "
             f"classes): expected 0..{n - 1}"
+        )
+    if int(module.classes[0]) != k:  # a module stands in for its own class only
+        raise ValueError(
+            f"--target-class={k} is not the class of --module {module_dir}, which scores class "
+            f"{module.classes[0]} of {module.parent.get('dataset')!r}: a module replaces its own "
+            f"class (pass --target-class {module.classes[0]}, or the module of class {k})"
         )
     composed, specs = modules.build_composition(saved)
     spec = next(iter(specs.values()))

@@ -1,6 +1,7 @@
 """Run outputs: JSON-lines metrics, window means on the host, and plain-text tables."""
 
 import json
+import os
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +27,10 @@ class MetricWriter:
             return
         value = jsonrules.jsonable(record, "a metrics record")  # NaN, Inf -> null
         line = json.dumps(value, sort_keys=True, allow_nan=False)
-        with self.path.open("a") as f:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with os.fdopen(fd, "a") as f:
+            if os.fstat(fd).st_mode & 0o777 != 0o644:  # 0644 whatever the umask, as atomic's
+                os.fchmod(fd, 0o644)
             f.write(line + "\n")
 
 

@@ -182,3 +182,13 @@ def test_replacement_across_depths_from_the_cli_equals_the_library_vote(run, tmp
     assert "no module of --modules scores it" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"donor classes \[4\] have no module to replace"):
         dc.replace(deep[:3], [donor])
+
+
+@pytest.mark.parametrize("confidence", [1.0, 1.5, -0.1, float("nan")])
+def test_decompose_workdir_refuses_a_confidence_outside_the_cli_range(tmp_path, confidence):
+    """The library keeps the range `--confidence` states in its help, [0, 1), before any work."""
+    with pytest.raises(ValueError, match=r"--confidence=.* must be in \[0, 1\)"):
+        decompose_run.decompose_workdir(
+            tmp_path / "no_run", tmp_path / "out", confidence=confidence
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -135,3 +135,23 @@ def test_module_overview_fractions_and_overlap():
     assert layers == ["a", "b"]
     np.testing.assert_allclose(kept, [[0.5, 0.5], [1.0, 0.0]])
     np.testing.assert_allclose(jac, [[1.0, 2 / 5], [2 / 5, 1.0]])  # |{a0,a1}| / |{a0..a3,b0}|
+
+
+def test_shared_outputs_are_0644_whatever_the_umask(tmp_path):
+    """metrics.jsonl and the pictures are files people share: 0644 even under umask 077."""
+    import os
+
+    from modjax.runs import plots
+
+    old = os.umask(0o077)
+    try:
+        writer = report.MetricWriter(tmp_path / "metrics.jsonl")
+        writer.write({"kind": "train", "step": 1, "loss": 1.0})
+        writer.write({"kind": "epoch", "epoch": 1, "train_accuracy": 0.5})
+        png = plots.training_curves(tmp_path / "metrics.jsonl", tmp_path / "curves.png")
+    finally:
+        os.umask(old)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    for name in ("metrics.jsonl", "curves.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
