@@ -13,6 +13,7 @@ the same one line, without their tracebacks on stderr.
 import contextlib
 import errno
 import logging
+import os
 import pathlib
 import re
 import shutil
@@ -86,9 +87,12 @@ def make_manager(
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=save_every, cleanup_tmp_directories=True
     )
-    return ocp.CheckpointManager(
-        pathlib.Path(directory).absolute(), options=options, item_names=("state", "meta")
-    )
+    directory = pathlib.Path(directory).absolute()
+    created = not directory.exists()
+    manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    if created and directory.is_dir():
+        os.chmod(directory, 0o755)  # readable by the people the workdir is shared with
+    return manager
 
 
 @contextlib.contextmanager

@@ -220,10 +220,17 @@ def test_too_little_free_space_is_one_error_before_a_write(tmp_path, monkeypatch
         checkpoint.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(0, 0, 0)
     )
     cfg = config_lib.from_dict(config_lib.load_config_file(str(SMOKE)) | {"num_epochs": 1})
-    with pytest.raises(OSError, match=r"no space left on the device of .*checkpoints for the "
-                       r"checkpoint of step 1 \(1\.\d MiB needed, 0\.0 MiB free\)") as err:  # fmt: skip
-        training.train_and_evaluate(cfg, tmp_path / "w", progress=False)
+    old_umask = os.umask(0o077)  # the workdir and checkpoints/ are shared: 0755 regardless
+    try:
+        with pytest.raises(OSError, match=r"no space left on the device of .*checkpoints for the "
+                           r"checkpoint of step 1 \(1\.\d MiB needed, 0\.0 MiB free\)") as err:  # fmt: skip
+            training.train_and_evaluate(cfg, tmp_path / "w", progress=False)
+    finally:
+        os.umask(old_umask)
     assert err.value.errno == 28 and not list((tmp_path / "w" / "checkpoints").iterdir())
+    for d in (tmp_path / "w", tmp_path / "w" / "checkpoints"):
+        assert d.stat().st_mode & 0o777 == 0o755, d
+    assert (tmp_path / "w" / "config.json").stat().st_mode & 0o777 == 0o644
 
 
 FULL_DISK_CHILD = """

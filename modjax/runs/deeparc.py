@@ -19,6 +19,7 @@ import numpy as np
 from modjax.deeparc import architecture, network, pipeline, surgery
 from modjax.deeparc.blocks import block_names, block_positions
 from modjax.modules import atomic
+from modjax.runs import plots
 from modjax.runs.training import RestoredRun, workdir_label
 
 MODEL_NAME = "resnet_cifar"
@@ -95,8 +96,7 @@ def plot_cka(csv_path: pathlib.Path, png_path: pathlib.Path, *, title: str = "")
     ax.set_title(title or "block-level linear CKA (unbiased HSIC)")
     fig.colorbar(im, ax=ax, label="CKA")
     fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, png_path, dpi=120)
 
 
 def _check_blocks(model, remove: Sequence[int] | None, candidates: Sequence[int] | None) -> None:
@@ -178,8 +178,7 @@ def arch(
     ax.set_ylabel("modularity (share of blocks in multi-block modules)")
     ax.set_title("one model, one seed")
     fig.tight_layout()
-    fig.savefig(out / "modularity.png", dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, out / "modularity.png", dpi=120)
     return {**result, "cka": sim}
 
 
@@ -331,8 +330,7 @@ def shrink(
     ax.set_ylabel(f"test accuracy (%), {len(labels)} images")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "shrink.png", dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, out / "shrink.png", dpi=120)
     return result
 
 
@@ -444,8 +442,7 @@ def repair(
     ax.set_title(f"repair: {100 * res.trained_share:.1f}% of parameters trained")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "repair.png", dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, out / "repair.png", dpi=120)
     return result
 
 

@@ -33,13 +33,18 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, png: str | pathlib.Path) -> pathlib.Path:
+def _save(plt, fig, png: str | pathlib.Path, *, dpi: int = 110) -> pathlib.Path:
     """Writes `fig` as PNG through `atomic.write_bytes`: whole or not at all, mode 0644 whatever
     the umask, like every other file a command writes for people to share."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return atomic.write_bytes(png, buf.getvalue())
+
+
+def save_figure(fig, png: str | pathlib.Path, *, dpi: int = 110) -> pathlib.Path:
+    """Writes and closes a matplotlib figure as PNG (atomic, 0644): how every command saves one."""
+    return _save(_pyplot(), fig, png, dpi=dpi)
 
 
 def training_curves(metrics: str | pathlib.Path, png: str | pathlib.Path) -> pathlib.Path:

@@ -151,6 +151,8 @@ def _fit(
     is_main = jax.process_index() == 0
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
+    if created:
+        os.chmod(workdir, 0o755)  # shared like its files (0644), whatever the umask
     try:
         cluster.check_shared_workdir(workdir)  # before anything else is written
     except ValueError:
