@@ -134,6 +134,11 @@ def main(argv=None) -> int:
         module_io.load_module(d)
         for d in sorted(root.glob("class_*"), key=lambda p: int(p.name.split("_")[1]))
     ]
+    if not modules:
+        raise FileNotFoundError(
+            f"--modules {root}: no class_<c> module directories there (the output folder of "
+            "`modjax modularize`)"
+        )
     parent = modules[0].parent
     workdir = pathlib.Path(args.workdir) if args.workdir else root.resolve().parent
     restored = restore_parent(modules[0], workdir, args.data_dir)
@@ -183,4 +188,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments import run
+
+    raise SystemExit(run(main, "python -m experiments.module_report"))

@@ -60,4 +60,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments import run
+
+    raise SystemExit(run(main, "python -m experiments.panrajan"))

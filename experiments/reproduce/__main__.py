@@ -304,4 +304,6 @@ def _cpu_count() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments import run
+
+    raise SystemExit(run(main, "python -m experiments.reproduce"))
