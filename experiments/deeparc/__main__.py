@@ -40,8 +40,13 @@ ANALYSIS = (
     "repair_top_k",  # blocks retrained, by deviation score
     "repair_max_share",  # ... within this share of the parameters (None: no cap)
     "pgd_steps",
+    "finetune_epochs",  # > 0: each shrunk network also fine-tuned (DeepArc does not)
+    "finetune_examples",  # ... on this many training images
 )
 """The analysis settings a config's `analysis` holds, every one of them."""
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+"""JAX's monitoring event for one XLA compilation (`jax._src.dispatch.BACKEND_COMPILE_EVENT`)."""
 
 
 def load(path: str, data_dir: str | None) -> tuple[config_lib.TrainConfig, dict]:
@@ -73,6 +78,10 @@ def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
     ctx = training.load_run(workdir / "train", data_dir)
     out = workdir / "analysis"
     t0 = time.perf_counter()
+    compiles = []  # XLA compilations of the CKA stage: one HSIC program per minibatch shape
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, secs, **kw: compiles.append(secs) if event == COMPILE_EVENT else None
+    )
     arch = deeparc.arch(
         ctx,
         out,
@@ -81,6 +90,7 @@ def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
         passes=settings["passes"],
     )
     t_arch = time.perf_counter() - t0
+    cka_compiles = len(compiles)
     allowed = surgery.removable(ctx.model)
     theta, cands = _candidates(arch["sweep"], settings["max_remove"], allowed)
     if len(cands) < settings["max_remove"]:  # too few redundant blocks: any non-first block
@@ -93,7 +103,10 @@ def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
         num_subsets=settings["subsets"],
         examples=settings["eval_examples"],
         network_dir=out / "shrink_network",
+        finetune_epochs=settings["finetune_epochs"],
+        finetune_examples=settings["finetune_examples"],
     )
+    t_shrink = time.perf_counter() - t0 - t_arch
     rep = deeparc.repair(
         ctx,
         out,
@@ -106,12 +119,15 @@ def analyze(workdir: pathlib.Path, data_dir, settings) -> dict:
         max_share=settings["repair_max_share"],
         network_dir=out / "repair_network",
     )
+    t_repair = time.perf_counter() - t0 - t_arch - t_shrink
     result = {
         "step": ctx.step,
         "config": ctx.config.to_json(),
         "settings": settings,
         "arch": {k: v for k, v in arch.items() if k != "cka"},
         "cka_seconds": t_arch,
+        "cka_compilations": cka_compiles,
+        "seconds": {"arch": t_arch, "shrink": t_shrink, "repair": t_repair},
         "candidate_theta": theta,
         "candidates": cands,
         "shrink": shrink,

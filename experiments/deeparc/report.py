@@ -29,6 +29,54 @@ def _selection(rep) -> str:
     )
 
 
+def _removal_table(sh: dict) -> list[str]:
+    """Accuracy per number of removed blocks; with a fine-tuned column when it was measured."""
+    tuned = (sh.get("finetune") or {}).get("accuracy")
+    rows = [{"num_removed": 0, "removed": [], "accuracy": sh["baseline"]}, *sh["search"]]
+    if not tuned:
+        head = [
+            "| blocks removed | removed | accuracy here (%) | published (%) |",
+            "|---|---|---|---|",
+        ]
+        return head + [
+            f"| {r['num_removed']} | {' '.join(map(str, r['removed'])) or '–'} | "
+            f"{100 * r['accuracy']:.2f} | {PUBLISHED.get(r['num_removed'], '–')} |"
+            for r in rows
+        ]
+    ft = sh["finetune"]
+    head = [
+        f"| blocks removed | removed | accuracy here (%) | after a {ft['epochs']}-epoch fine-tune "
+        f"on {ft['examples']} training images, lr {ft['learning_rate']} (%) | published, no "
+        "fine-tune (%) |",
+        "|---|---|---|---|---|",
+    ]
+    return head + [
+        f"| {r['num_removed']} | {' '.join(map(str, r['removed'])) or '–'} | "
+        f"{100 * r['accuracy']:.2f} | {100 * tuned[' '.join(map(str, r['removed']))]:.2f} | "
+        f"{PUBLISHED.get(r['num_removed'], '–')} |"
+        for r in rows
+    ]
+
+
+def _times(result: dict) -> list[str]:
+    secs = result.get("seconds")
+    if not secs:
+        return []
+    return [
+        "## Stage wall times",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in secs.items()],
+        "",
+        (
+            f"The CKA stage compiled {result.get('cka_compilations', '–')} XLA programs (the "
+            "HSIC accumulation over all block pairs is one program per minibatch shape)."
+        ),
+        "",
+    ]
+
+
 def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> None:
     """The results table beside the published DeepArc numbers."""
     c, s, sh, rep = result["config"], result["settings"], result["shrink"], result["repair"]
@@ -70,14 +118,7 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
             f"{sh['examples']} test images."
         ),
         "",
-        "| blocks removed | removed | accuracy here (%) | published (%) |",
-        "|---|---|---|---|",
-        f"| 0 | – | {100 * sh['baseline']:.2f} | {PUBLISHED[0]} |",
-        *[
-            f"| {r['num_removed']} | {r['removed']} | {100 * r['accuracy']:.2f} | "
-            f"{PUBLISHED.get(r['num_removed'], '–')} |"
-            for r in sh["search"]
-        ],
+        *_removal_table(sh),
         "",
         (
             "Published: ResNet-110 (93.72%), deleting 1/2/3/4 redundant blocks: "
@@ -103,6 +144,7 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
         "Published: mixed set 56.0% → 98.25%, adversarial-only 12.0% before repair.",
         "",
     ]
+    lines += _times(result)
     for extra in sorted(workdir.glob("analysis_*/repair.json")):  # e.g. `modjax repair --top-k 2`
         r = json.loads(extra.read_text())
         lines += [

@@ -29,7 +29,8 @@ def test_cpu_r56_resumes_the_background_run_with_its_settings():
              eval_every=4, checkpoint_every=100, keep_checkpoints=2,
              data_dir="../shared/datasets")
     )  # fmt: skip
-    assert settings == deeparc.load(str(CONFIGS / "cpu.py"), None)[1]
+    cpu = deeparc.load(str(CONFIGS / "cpu.py"), None)[1]
+    assert settings == {**cpu, "finetune_epochs": 1} and cpu["finetune_epochs"] == 0
     assert settings["repair_max_share"] == 0.2 and settings["cka_examples"] == 1024
 
 

@@ -45,5 +45,7 @@ def get_config():
             repair_top_k=5,
             repair_max_share=0.2,
             pgd_steps=7,
+            finetune_epochs=0,  # > 0: also fine-tune each shrunk network
+            finetune_examples=5000,
         ),
     )

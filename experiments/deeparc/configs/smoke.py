@@ -31,5 +31,7 @@ def get_config():
             repair_top_k=2,
             repair_max_share=None,
             pgd_steps=2,
+            finetune_epochs=0,  # > 0: also fine-tune each shrunk network
+            finetune_examples=5000,
         ),
     )

@@ -35,7 +35,5 @@ def get_config():
         eval_every=2,
         checkpoint_every=100,
     )
-    decompose = dict(
-        base["decompose"], positives=1000, confidence=0.9, replace_confidence=0.5
-    )
+    decompose = dict(base["decompose"], positives=1000, confidence=0.9, replace_confidence=0.5)
     return {"train": train, "decompose": decompose}
