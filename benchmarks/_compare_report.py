@@ -4,6 +4,8 @@ import csv
 import json
 import math
 
+from benchmarks import torch_calibration
+
 NAMES = {"modjax": "modjax", "torch": "torch eager", "torch_compile": "torch.compile"}
 OVERHEAD_GOAL = 0.10
 EXTRACTION_GOAL = 10.0
@@ -23,6 +25,33 @@ def _side_cell(row, side, spec=".1f", scale=1.0):
         return f"failed: {row['failed'][side]}"
     ms = _ms(row, side)
     return _fmt(None if ms is None else ms * scale, spec)
+
+
+def calibration_status(rows, info):
+    """`{(model, threads): None or why its ratios are withheld}` from the standard rows' torch
+    times against `info["calibration"]` (plain PyTorch in a fresh process without JAX)."""
+    cal = info.get("calibration")
+    out = {}
+    for r in rows:
+        key = (r["model"], r["threads"])
+        if cal is None:
+            out[key] = None  # a GPU run: no CPU calibration applies
+            continue
+        c = cal.get(f"{r['model']}@{r['threads']}")
+        if c is None or "failed" in c:
+            out[key] = f"calibration failed: {c['failed'] if c else 'not run'}"
+        elif r["method"] == "standard":
+            out[key] = torch_calibration.check(_ms(r, "torch"), c["ms"])
+        else:
+            out.setdefault(key, None)
+    return out
+
+
+def _ratio_cell(status, r, ratio, spec=".2f", bold=True):
+    why = status.get((r["model"], r["threads"]))
+    if why is not None:
+        return "withheld (uncalibrated)"
+    return f"**{ratio:{spec}}**" if bold else f"{ratio:{spec}}"
 
 
 def flat_rows(rows):
@@ -107,25 +136,55 @@ def write(rows, info, args, stem):
         "| peak MiB modjax / torch / compile | compile s modjax / torch.compile |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    status = calibration_status(rows, info)
     for r in rows:
         t = r["timing"]
         ratio = t["torch"]["ratio_to_modjax"]
         cratio = t["torch_compile"]["ratio_to_modjax"] if "torch_compile" in t else None
+        if status.get((r["model"], r["threads"])) is not None:
+            cratio = None
         peak = " / ".join(_fmt(r["peak_mib"].get(s), ".0f") for s in NAMES)
         comp = f"{_fmt(r['compile_s'].get('modjax'))} / {_fmt(r['compile_s'].get('torch_compile'))}"
         lines.append(
             f"| {r['model']} | {r['method']} | {r['batch']} | {r['threads']} | "
             f"{_side_cell(r, 'modjax')} | {_side_cell(r, 'torch')} | "
             f"{_side_cell(r, 'torch_compile')} | {r['batch'] / t['modjax']['median_s']:.0f} | "
-            f"{r['batch'] / t['torch']['median_s']:.0f} | **{ratio:.2f}** | "
+            f"{r['batch'] / t['torch']['median_s']:.0f} | {_ratio_cell(status, r, ratio)} | "
             f"{_fmt(cratio, '.2f')} | {peak} | {comp} |"
         )
-    lines += _overhead(rows) + _extraction(rows) + _goals(rows, info)
+    lines += _calibration(rows, info, status)
+    lines += _overhead(rows) + _extraction(rows, status) + _goals(rows, info, status)
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     stem.with_suffix(".json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
     _plot(rows, stem.with_suffix(".png"))
     print("\n".join(lines))
     print(f"wrote {stem}.md/.csv/.json/.png")
+
+
+def _calibration(rows, info, status):
+    cal = info.get("calibration")
+    if cal is None:
+        return ["", "No CPU calibration (a GPU run): torch eager is the harness's own step."]
+    out = ["", "## Calibration against plain PyTorch", "",
+           "Plain PyTorch: the same reference network's CE step in a fresh process that imports "
+           "neither JAX nor modjax, default OpenMP policy, no pinning (`benchmarks/"
+           "torch_calibration.py`). A (model, threads) whose in-harness torch step (standard "
+           f"method) is more than {torch_calibration.TOLERANCE:.2f}x slower gets no ratios.", "",
+           "| model | threads | plain PyTorch ms | in-harness torch ms | harness ÷ plain | status |",
+           "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for r in rows:
+        if r["method"] != "standard":
+            continue
+        c = cal.get(f"{r['model']}@{r['threads']}", {})
+        why = status.get((r["model"], r["threads"]))
+        plain = c.get("ms")
+        ms = _ms(r, "torch")
+        out.append(
+            f"| {r['model']} | {r['threads']} | {_fmt(plain, '.2f')} | {ms:.2f} | "
+            f"{_fmt(None if plain is None else ms / plain, '.2f')} | "
+            f"{'ok' if why is None else why} |"
+        )
+    return out
 
 
 def _load_note(info, machine):
@@ -164,7 +223,7 @@ def _overhead_of(row):
     return sorted(a / b for a, b in pairs)[len(t["modjax"]["rounds_s"]) // 2] - 1
 
 
-def _extraction(rows):
+def _extraction(rows, status):
     out = ["", "## Extraction of all class modules and composed-model inference", "",
            "Extraction: modjax `extract_modules` (one jitted counting pass, compile excluded and "
            "shown apart) vs the reference (eager inference pass, then the per-class loop). "
@@ -184,21 +243,29 @@ def _extraction(rows):
             ct = c["timing"]
             comp = (f"{c['batch'] / ct['modjax']['median_s']:.0f} | "
                     f"{c['batch'] / ct['torch']['median_s']:.0f} | "
-                    f"{ct['torch']['ratio_to_modjax']:.2f} | {c['max_abs_logit_diff']:.1e}")  # fmt: skip
+                    f"{_ratio_cell(status, r, ct['torch']['ratio_to_modjax'], bold=False)} | "
+                    f"{c['max_abs_logit_diff']:.1e}")  # fmt: skip
         else:
             comp = f"{c['failed']} | – | – | –"
         out.append(
             f"| {r['model']} | {r['method']} | {r['threads']} | {e['samples']} | "
             f"{t['modjax']['median_s']:.2f} ({e['modjax_compile_s']:.1f}) | "
-            f"{t['torch']['median_s']:.2f} | **{t['torch']['ratio_to_modjax']:.1f}** | "
+            f"{t['torch']['median_s']:.2f} | "
+            f"{_ratio_cell(status, r, t['torch']['ratio_to_modjax'], '.1f')} | "
             f"{e['keep_units_differing']} | {e['kernel_rate']:.2f} | {comp} |"
         )
     return out
 
 
-def _goals(rows, info):
+def _goals(rows, info, status):
     out = ["", "## Goals", ""]
-    eq = [r for r in rows]
+    eq = [r for r in rows if status.get((r["model"], r["threads"])) is None]
+    withheld = len(rows) - len(eq)
+    if withheld:
+        out.append(
+            f"- **{withheld} of {len(rows)} cases have no ratio:** their in-harness torch step "
+            "did not match plain PyTorch (see Calibration); they count as neither met nor missed."
+        )
     slow = [r for r in eq if r["timing"]["torch"]["ratio_to_modjax"] < 1]
     out.append(
         f"- **modjax ≥ torch eager at equal threads:** met in {len(eq) - len(slow)} of {len(eq)} "
@@ -217,7 +284,7 @@ def _goals(rows, info):
             f"{r['model']}/{r['method']}@{r['threads']}t ({100 * o:+.0f}%)" for r, o in bad)
            if bad else "") + "."
     )  # fmt: skip
-    ex = [r for r in rows if r.get("extraction")]
+    ex = [r for r in eq if r.get("extraction")]
     exb = [r for r in ex if r["extraction"]["timing"]["torch"]["ratio_to_modjax"] < EXTRACTION_GOAL]
     out.append(
         f"- **Extraction ≥ {EXTRACTION_GOAL:.0f}× faster than the per-class loop:** met in "

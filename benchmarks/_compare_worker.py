@@ -177,12 +177,20 @@ def first_call(fn, budget_s):
         signal.signal(signal.SIGALRM, old)
 
 
-def alternate(fns, rounds, steps):
-    """Per-step seconds of each side in `rounds` rounds; the order rotates every round."""
+PAUSE_S = 0.02
+"""Idle time before each side's timed run: XLA's and OpenMP's pool threads spin for a while
+after their work, and a side started at once competes with them (torch LeNet5 at 2 threads:
+1.31x slower right after a JAX round, 1.05x after a 20 ms pause; `torch_calibration.py`)."""
+
+
+def alternate(fns, rounds, steps, pause=PAUSE_S):
+    """Per-step seconds of each side in `rounds` rounds; the order rotates every round, and each
+    timed run starts after `pause` seconds of idle."""
     names = list(fns)
     times = {n: [] for n in names}
     for r in range(rounds):
         for n in names[r % len(names) :] + names[: r % len(names)]:
+            time.sleep(pause)
             t0 = time.perf_counter()
             fns[n](steps)
             times[n].append((time.perf_counter() - t0) / steps)

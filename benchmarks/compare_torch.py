@@ -3,8 +3,11 @@
     python -m benchmarks.compare_torch [--models lenet5 simcnn vgg16] [--methods standard mwt moda]
         [--scale cpu|gpu] [--rounds 5] [--threads 1 2] [--bf16] [--no-compile]
 
-For every thread count, one worker process is pinned to that many cores (JAX and torch size their
-pools from the affinity mask; torch also gets `set_num_threads`). Inside it, per model, method
+For every thread count, each model's plain-PyTorch step is first timed in a fresh process
+without JAX (`torch_calibration.calibrate`); a cell whose in-harness torch step is more than 10%
+slower than that gets no ratio (the harness would be measuring itself, not PyTorch). Then one
+worker process is pinned to that many cores (JAX and torch size their pools from the affinity
+mask; torch also gets `set_num_threads`). Inside it, per model, method
 and batch, modjax's jitted step, the reference eager step and (where it compiles) the
 `torch.compile`d reference are timed in alternating rounds on the same float32 batch and the
 same initial weights, so machine noise cancels from the per-round ratios. No augmentation on
@@ -26,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchmarks import torch_calibration
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -191,7 +196,7 @@ def main(argv=None):
     if args.worker_threads:
         return worker_main(args)
     check_settings(parser, args)
-    info = {"argv": argv, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "machine": machine(), "versions": versions(), "threads": args.threads,
+    info = {"argv": argv, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "machine": machine(), "versions": versions(), "threads": args.threads,
             "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_before": os.getloadavg()}  # fmt: skip
     rows, failures = [], []
@@ -212,9 +217,21 @@ def main(argv=None):
         if t == max(args.threads):
             cmd.append("--worker-extract")
         print("running", " ".join(cmd[1:]), flush=True)
-        # Under load, OpenMP's default spin-waiting makes torch's multi-thread steps 5-15x slower
-        # (descheduled threads stall every barrier); passive waiting is torch's best there.
-        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        # OpenMP's wait policy is the user's (default: unset, libgomp's spin-then-sleep): the
+        # PASSIVE policy this harness used to force made torch 1.63x slower at 2 threads on a
+        # quiet machine (torch_calibration.py). Under load spinning hurts torch instead, which
+        # the calibration below catches: run on a quiet machine.
+        env = dict(os.environ)
+        if args.scale == "cpu":
+            cal = info.setdefault("calibration", {})
+            for name in args.models:
+                try:
+                    ms = torch_calibration.calibrate(name, args.width, t)["ms"]
+                    cal[f"{name}@{t}"] = {"ms": ms}
+                    print(f"calibration {name} at {t} threads: {ms:.2f} ms", flush=True)
+                except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+                    cal[f"{name}@{t}"] = {"failed": str(err)}
+                    print(f"calibration {name} at {t} threads FAILED: {err}", flush=True)
         # Compiles are cached per thread count: XLA:CPU splits ops into parallel tasks for the
         # cores it sees at compile time, so a program compiled by the 1-thread worker and loaded
         # by the 2-thread one runs as a 1-thread program (LeNet5 MwT at 2 threads: 12.6 vs
