@@ -110,7 +110,7 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
             "blocks; RQ1 mean modularity at θ = 0.99: .333, depth 14: .116."
         ),
         "",
-        "## Accuracy after removing redundant blocks (no fine-tuning)",
+        "## Accuracy after removing redundant blocks (DeepArc: no fine-tuning)",
         "",
         (
             f"Candidates: {result['candidates']} (redundant blocks at θ = "
