@@ -10,7 +10,11 @@ import pytest
 
 from modjax.cli import main
 from modjax.runs import training
-from tests.bad_input_cases import CASES, SMOKE, SMOKE_MODA, _copy, _flip_checkpoint, _snapshot
+from tests.bad_input_cases import CASES as RUN_CASES
+from tests.bad_input_cases import SMOKE, SMOKE_MODA, _copy, _flip_checkpoint, _snapshot
+from tests.bad_input_module_cases import MODULE_CASES
+
+CASES = RUN_CASES + MODULE_CASES
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,18 @@ def make_removal_eval(
     return evaluate_fn
 
 
+def _shuffled(arrays: dict[str, np.ndarray], batch_size: int, steps_per_epoch: int, seed: int):
+    """`epoch -> batches` of `arrays`' rows, reshuffled per epoch (the last partial batch dropped)."""
+
+    def epoch_batches(epoch):
+        order = np.random.default_rng([seed, epoch]).permutation(len(next(iter(arrays.values()))))
+        for i in range(steps_per_epoch):
+            idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
+            yield {k: a[idx] for k, a in arrays.items()}
+
+    return epoch_batches
+
+
 def finetune(
     model,
     variables,
@@ -138,16 +150,11 @@ def finetune(
         model=model, tx=tx, objective=objectives.standard, preprocess=preprocess
     )
 
-    def epoch_batches(epoch):
-        order = np.random.default_rng([seed, epoch]).permutation(len(labels))
-        for i in range(steps_per_epoch):
-            idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
-            yield {"image": images[idx], "label": labels[idx].astype(np.int32)}
-
+    arrays = {"image": images, "label": labels.astype(np.int32)}
     state = loop.fit(
         train_step=step,
         state=jax.device_put(state),
-        epoch_batches=epoch_batches,
+        epoch_batches=_shuffled(arrays, batch_size, steps_per_epoch, seed),
         steps_per_epoch=steps_per_epoch,
         num_epochs=epochs,
         callbacks=[loop.check_finite()],
@@ -274,17 +281,11 @@ def run_repair(
     )
     steps_per_epoch = max(len(mixed_y) // batch_size, 1)
 
-    def epoch_batches(epoch):
-        order = np.random.default_rng([seed, epoch]).permutation(len(mixed_y))
-        for i in range(steps_per_epoch):
-            idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
-            yield {"image": mixed_x[idx], "label": mixed_y[idx], "target": targets[idx]}
-
-    state = jax.device_put(state)
+    arrays = {"image": mixed_x, "label": mixed_y, "target": targets}
     state = loop.fit(
         train_step=step,
-        state=state,
-        epoch_batches=epoch_batches,
+        state=jax.device_put(state),
+        epoch_batches=_shuffled(arrays, batch_size, steps_per_epoch, seed),
         steps_per_epoch=steps_per_epoch,
         num_epochs=epochs,
         callbacks=[loop.check_finite()],
