@@ -196,6 +196,12 @@ def add_commands(sub) -> None:
         default=0.5,
         help="weight of the activation (MSE) term; CE gets 1 - it (DeepArc: %(default)s)",
     )
+    p.add_argument(
+        "--frozen-bn",
+        action="store_true",
+        help="keep every BatchNorm in inference mode, also in the retrained blocks (before "
+        "issue 20's fix; by default the retrained blocks' BN layers train, as in Keras)",
+    )
 
 
 def _out(args, name: str) -> pathlib.Path:
@@ -283,6 +289,7 @@ def repair(args) -> int:
         seed=args.seed,
         train_all=args.train_all,
         mse_weight=args.mse_weight,
+        frozen_bn=args.frozen_bn,
     )
     print(f"selected blocks {result['selected']}, trained share {result['trained_share']:.3f}")
     for k in result["before"]:

@@ -196,6 +196,7 @@ def run_repair(
     seed: int = 0,
     train_all: bool = False,
     mse_weight: float = 0.5,
+    frozen_bn: bool = False,
 ) -> RepairResult:
     """DeepArc repair (METHODS §8.5) with PGD error images; returns scores, share and accuracies.
 
@@ -207,6 +208,10 @@ def run_repair(
     `max_share` caps the share of parameters trained (`repair.select_blocks`). `train_all` is
     the full-retraining baseline: the same data, loss and epochs with every parameter trained.
     `mse_weight` weighs the activation term (0.5 in DeepArc; the CE weight is 1 - mse_weight).
+    BatchNorm layers in the trained blocks (every one with `train_all`) run in training mode
+    and update their statistics, as Keras does for trainable layers; frozen blocks keep theirs
+    (`repair.make_repair_step`). `frozen_bn` keeps every BN in inference mode instead, the
+    behaviour before issue 20's fix, kept to reproduce its diagnosis.
 
     Raises:
         ValueError: a model without residual blocks, `top_k` outside 1..blocks, a `max_share`
@@ -271,6 +276,7 @@ def run_repair(
         opt_state=tx.init(variables["params"]),
         rng=rng,
     )
+    trained_keys = [k for k, v in labels_tree.items() if repair.TRAIN in jax.tree.leaves(v)]
     step = repair.make_repair_step(
         model=model,
         tx=tx,
@@ -278,6 +284,7 @@ def run_repair(
         preprocess=preprocess,
         mse_weight=mse_weight,
         ce_weight=1.0 - mse_weight,
+        bn_train=() if frozen_bn else trained_keys,
     )
     steps_per_epoch = max(len(mixed_y) // batch_size, 1)
 

@@ -207,12 +207,20 @@ def make_repair_step(
     preprocess: Callable[[jax.Array, jax.Array], jax.Array],
     mse_weight: float = 0.5,
     ce_weight: float = 0.5,
+    bn_train: Sequence[str] = (),
 ) -> Callable[[train.TrainState, dict], tuple[train.TrainState, dict]]:
     """Jitted `(state, batch) -> (state, metrics)` of the repair loss (METHODS §8.5 step 5).
 
     loss = mse_weight · MSE(h_{b*}(x), batch["target"]) + ce_weight · CE(logits, label), with
-    `target` the original model's activation at b* on the benign counterpart of x. BN runs in
-    eval mode (frozen statistics), so only the selected blocks' weights change.
+    `target` the original model's activation at b* on the benign counterpart of x.
+
+    BatchNorm follows Keras, DeepArc's framework: a frozen layer (`trainable = False`) runs in
+    inference mode, a retrained one in training mode. Every BN inside the blocks whose params
+    keys are in `bn_train` normalizes with the batch's statistics and updates its running
+    statistics (the model's momentum); every other BN keeps its statistics and runs in
+    inference mode. Retraining a block's convolutions under BN statistics frozen from the old
+    weights is what cost the repaired network its clean accuracy (issue 20's diagnosis).
+    `bn_train=()` freezes every BN.
 
     Args:
         model: the model being repaired.
@@ -221,6 +229,8 @@ def make_repair_step(
         preprocess: eval transform `(pixels, rng) -> inputs`.
         mse_weight: MSE weight (0.5).
         ce_weight: CE weight (0.5).
+        bn_train: params keys (`blocks.param_key`, or any top-level module name such as
+            `"stem"`) whose BatchNorm layers run in training mode.
 
     Returns:
         A jitted step; metrics `loss`, `mse`, `ce`, `accuracy`, `finite`.
@@ -233,12 +243,13 @@ def make_repair_step(
             variables = {"params": params}
             if state.batch_stats:
                 variables["batch_stats"] = state.batch_stats
-            logits, acts = model.apply(variables, x, train=False)
+            (logits, acts), stats = apply_bn_train(model, variables, x, bn_train)
             mse = jnp.mean((acts[target_layer] - batch["target"]) ** 2)
             ce = jnp.mean(cross_entropy(logits, batch["label"]))
-            return mse_weight * mse + ce_weight * ce, (mse, ce, logits)
+            return mse_weight * mse + ce_weight * ce, (mse, ce, logits, stats)
 
-        (loss, (mse, ce, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (mse, ce, logits, batch_stats)), grads = grad_fn(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         acc = jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32))
@@ -249,9 +260,51 @@ def make_repair_step(
             "accuracy": acc,
             "finite": jnp.isfinite(loss),
         }
-        return state._replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        new = state._replace(
+            step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+        )
+        return new, metrics
 
     return jax.jit(step, donate_argnums=0)
+
+
+def apply_bn_train(
+    model: nn.Module, variables: Any, x: jax.Array, bn_train: Sequence[str]
+) -> tuple[Any, Any]:
+    """`model.apply(variables, x, train=False)` with the BN layers under `bn_train` in training mode.
+
+    Returns `(outputs, batch_stats)`: the model's outputs, and `variables["batch_stats"]` with
+    the running statistics of those BN layers updated by this batch (the others unchanged; `{}`
+    for a model without BN). The rest of the model (dropout and the like) stays in inference
+    mode. The switch is a Flax method interceptor that passes `use_running_average=False` to
+    those `nn.BatchNorm.__call__`s, so it needs models that give the mode at call time, as
+    `resnet_cifar` (the only residual zoo model) does.
+    """
+    keys = frozenset(bn_train)
+
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if (
+            keys
+            and isinstance(module, nn.BatchNorm)
+            and context.method_name == "__call__"
+            and module.path
+            and module.path[0] in keys
+        ):
+            if module.use_running_average is not None:
+                raise ValueError(
+                    f"the BatchNorm at {'/'.join(module.path)} fixes use_running_average in its "
+                    "constructor; repair switches BN modes only where the model passes it at "
+                    "call time (as resnet_cifar does)"
+                )
+            kwargs = {**kwargs, "use_running_average": False}
+        return next_fun(*args, **kwargs)
+
+    if "batch_stats" not in variables:
+        return model.apply(variables, x, train=False), {}
+    with nn.intercept_methods(interceptor):
+        out, updated = model.apply(variables, x, train=False, mutable=["batch_stats"])
+    return out, updated["batch_stats"]
 
 
 def repair_blocks(model: nn.Module) -> list[str]:

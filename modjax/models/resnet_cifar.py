@@ -102,12 +102,11 @@ class _Conv(nn.Module):
             name="conv",
         )(x)
         if self.batch_norm:
-            y = nn.BatchNorm(
-                use_running_average=not train,
-                momentum=KERAS_BN_MOMENTUM,
-                epsilon=KERAS_BN_EPSILON,
-                name="bn",
-            )(y)
+            # The mode is a call argument, not a constructor one, so that DeepArc's repair
+            # can switch single blocks' BN to training mode (`deeparc.repair.apply_bn_train`).
+            y = nn.BatchNorm(momentum=KERAS_BN_MOMENTUM, epsilon=KERAS_BN_EPSILON, name="bn")(
+                y, use_running_average=not train
+            )
         mask = None
         if self.generator:
             mask = layers.MaskGenerator(self.features, name="generator")(x)

@@ -351,11 +351,14 @@ def repair(
     network_dir: str | os.PathLike | None = None,
     train_all: bool = False,
     mse_weight: float = 0.5,
+    frozen_bn: bool = False,
 ) -> dict[str, Any]:
     """DeepArc repair with PGD error images (METHODS §8.5).
 
     `train_all` gives the full-retraining baseline (every parameter trained on the same data
     with the same loss); `mse_weight` weighs the activation term against CE (DeepArc: 0.5).
+    The trained blocks' BatchNorm layers run in training mode; `frozen_bn` freezes every BN
+    (the behaviour before issue 20's fix).
 
     Writes `repair.json/csv/png`, and the repaired network (the selected blocks retrained, every
     other weight the parent's) as a module directory at `network_dir` (default `out/network`);
@@ -382,6 +385,7 @@ def repair(
         seed=seed,
         train_all=train_all,
         mse_weight=mse_weight,
+        frozen_bn=frozen_bn,
     )
     result = {
         "attack": f"L-inf PGD, eps={eps}/255, {steps} steps, random start",
@@ -391,6 +395,7 @@ def repair(
         "learning_rate": learning_rate,
         "train_all": train_all,
         "mse_weight": mse_weight,
+        "bn": "frozen" if frozen_bn else "trained blocks in training mode",
         "scores": res.scores,
         "top_k": top_k,
         "max_share": max_share,

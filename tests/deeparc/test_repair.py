@@ -1,5 +1,6 @@
 """Repair (METHODS §8.5): PGD, deviation scores, partitioned fine-tuning of the top-k blocks."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,8 +78,17 @@ def test_partitioned_step_changes_only_selected_blocks(tiny):
     sizes = {k: sum(np.size(a) for a in jax.tree.leaves(v)) for k, v in params.items()}
     assert share == pytest.approx((sizes["layer1_1"] + sizes["layer3_0"]) / sum(sizes.values()))
     tx = repair.make_repair_optimizer(labels_tree, learning_rate=0.1)
-    step = repair.make_repair_step(model=model, tx=tx, target_layer="layer3.0", preprocess=_pre)
-    _, acts = model.apply(variables, _pre(images, None))
+    step = repair.make_repair_step(
+        model=model,
+        tx=tx,
+        target_layer="layer3.0",
+        preprocess=_pre,
+        bn_train=("layer1_1", "layer3_0"),
+    )
+    # The activations the step sees: those blocks' BN in training mode.
+    (_, acts), _ = repair.apply_bn_train(
+        model, variables, _pre(images, None), ("layer1_1", "layer3_0")
+    )
     state = train.TrainState(
         step=jnp.int32(0),
         params=params,
@@ -93,6 +103,35 @@ def test_partitioned_step_changes_only_selected_blocks(tiny):
     for key in params:
         same = all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[key], params[key])))
         assert same == (key not in ("layer1_1", "layer3_0")), key
+    # The retrained blocks' BN statistics move; every other BN keeps its statistics.
+    stats = variables["batch_stats"]
+    for key in stats:
+        same = all(jax.tree.leaves(jax.tree.map(np.array_equal, new.batch_stats[key], stats[key])))
+        assert same == (key not in ("layer1_1", "layer3_0")), key
+
+
+def test_bn_train_switches_only_the_named_blocks(tiny):
+    model, variables, images, _ = tiny
+    x = _pre(images, None)
+    keys = tuple(variables["params"])
+    # Every key named: the same outputs and statistics as the model in training mode.
+    (logits, _), stats = repair.apply_bn_train(model, variables, x, keys)
+    (want, _), updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(stats, updated["batch_stats"], rtol=1e-5, atol=1e-6)
+    # None named: inference mode, statistics untouched.
+    (logits, _), stats = repair.apply_bn_train(model, variables, x, ())
+    np.testing.assert_allclose(logits, model.apply(variables, x)[0], rtol=1e-6)
+    chex.assert_trees_all_equal(stats, variables["batch_stats"])
+    # One block named: only its statistics change, and the logits differ from inference mode.
+    (logits, _), stats = repair.apply_bn_train(model, variables, x, ("layer2_0",))
+    changed = {k for k in stats if not chex_equal(stats[k], variables["batch_stats"][k])}
+    assert changed == {"layer2_0"}
+    assert not np.allclose(logits, model.apply(variables, x)[0])
+
+
+def chex_equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
 
 
 def test_run_repair_end_to_end(tiny):
