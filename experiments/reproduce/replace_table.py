@@ -12,6 +12,7 @@ import math
 import pathlib
 import statistics
 
+from modjax import metrics
 from modjax.runs.results import write_csv, write_markdown
 
 TITLE = "MODA (ICSE'26) module replacement: accuracy change TC | mean non-TC vs the weak LeNet5"
@@ -77,6 +78,44 @@ def cells(seeds: list[dict], weak: str, approach: str) -> list[dict]:
     return out
 
 
+def seed_means(measured: dict) -> dict[tuple[str, str, str, str], list[float]]:
+    """`{(model, weak, approach, part): per-seed change in pp, averaged over the TCs}`."""
+    return {
+        (model, weak, approach, part): cells(seeds, weak, approach)[-1][part]
+        for model, seeds in measured.items()
+        for weak in WEAK
+        for approach in APPROACH
+        for part in PARTS
+    }
+
+
+def significance_lines(means: dict[tuple[str, str, str, str], list[float]]) -> list[str]:
+    """Welch's t-test of MODA adapter − CNNSplitter-style per model, weak state and part."""
+    lines = [
+        "## Differences over seeds (Welch's t-test)",
+        "",
+        "MODA adapter − CNNSplitter-style, on the per-seed change averaged over the TCs (pp): the "
+        "difference of the seed means, its 95% confidence interval and Welch's two-sided p "
+        "(`modjax.metrics.welch_comparison`). *No significant difference* with 3 seeds is not "
+        "evidence of equality.",
+        "",
+        "| weak w/ strong | part | difference | 95% CI | p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    models = dict.fromkeys(m for m, *_ in means)
+    for model in models:
+        for weak in WEAK:
+            for part in PARTS:
+                a = means.get((model, weak, "moda_adapter", part))
+                b = means.get((model, weak, "cnnsplitter", part))
+                if not a or not b:
+                    continue
+                cells_ = metrics.comparison_cells(metrics.welch_comparison(a, b), 1, 1)
+                label = "TC" if part == "tc" else "mean non-TC"
+                lines.append(f"| {weak} w/ {model} | {label} | " + " | ".join(cells_) + " |")
+    return [*lines, ""]
+
+
 def write_results(
     measured: dict, out: pathlib.Path, context: dict, *, seeds_wanted: int, class_names
 ) -> None:
@@ -133,6 +172,7 @@ def write_results(
         "",
         *lines,
         "",
+        *significance_lines(seed_means(measured)),
         NOTES,
         "",
         "- Weak model test accuracy (6 classes), mean over TCs and seeds: "
@@ -155,4 +195,4 @@ def write_results(
     write_csv(out.with_suffix(".csv"), csv_rows)
 
 
-__all__ = ["PUBLISHED", "TITLE", "cells", "write_results"]
+__all__ = ["PUBLISHED", "TITLE", "cells", "seed_means", "significance_lines", "write_results"]

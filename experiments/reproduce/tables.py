@@ -9,6 +9,7 @@ import math
 import pathlib
 import statistics
 
+from modjax import metrics
 from modjax.runs.results import write_csv, write_markdown
 
 
@@ -29,6 +30,8 @@ class Table:
     notes: str
     cache: str = "measured.json"  # per-seed cache file; tables over the same runs differ here
     runs_of: str | None = None  # another table whose training runs (and workdir) this one reads
+    # Column pairs (a, b) whose difference a − b over seeds gets Welch's t-test.
+    comparisons: tuple[tuple[str, str], ...] = ()
 
 
 MWT = Table(
@@ -68,6 +71,10 @@ MWT = Table(
         "reports as MwT 'before fine-tuning' (≈ 32% for VGG16 and ≈ 12% for ResNet18 on 10 "
         "classes, §13.1). KRR = mean kept-kernel fraction of the "
         "class modules; cohesion/coupling = Jaccard over the extraction (training) samples, §10.4."
+    ),
+    comparisons=(
+        ("method_accuracy", "standard_accuracy"),
+        ("composed_accuracy", "standard_accuracy"),
     ),
 )
 
@@ -117,6 +124,10 @@ MODA = Table(
         "modules' kept units, logits of T, no retraining) over the sub-tasks of §5.6, on T's test "
         "samples; MODA restricted = the MODA model's own accuracy restricted to T's logits."
     ),
+    comparisons=(
+        ("method_accuracy", "standard_accuracy"),
+        ("reuse_accuracy", "restricted_accuracy"),
+    ),
 )
 
 MWT_REUSE = Table(
@@ -147,6 +158,11 @@ MWT_REUSE = Table(
     ),
     cache="measured_reuse.json",
     runs_of="mwt",
+    comparisons=(
+        ("finetuned_accuracy", "restricted_accuracy"),
+        ("finetuned_accuracy", "cnnsplitter_accuracy"),
+        ("fused_accuracy", "cnnsplitter_accuracy"),
+    ),
 )
 
 TABLES = {"mwt": MWT, "mwt_reuse": MWT_REUSE, "moda": MODA}
@@ -166,6 +182,33 @@ def _cell(values, column: Column) -> str:
     mean, std = _mean_std([v * column.scale for v in values])
     text = f"{mean:.{column.digits}f}"
     return text if math.isnan(std) else f"{text} ± {std:.{column.digits}f}"
+
+
+def significance_lines(table: Table, measured: dict) -> list[str]:
+    """The "Differences over seeds" section: Welch's t-test per model and column pair."""
+    if not table.comparisons:
+        return []
+    columns = {c.key: c for c in table.columns}
+    lines = [
+        "## Differences over seeds (Welch's t-test)",
+        "",
+        "Difference of the seed means, its 95% confidence interval and the two-sided p-value of "
+        "Welch's t-test (unequal variances, `modjax.metrics.welch_comparison`). With 3 seeds a "
+        "difference must be several standard deviations wide to show; *no significant "
+        "difference* is not evidence of equality.",
+        "",
+        "| model | a − b | difference | 95% CI | p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, seeds in measured.items():
+        for a, b in table.comparisons:
+            ca, cb = columns[a], columns[b]
+            c = metrics.welch_comparison([s.get(a) for s in seeds], [s.get(b) for s in seeds])
+            if c.n_a == 0 or c.n_b == 0:
+                continue
+            cells = metrics.comparison_cells(c, ca.scale, ca.digits)
+            lines.append(f"| {model} | {ca.title} − {cb.title} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_results(
@@ -205,6 +248,7 @@ def write_results(
         "",
         *lines,
         "",
+        *significance_lines(table, measured),
         table.notes,
         "",
         f"- Recipe (one row, modular run): `{json.dumps(cfg, sort_keys=True)}`",

@@ -12,7 +12,8 @@ Everything here runs offline on the host in NumPy, except `batch_jaccard_metrics
 
 Files by concern: `_retention` (kernel and weight retention), `_overlap` (MODA overlap),
 `_jaccard` (cohesion, coupling, per-batch metrics), `_sizes` (module MACs and parameters),
-`_pan_rajan` (value and edge Jaccard), `_accuracy`, and `_common` (shared validation).
+`_pan_rajan` (value and edge Jaccard), `_accuracy`, `_significance` (Welch's t-test of a
+difference over seeds), and `_common` (shared validation).
 """
 
 from modjax.metrics._accuracy import accuracy_from_sums, per_class_accuracy
@@ -37,6 +38,7 @@ from modjax.metrics._retention import (
     task_kernel_retention,
     weight_retention,
 )
+from modjax.metrics._significance import Comparison, comparison_cells, welch_comparison
 from modjax.metrics._sizes import ModuleSize, module_macs_and_params
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "RESCNN_TOTAL_KERNELS_PARITY",
     "SIMCNN_TOTAL_KERNELS",
     "BatchJaccard",
+    "Comparison",
     "JaccardCohesion",
     "JaccardCoupling",
     "KernelRetention",
@@ -52,6 +55,7 @@ __all__ = [
     "PairwiseOverlap",
     "accuracy_from_sums",
     "batch_jaccard_metrics",
+    "comparison_cells",
     "composition_kernel_retention",
     "edge_jaccard",
     "jaccard_cohesion",
@@ -65,4 +69,5 @@ __all__ = [
     "task_kernel_retention",
     "value_jaccard",
     "weight_retention",
+    "welch_comparison",
 ]

@@ -16,6 +16,7 @@ import subprocess
 
 import jax
 
+from modjax import metrics
 from modjax.modules import atomic, jsonrules
 
 COLUMNS = (
@@ -29,6 +30,7 @@ COLUMNS = (
     ("time_vs_standard", "train time / standard", 1),
     ("cut_s", "decompose/extract s", 1),
 )
+TESTED = ("modules_accuracy", "task_accuracy")  # columns whose method pairs get Welch's test
 
 
 def config_hash(config: dict) -> str:
@@ -55,6 +57,32 @@ def _cell(values: list[float], scale: float) -> str:
         return f"{mean:.3f}" if scale == 1 else f"{mean:.2f}"
     std = scale * statistics.stdev(values)
     return f"{mean:.3f} ± {std:.3f}" if scale == 1 else f"{mean:.2f} ± {std:.2f}"
+
+
+def _significance(seeds: list[dict], methods: list[str]) -> list[str]:
+    """Welch's t-test over seeds of every method pair on the `TESTED` columns."""
+    titles = {key: (title, scale) for key, title, scale in COLUMNS}
+
+    def values(method, key):
+        return [next(r for r in s["rows"] if r["method"] == method).get(key) for s in seeds]
+
+    lines = [
+        "Differences between methods over seeds: a − b of the seed means, its 95% confidence "
+        "interval and Welch's two-sided p (`modjax.metrics.welch_comparison`); *no significant "
+        "difference* with few seeds is not evidence of equality.",
+        "",
+        "| a − b | column | difference | 95% CI | p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, a in enumerate(methods):
+        for b in methods[i + 1 :]:
+            for key in TESTED:
+                title, scale = titles[key]
+                c = metrics.welch_comparison(values(a, key), values(b, key))
+                if c.n_a and c.n_b:
+                    cells = metrics.comparison_cells(c, scale, 2)
+                    lines.append(f"| {a} − {b} | {title} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_table(results: pathlib.Path, config_hash: str) -> pathlib.Path:
@@ -99,6 +127,7 @@ def write_table(results: pathlib.Path, config_hash: str) -> pathlib.Path:
             cells.append(_cell(values, scale))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines.append("")
+    lines += _significance(seeds, methods)
     md = results.with_suffix(".md")
     reading = ""
     if md.is_file() and "## Reading" in md.read_text():
