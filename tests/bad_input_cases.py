@@ -131,6 +131,11 @@ CASES = [
     ("width-zero", _train("--width", "0"), "width=0.0 is invalid"),
     ("image-size-zero", _train("--image-size", "0"), "image_size=0 is invalid"),
     ("train-examples-zero", _train("--train-examples", "0"), "train_examples=0 is invalid"),
+    (
+        "validation-split-too-large",
+        _train("--validation-split", "0.7"),
+        "validation_split=0.7 is invalid: expected a share in (0, 0.5], or 0",
+    ),
     ("schedule", _train("--schedule", "linear"), "schedule='linear' is invalid"),
     ("backend", _train("--backend", "gcs"), "backend='gcs' is invalid"),
     ("model", _train("--model", "resnet1000"), "unknown model name='resnet1000'"),

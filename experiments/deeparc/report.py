@@ -29,6 +29,11 @@ def _selection(rep) -> str:
     )
 
 
+def _bn(rep) -> str:
+    """How the repair ran BatchNorm (results before issue 20's fix froze every BN)."""
+    return rep.get("bn", "frozen (every BN in inference mode)")
+
+
 def _removal_table(sh: dict) -> list[str]:
     """Accuracy per number of removed blocks; with a fine-tuned column when it was measured."""
     tuned = (sh.get("finetune") or {}).get("accuracy")
@@ -153,7 +158,7 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
             (
                 f"{r['attack']} on {r['examples']} training images; {_selection(r)}: "
                 f"{r['selected']} (MSE target {r['target_layer']}); {r['epochs']} epochs, "
-                f"SGD lr {r['learning_rate']}. **Parameters trained: "
+                f"SGD lr {r['learning_rate']}; BN: {_bn(r)}. **Parameters trained: "
                 f"{100 * r['trained_share']:.1f}%**."
             ),
             "",
@@ -205,9 +210,8 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
         ),
         (
             f"- Clean test accuracy went from {100 * rep['before']['clean_test']:.1f}% to "
-            f"{100 * rep['after']['clean_test']:.1f}% with this repair (the repair runs BN in "
-            "inference mode, also in the retrained blocks; see the diagnosis below where a "
-            "results file has one)."
+            f"{100 * rep['after']['clean_test']:.1f}% with this repair (BN: {_bn(rep)}; see "
+            "the diagnosis below where a results file has one)."
         ),
         "",
     ]

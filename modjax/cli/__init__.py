@@ -12,7 +12,7 @@ from modjax import data, models
 from modjax.cli import compare_cmd, decompose_cmd, deeparc_cmd, flags, modules_cmd, pipeline_cmd
 from modjax.cli.flags import add_bool_flag
 from modjax.modules import jsonrules, registry
-from modjax.runs import cluster, compose, report, training
+from modjax.runs import cluster, compose, profiling, report, training, wandb_log
 from modjax.runs import config as config_lib
 from modjax.runs.config import FIELDS, TrainConfig
 
@@ -43,6 +43,11 @@ HELP = {
     "(default: no resizing)",
     "train_examples": "train on a seeded random subset of this many examples "
     "(default: the whole split)",
+    "validation_split": "hold out this share of the training examples, stratified by class "
+    "and seeded by --seed, as a validation set in (0, 0.5]: selections made after training "
+    "(`modjax shrink`'s removal search) use it, never the test set; 0 holds out nothing and "
+    "they use training images (task-module fine-tuning always selects its epoch on its own "
+    "10%% split of the training images)",
     "data_dir": "dataset directory (default: $MODJAX_DATA_DIR)",
     "backend": "auto (raw files, else TFDS), raw or tfds",
     "num_devices": "devices of the data-parallel mesh (default: all)",
@@ -114,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model (resumes from the workdir's latest checkpoint)",
         description="Train a model. Settings come from TrainConfig defaults, then --config, "
         "then the flags below. Interrupted runs resume from the last checkpoint "
-        "in --workdir. Writes config.json, metrics.jsonl, summary.json and "
-        "checkpoints/ there.",
+        "in --workdir. Writes config.json, metrics.jsonl, summary.json, checkpoints/ and "
+        "TensorBoard event files (tb/: loss terms, accuracy, learning rate, images/s per log "
+        "step and per epoch, module statistics of MwT/MODA runs, the config as text; "
+        "`tensorboard --logdir WORKDIR/tb`) there. --wandb, --wandb-mode and --profile are "
+        "not settings: a resume may add, change or drop them.",
     )
     p.add_argument(
         "--config",
@@ -160,6 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
         "have not all joined within this many seconds (default: %(default)g)",
     )
     _add_bool_flag(p, "progress", default=True, help="show a progress bar (default: on)")
+    p.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help="also log the TensorBoard scalars and the config to this Weights & Biases project, "
+        "from process 0 (needs pip install 'modjax[wandb]'; online mode needs WANDB_API_KEY or "
+        "`wandb login`, checked before the run starts) (default: off)",
+    )
+    p.add_argument(
+        "--wandb-mode",
+        choices=wandb_log.MODES,
+        help="with --wandb: online, or offline (no key, no network; the run's files go to "
+        "WORKDIR/wandb/offline-run-*/, upload later with `wandb sync`) (default: $WANDB_MODE, "
+        "else online)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="START:STOP",
+        help="write a jax.profiler trace of steps START to STOP (1-based, inclusive; each "
+        "step annotated) to WORKDIR/profile/, for XProf (`xprof --logdir WORKDIR/profile`) or "
+        "ui.perfetto.dev (the *.trace.json.gz file); e.g. 10:20 skips the compile of step 1 "
+        "(default: off)",
+    )
     _add_bool_flag(
         p,
         "resume_from_valid",
@@ -240,6 +270,12 @@ def _load_train_config(args) -> TrainConfig:
 
 
 def _train(args) -> int:
+    profile = None if args.profile is None else profiling.parse_range(args.profile)
+    if args.wandb_mode is not None and args.wandb is None:
+        raise ValueError(
+            f"--wandb-mode {args.wandb_mode} applies to --wandb PROJECT; add --wandb PROJECT "
+            "or drop --wandb-mode"
+        )
     if args.distributed:
         cluster.initialize(
             coordinator_address=args.coordinator,
@@ -254,7 +290,13 @@ def _train(args) -> int:
         )
     config = _load_train_config(args)
     summary = training.train_and_evaluate(
-        config, args.workdir, progress=args.progress, resume_from_valid=args.resume_from_valid
+        config,
+        args.workdir,
+        progress=args.progress,
+        resume_from_valid=args.resume_from_valid,
+        wandb_project=args.wandb,
+        wandb_mode=args.wandb_mode,
+        profile=profile,
     )
     if jax.process_index() == 0:
         print(

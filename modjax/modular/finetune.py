@@ -4,7 +4,7 @@ Pipeline::
 
     pruned, pv = prune(name, kw, variables, union(modules_of_T).keep, classes=None, method="mwt")
     model, variables = make_task_head(pruned, pv, num_outputs=len(T), seed=0)
-    (tr_x, tr_y), (va_x, va_y) = split of T's training samples (stratified_split), labels 0..|T|-1
+    (tr_x, tr_y), (va_x, va_y) = split of T's training samples (data.stratified_split), labels 0..|T|-1
     result = finetune_task_module(model, variables, (tr_x, tr_y), (va_x, va_y), ...)
     result.best_variables   # default selection: best validation epoch; result.last_variables too
 
@@ -99,28 +99,6 @@ def _output_width(params) -> int:
     if not kernels:
         raise ValueError("backbone params hold no Dense kernel; expected a classifier")
     return int(np.shape(kernels[-1])[-1])
-
-
-def stratified_split(labels, *, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """Indices `(train_idx, val_idx)` with `round(fraction * n_c)` of each class c in val.
-
-    Every class with >= 2 samples keeps at least one sample on each side. Deterministic in `seed`;
-    both index arrays are sorted and disjoint, and together cover `range(len(labels))`.
-    """
-    labels = np.asarray(labels)
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction={fraction} must be in (0, 1)")
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = round(fraction * len(idx))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        val.append(rng.permutation(idx)[:k])
-    val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
-    train_idx = np.setdiff1d(np.arange(len(labels)), val)
-    return train_idx, val
 
 
 class FinetuneResult(NamedTuple):
@@ -241,5 +219,4 @@ __all__ = [
     "TaskHead",
     "finetune_task_module",
     "make_task_head",
-    "stratified_split",
 ]

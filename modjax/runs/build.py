@@ -27,6 +27,8 @@ class Run:
     tx: Any
     eval_step: Any
     input_shape: tuple[int, int, int]
+    # `validation_split` of the training examples, held out of `train_data`; None without one.
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def make_objective(config: TrainConfig, num_classes: int):
@@ -111,6 +113,13 @@ def build_run(config: TrainConfig) -> Run:
         config.train_examples,
         config.seed,
     )
+    validation = None
+    if config.validation_split:
+        keep, held = data.stratified_split(
+            train_labels, fraction=config.validation_split, seed=config.seed
+        )
+        validation = (train_images[held], train_labels[held])
+        train_images, train_labels = train_images[keep], train_labels[keep]
     test_images, test_labels = data.load(
         config.dataset, "test", data_dir=config.data_dir, backend=config.backend
     )
@@ -153,12 +162,19 @@ def build_run(config: TrainConfig) -> Run:
         tx,
         eval_step,
         input_shape(config, info),
+        validation,
     )
 
 
 def evaluate(run: Run, variables, *, split: str = "test") -> dict[str, Any]:
-    """Accuracy, mean loss and per-class accuracy of `variables` on a split (`loop.evaluate`)."""
-    images, labels = run.test_data if split == "test" else run.train_data
+    """Accuracy, mean loss and per-class accuracy of `variables` on a split (`loop.evaluate`).
+
+    `split` is `"test"`, `"train"` or `"validation"` (the run's `validation_split`).
+    """
+    splits = {"test": run.test_data, "train": run.train_data, "validation": run.validation_data}
+    if splits.get(split) is None:
+        raise ValueError(f"split={split!r}: this run has {[k for k, v in splits.items() if v]}")
+    images, labels = splits[split]
     result = loop.evaluate(
         eval_step=run.eval_step,
         variables=parallel.replicate(variables, run.mesh),

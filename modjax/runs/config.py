@@ -55,6 +55,7 @@ class TrainConfig:
     normalize: bool = True
     image_size: int | None = None  # resize inputs on device, e.g. 32 for MNIST on CNNs
     train_examples: int | None = None  # a seeded random subset of the training split
+    validation_split: float = 0.0  # share of the training split held out for selection
     data_dir: str | None = None
     backend: str = "auto"
     num_devices: int | None = None
@@ -122,6 +123,12 @@ class TrainConfig:
             "train_examples",
             self.train_examples,
             ">= 1 or None",
+        )
+        _check(
+            self.validation_split == 0 or 0 < self.validation_split <= 0.5,
+            "validation_split",
+            self.validation_split,
+            "a share in (0, 0.5], or 0 for no validation split",
         )
         if self.model == "mlp":
             ok, expected = self.depth is None or 1 <= self.depth <= 4, "1-4 hidden layers"

@@ -89,6 +89,29 @@ class RestoredRun:
         return self.run.test_data
 
     @property
+    def validation_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The run's held-out validation examples (`validation_split`), or None."""
+        return self.run.validation_data
+
+    def selection_data(
+        self, n: int | None = None, seed: int = 0
+    ) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+        """Examples to select on (never the test set) and where they come from.
+
+        The validation split when the run has one, else the training examples (seen in
+        training, so selections on them favour what the network memorized; a run with
+        `validation_split` avoids that). `n` caps the count (a seeded subset).
+        """
+        if self.validation_data is not None:
+            (x, y), source = self.validation_data, "validation split"
+        else:
+            (x, y), source = self.train_data, "training examples (the run has no validation split)"
+        if n is not None and n < len(y):
+            idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+            x, y = x[idx], y[idx]
+        return (x, y), f"{len(y)} {source}"
+
+    @property
     def class_names(self) -> list[str]:
         """One name per class: the dataset's, or the class ids as text."""
         names = self.run.info.class_names
@@ -172,8 +195,16 @@ def load_run(
 
 
 def differing_settings(settings: dict[str, Any], other: dict[str, Any]) -> list[tuple[str, Any]]:
-    """`(field, value)` of `settings` that `other` differs in, outside `RESUMABLE`."""
-    return [(k, v) for k, v in settings.items() if k not in RESUMABLE and other.get(k) != v]
+    """`(field, value)` of `settings` that `other` differs in, outside `RESUMABLE`.
+
+    A field `other` lacks (written before the field existed) counts as its default.
+    """
+    defaults = TrainConfig().to_json()
+    return [
+        (k, v)
+        for k, v in settings.items()
+        if k not in RESUMABLE and other.get(k, defaults.get(k)) != v
+    ]
 
 
 def checkpoint_config(workdir: pathlib.Path, step: int | None = None) -> TrainConfig:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from modjax import loop, train
+from modjax import data, loop, train
 from modjax.modular import finetune, module, task
 from modjax.modular import io as module_io
 from modjax.modular.compose import parent_key
@@ -80,7 +80,7 @@ def finetune_task(
 
     tr_x, tr_y = of_t(*load_split(spec["dataset"], "train", data_dir))
     te_x, te_y = of_t(*load_split(spec["dataset"], "test", data_dir))
-    train_idx, val_idx = finetune.stratified_split(tr_y, fraction=val_fraction, seed=seed)
+    train_idx, val_idx = data.stratified_split(tr_y, fraction=val_fraction, seed=seed)
     if len(train_idx) < batch_size:
         raise ValueError(
             f"--finetune-batch-size={batch_size} exceeds the {len(train_idx)} fine-tuning "

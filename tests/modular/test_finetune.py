@@ -11,20 +11,20 @@ from modjax.modular.prune import prune
 
 def test_stratified_split_proportions_disjoint_deterministic():
     labels = np.repeat([0, 1, 2], [50, 30, 20])
-    tr, va = finetune.stratified_split(labels, fraction=0.1, seed=3)
+    tr, va = data.stratified_split(labels, fraction=0.1, seed=3)
     assert len(np.intersect1d(tr, va)) == 0
     np.testing.assert_array_equal(np.sort(np.concatenate([tr, va])), np.arange(100))
     assert np.bincount(labels[va]).tolist() == [5, 3, 2]
-    tr2, va2 = finetune.stratified_split(labels, fraction=0.1, seed=3)
+    tr2, va2 = data.stratified_split(labels, fraction=0.1, seed=3)
     np.testing.assert_array_equal(va, va2)
     np.testing.assert_array_equal(tr, tr2)
-    _, va3 = finetune.stratified_split(labels, fraction=0.1, seed=4)
+    _, va3 = data.stratified_split(labels, fraction=0.1, seed=4)
     assert not np.array_equal(va, va3)
     # A class of 2 keeps one sample on each side; a class of 1 stays in train.
-    tr, va = finetune.stratified_split(np.array([0, 0, 1]), fraction=0.1, seed=0)
+    tr, va = data.stratified_split(np.array([0, 0, 1]), fraction=0.1, seed=0)
     assert np.bincount(np.array([0, 0, 1])[va], minlength=2).tolist() == [1, 0]
     with pytest.raises(ValueError, match="fraction"):
-        finetune.stratified_split(labels, fraction=1.0)
+        data.stratified_split(labels, fraction=1.0)
 
 
 def _pruned_mlp():
@@ -57,7 +57,7 @@ def test_finetune_improves_validation_and_selects_best_epoch():
     classes = [1, 3, 7]
     sel = np.isin(labels, classes)
     images, labels = images[sel], np.searchsorted(classes, labels[sel]).astype(np.int32)
-    tr, va = finetune.stratified_split(labels, fraction=0.2, seed=0)
+    tr, va = data.stratified_split(labels, fraction=0.2, seed=0)
     model, variables = finetune.make_task_head(pm, pv, num_outputs=3, seed=0)
     pre = data.make_preprocess(data.get_info("digits"), augment=False)
     evaluate = train.make_eval_step(model=model, preprocess=pre, num_classes=3)
