@@ -5,7 +5,9 @@ r"""Report on the modules of one trained model: sizes, overlap, composed accurac
 
 Reads the per-class modules written by `modjax modularize` and their parent training run (restored
 at the modules' step and checked against their parent hash), then measures (METHODS §10):
-- per class: kernel/unit retention (KRR for MwT), weight retention of the pruned module;
+- per class: kernel/unit retention (KRR for MwT), weight retention of the pruned module, its
+  MACs and XLA's compiled FLOPs relative to the parent (`modjax.metrics.compiled_flops`: about
+  2·MACs less the taps on SAME padding, plus elementwise work);
 - MODA overlap (|a∧b| / model size) and the true Jaccard |a∧b| / |a∨b| over all class pairs, from
   parameter-level keep trees, and the Jaccard coupling of the unit sets
   (`modjax.runs.module_sizes.size_table`);
@@ -56,6 +58,10 @@ def time_apply(apply_fn, x, repeats=10):
         jax.block_until_ready(apply_fn(x))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _count(flops) -> str:
+    return "n/a" if flops is None else f"{flops:,.0f}"
 
 
 def task_row(modules, restored, task, *, batch_size, repeats) -> dict:
@@ -142,7 +148,9 @@ def main(argv=None) -> int:
     parent = modules[0].parent
     workdir = pathlib.Path(args.workdir) if args.workdir else root.resolve().parent
     restored = restore_parent(modules[0], workdir, args.data_dir)
-    sizes = module_sizes.size_table(modules, restored.variables, input_shape=restored.input_shape)
+    sizes = module_sizes.size_table(
+        modules, restored.variables, input_shape=restored.input_shape, flops=True
+    )
     task_rows = [
         task_row(
             modules,
@@ -167,9 +175,20 @@ def main(argv=None) -> int:
             "",
             "```",
             report.format_table(
-                sizes["rows"], ["class", "unit_retention", "weight_retention", "fallbacks"]
+                sizes["rows"],
+                [
+                    "class",
+                    "unit_retention",
+                    "weight_retention",
+                    "relative_macs",
+                    "relative_flops",
+                    "fallbacks",
+                ],
             ),
             "```",
+            "",
+            f"Parent: {sizes['parent_macs']:,} MACs (conv/dense, fvcore convention) and "
+            f"{_count(sizes['parent_flops'])} XLA FLOPs (compiled forward pass) per example.",
             "",
             f"Mean unit (kernel) retention {sizes['unit_retention']:.4f}; mean weight retention "
             f"{sizes['weight_retention']:.4f}; overlap over {sizes['pairs']} class pairs: MODA "

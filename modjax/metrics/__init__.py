@@ -12,11 +12,13 @@ Everything here runs offline on the host in NumPy, except `batch_jaccard_metrics
 
 Files by concern: `_retention` (kernel and weight retention), `_overlap` (MODA overlap),
 `_jaccard` (cohesion, coupling, per-batch metrics), `_sizes` (module MACs and parameters),
+`_flops` (XLA's compiled FLOPs),
 `_pan_rajan` (value and edge Jaccard), `_accuracy`, `_significance` (Welch's t-test of a
 difference over seeds), and `_common` (shared validation).
 """
 
 from modjax.metrics._accuracy import accuracy_from_sums, per_class_accuracy
+from modjax.metrics._flops import compiled_flops
 from modjax.metrics._jaccard import (
     BatchJaccard,
     JaccardCohesion,
@@ -55,6 +57,7 @@ __all__ = [
     "PairwiseOverlap",
     "accuracy_from_sums",
     "batch_jaccard_metrics",
+    "compiled_flops",
     "comparison_cells",
     "composition_kernel_retention",
     "edge_jaccard",

@@ -22,6 +22,14 @@ def test_smoke_report(tmp_path, capsys):
     text = out.read_text()
     assert text.startswith("# Modules of mlp") and "moda" in text.splitlines()[0]
     assert "overlap over 45 class pairs: MODA definition" in text
+    lines = text.splitlines()
+    header = next(line.split() for line in lines if line.strip().startswith("class"))
+    assert header[3:5] == ["relative_macs", "relative_flops"]
+    row = next(line.split() for line in lines if line.strip().startswith("3 "))
+    assert 0 < float(row[3]) <= 1 and 0 < float(row[4]) <= 1  # a one-class MODA module
+    assert next(line for line in lines if line.startswith("Parent: ")).endswith(
+        "XLA FLOPs (compiled forward pass) per example."
+    )
     task_line = next(line for line in text.splitlines() if line.strip().startswith("3,8"))
     parent, composed, one_by_one = (float(v) for v in task_line.split()[1:4])
     assert 0 <= parent <= 1 and 0 <= composed <= 1 and 0 <= one_by_one <= 1

@@ -35,3 +35,22 @@ def test_module_macs_and_params_errors():
         metrics.module_macs_and_params((small, p, (14, 14, 1)), parent)
     with pytest.raises(ValueError, match="triple"):
         metrics.module_macs_and_params(module[:2], parent)
+
+
+def test_module_macs_and_params_with_compiled_flops():
+    module, parent = _mlp(7), _mlp(49)
+    s = metrics.module_macs_and_params(module, parent, flops=True)
+    # XLA: 2 FLOPs per MAC, plus bias add and ReLU per hidden unit and a bias add per logit
+    # (exact on XLA:CPU, tests/metrics/test_flops.py; 1% leaves other backends their fusion).
+    assert s.flops == pytest.approx(2 * s.macs + 2 * 7 + 10, rel=0.01)
+    assert s.parent_flops == pytest.approx(2 * s.parent_macs + 2 * 49 + 10, rel=0.01)
+    assert s.relative_flops == pytest.approx(s.flops / s.parent_flops)
+    assert metrics.module_macs_and_params(module, parent).flops is None  # opt-in
+    mwt = models.get_model("mlp", depth=1, mask_generators=True)
+    p = mwt.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+    with pytest.raises(ValueError, match="parent MLP has MwT mask generators"):
+        metrics.module_macs_and_params(module, (mwt, p, (28, 28, 1)), flops=True)
+    s = metrics.module_macs_and_params(
+        module, (mwt, p, (28, 28, 1)), flops=True, include_generators=True
+    )
+    assert s.parent_flops > 2 * s.parent_macs  # generator MACs counted: their work is compiled

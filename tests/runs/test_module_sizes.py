@@ -74,3 +74,23 @@ def test_size_table_by_hand(parent):
     assert 0 < table["jaccard"] < 1 and 0 < table["coupling"] <= 1
     with pytest.raises(ValueError, match="at least 2 modules"):
         module_sizes.size_table(modules[:1], variables, input_shape=SHAPE)
+
+
+def test_size_table_macs_and_compiled_flops(parent):
+    variables, desc = parent
+    full, half = np.ones(49, bool), np.arange(49) < 20
+    modules = [_module(desc, 0, full, full), _module(desc, 2, half, half)]
+    table = module_sizes.size_table(modules, variables, input_shape=SHAPE, flops=True)
+    parent_macs = 64 * 49 + 49 * 49 + 49 * N
+    assert table["parent_macs"] == parent_macs
+    # XLA: 2 FLOPs per MAC, plus bias add and ReLU per hidden unit and a bias add per logit
+    # (exact on XLA:CPU, tests/metrics/test_flops.py; 1% leaves other backends their fusion).
+    assert table["parent_flops"] == pytest.approx(2 * parent_macs + 2 * (49 + 49) + N, rel=0.01)
+    row = table["rows"][1]  # MODA: the module keeps class 2's logit only
+    macs = 64 * 20 + 20 * 20 + 20 * 1
+    assert row["macs"] == macs
+    assert row["flops"] == pytest.approx(2 * macs + 2 * (20 + 20) + 1, rel=0.01)
+    assert row["relative_macs"] == pytest.approx(macs / parent_macs)
+    assert row["relative_flops"] == pytest.approx(row["flops"] / table["parent_flops"])
+    plain = module_sizes.size_table(modules, variables, input_shape=SHAPE)  # FLOPs are opt-in
+    assert "flops" not in plain["rows"][0] and plain["rows"][0]["macs"] == table["rows"][0]["macs"]
