@@ -69,9 +69,10 @@ class EpochEvent(NamedTuple):
 class Callback(NamedTuple):
     """Hooks into `fit`; any may be `None`. Called in the order the callbacks are given.
 
-    Per step, `fit` runs the train step, then (at a log step) every `on_log`, then every
-    `on_step`, then (at an epoch's end) every `on_epoch_end`. So a NaN check in `on_log` runs
-    before a checkpoint `on_step` of the same step can save the state.
+    Per step, `fit` takes the batch and runs the train step inside every `around_step`, then (at
+    a log step) every `on_log`, then every `on_step`, then (at an epoch's end) every
+    `on_epoch_end`. So a NaN check in `on_log` runs before a checkpoint `on_step` of the same
+    step can save the state.
 
     Attributes:
         on_log: `(LogEvent) -> None`, at log steps only; the metrics are already on the host.
@@ -80,12 +81,16 @@ class Callback(NamedTuple):
         on_epoch_end: `(EpochEvent) -> None`; may evaluate (a host sync) or write files.
         log_at: `(step) -> bool`, extra log steps, e.g. the steps where a checkpoint is saved;
             called at every step, in order.
+        around_step: `(step) -> context manager` entered before the step's batch is taken and
+            left once its train step is dispatched (not finished), e.g. a
+            `jax.profiler.StepTraceAnnotation`. Like `on_step`, it must not sync with the device.
     """
 
     on_log: Callable[[LogEvent], None] | None = None
     on_step: Callable[[int, Any], None] | None = None
     on_epoch_end: Callable[[EpochEvent], None] | None = None
     log_at: Callable[[int], bool] | None = None
+    around_step: Callable[[int], contextlib.AbstractContextManager] | None = None
 
 
 def _to_device(batches: Iterable[Batch], mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:
@@ -173,6 +178,7 @@ def fit(
     on_step = [c.on_step for c in callbacks if c.on_step is not None]
     on_epoch_end = [c.on_epoch_end for c in callbacks if c.on_epoch_end is not None]
     log_at = [c.log_at for c in callbacks if c.log_at is not None]
+    around_step = [c.around_step for c in callbacks if c.around_step is not None]
     spe = steps_per_epoch
     start = int(jax.device_get(state.step))  # one explicit read of the data position
 
@@ -189,13 +195,16 @@ def fit(
             batches = data.prefetch(batches, prefetch)
         with contextlib.closing(batches):  # stops the read-ahead thread on errors too
             for step in range(epoch * spe + skip + 1, (epoch + 1) * spe + 1):
-                batch = next(batches, None)
-                if batch is None:
-                    raise ValueError(
-                        f"epoch_batches({epoch}) ran out after {step - 1 - epoch * spe} "
-                        f"batches; expected steps_per_epoch={spe}"
-                    )
-                state, step_metrics = train_step(state, batch)
+                with contextlib.ExitStack() as around:
+                    for f in around_step:
+                        around.enter_context(f(step))
+                    batch = next(batches, None)
+                    if batch is None:
+                        raise ValueError(
+                            f"epoch_batches({epoch}) ran out after {step - 1 - epoch * spe} "
+                            f"batches; expected steps_per_epoch={spe}"
+                        )
+                    state, step_metrics = train_step(state, batch)
                 pending.append(step_metrics)
                 asked = [f(step) for f in log_at]  # every one, every step: some poll state
                 if first_log or step % log_every == 0 or step % spe == 0 or any(asked):

@@ -9,6 +9,8 @@ path must not appear (or, if it exists, must not change) and `message` must be i
 import hashlib
 import pathlib
 import shutil
+import sys
+import types
 
 from tests.conftest import REPO
 
@@ -69,6 +71,22 @@ def _train(*flags):
     return lambda trained, tmp: (["train", *flags], None)
 
 
+def _train_patched(patch, *flags):
+    """A `_train` case run after `patch(monkeypatch)`: an environment, a failing import."""
+    return lambda trained, tmp: (["train", *flags], None, patch)
+
+
+def _no_wandb_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+
+
+def _no_wandb_key(monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", types.ModuleType("wandb"))  # installed or not
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", "/nonexistent/modjax-test-netrc")  # no `wandb login` entry
+
+
 def _flip_checkpoint(run: pathlib.Path) -> None:
     step = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     files = [p for p in (run / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()]
@@ -79,7 +97,8 @@ def _flip_checkpoint(run: pathlib.Path) -> None:
     data.write_bytes(bytes(raw))
 
 
-# Each case: (id, build(trained, tmp) -> (argv, path that must not change or appear), message).
+# Each case: (id, build(trained, tmp) -> (argv, path that must not change or appear[, patch]),
+# message); `patch(monkeypatch)`, if given, runs first.
 CASES = [
     # --- settings: types and ranges (train refuses them before creating the workdir)
     (
@@ -253,6 +272,34 @@ CASES = [
             (d / "file").write_text("x") and d / "file",
         ),
         "is a file, not a directory",
+    ),
+    # --- logging and profiling options (refused before the workdir appears)
+    ("profile-reversed", _train("--profile", "10:5"), "--profile 10:5: expected 1 <= START"),
+    ("profile-malformed", _train("--profile", "10-20"), "--profile '10-20' is not START:STOP"),
+    (
+        "profile-past-the-run",
+        _train("--profile", "50:60"),
+        "--profile 50:60: the run has 55 steps; expected STOP <= 55",
+    ),
+    (
+        "wandb-mode-without-wandb",
+        _train("--wandb-mode", "offline"),
+        "--wandb-mode offline applies to --wandb PROJECT",
+    ),
+    (
+        "wandb-project-name",
+        _train("--wandb", "team/proj", "--wandb-mode", "offline"),
+        "--wandb 'team/proj' is not a W&B project name",
+    ),
+    (
+        "wandb-not-installed",
+        _train_patched(_no_wandb_package, "--wandb", "proj", "--wandb-mode", "offline"),
+        "--wandb proj needs the wandb package",
+    ),
+    (
+        "wandb-online-without-key",
+        _train_patched(_no_wandb_key, "--wandb", "proj"),
+        "--wandb proj in online mode needs a W&B API key: set WANDB_API_KEY or run `wandb login`",
     ),
     # --- resuming
     (

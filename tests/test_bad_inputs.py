@@ -31,7 +31,9 @@ def trained(tmp_path_factory) -> dict[str, pathlib.Path]:
 @pytest.mark.parametrize("build,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_clear_line(trained, tmp_path, capsys, monkeypatch, build, message):
     monkeypatch.chdir(tmp_path)  # flags without --workdir would write runs/default here
-    argv, guarded = build(trained, tmp_path)
+    argv, guarded, *patches = build(trained, tmp_path)
+    for patch in patches:  # an environment or import the case needs
+        patch(monkeypatch)
     if argv[0] == "train" and "--workdir" not in argv:
         argv += ["--workdir", str(tmp_path / "run")]
         guarded = tmp_path / "run"

@@ -211,6 +211,43 @@ def test_fit_validates_its_arguments():
     assert int(loop.fit(steps_per_epoch=STEPS, **kwargs).step) == STEPS
 
 
+def test_around_step_wraps_each_batch_and_step_before_the_other_hooks():
+    import contextlib
+
+    order = []
+
+    @contextlib.contextmanager
+    def around(step):
+        order.append(("enter", step))
+        yield
+        order.append(("exit", step))
+
+    def count_step(state, batch):
+        order.append(("step", int(state.step) + 1))
+        return _count_step(state, batch)
+
+    loop.fit(
+        train_step=count_step,
+        state=Count(jnp.zeros((), jnp.int32)),
+        epoch_batches=_epoch_batches,
+        steps_per_epoch=2,
+        num_epochs=1,
+        log_every=2,
+        prefetch=0,
+        callbacks=[
+            loop.Callback(
+                around_step=around,
+                on_log=lambda e: order.append(("log", e.step)),
+                on_step=lambda step, state: order.append(("on_step", step)),
+            )
+        ],
+    )
+    assert order == [
+        *[("enter", 1), ("step", 1), ("exit", 1), ("log", 1), ("on_step", 1)],
+        *[("enter", 2), ("step", 2), ("exit", 2), ("log", 2), ("on_step", 2)],
+    ]
+
+
 def _naive(model, variables, images, labels, num_classes):
     logits, _ = model.apply(variables, to_float(images, None), train=False)
     logits = np.asarray(logits, np.float64)

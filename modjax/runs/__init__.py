@@ -6,7 +6,9 @@ JSON round-trip), `build` (a run's data, model and optimizer from a config), `re
 are the truth), `training` (train and evaluate in a workdir; re-exports the names of `build` and
 `restore`), `preemption` (SIGTERM as save-and-stop), `plots` (curves.png, modules.png), `report`
 (metrics lines and tables), `callbacks` (the `loop.fit` callbacks of a run: metrics lines, NaN
-stop, progress bar, checkpoints), `modularize` (MwT/MODA module directories from a run; restore a module's parent by
+stop, progress bar, checkpoints, TensorBoard/W&B scalars), `tensorboard_log` (tb/ event files),
+`wandb_log` (`--wandb`: checks before the run, process 0's W&B run), `profiling` (`--profile`:
+a `jax.profiler` trace of a step range), `modularize` (MwT/MODA module directories from a run; restore a module's parent by
 hash), `decompose` (Pan & Rajan module directories from a run), `deeparc` (CKA, shrink and repair
 of a run; shrunk and repaired networks as module directories), `compose` (module directories of
 any families into one classifier, without any workdir), `task_module` (MwT task-module

@@ -1,12 +1,14 @@
-"""The `loop.fit` callbacks of a workdir run: metrics lines, NaN stop, progress bar, checkpoints.
+"""The `loop.fit` callbacks of a workdir run: metrics lines, NaN stop, progress bar, checkpoints,
+TensorBoard/W&B scalars.
 
 Each factory returns a `loop.Callback`. They are the side effects of `training.train_and_evaluate`
 and are usable by any script that calls `loop.fit`.
 """
 
 import contextlib
+import math
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -14,6 +16,17 @@ from tqdm.auto import tqdm
 
 from modjax import checkpoint, loop
 from modjax.runs import preemption, report
+
+
+def _train_values(event: loop.LogEvent, global_batch_size: int) -> dict[str, float]:
+    """A log step's numbers: window means, and `compile_time_s` (the first log of a `fit` call:
+    compile plus one step) or `images_per_s` over the window."""
+    means = report.window_means(event.records)
+    if event.first:
+        means["compile_time_s"] = event.seconds
+    else:
+        means["images_per_s"] = len(event.records) * global_batch_size / event.seconds
+    return means
 
 
 def write_metrics(writer: report.MetricWriter, *, global_batch_size: int) -> loop.Callback:
@@ -24,14 +37,60 @@ def write_metrics(writer: report.MetricWriter, *, global_batch_size: int) -> loo
     """
 
     def on_log(event: loop.LogEvent) -> None:
-        means = report.window_means(event.records)
-        if event.first:
-            means["compile_time_s"] = event.seconds
-        else:
-            means["images_per_s"] = len(event.records) * global_batch_size / event.seconds
-        writer.write({"kind": "train", "step": event.step, **means})
+        writer.write(
+            {"kind": "train", "step": event.step, **_train_values(event, global_batch_size)}
+        )
 
     return loop.Callback(on_log=on_log)
+
+
+def log_scalars(
+    logs: Sequence[Callable[[int, Mapping[str, float]], None]],
+    *,
+    history: list[dict[str, Any]],
+    global_batch_size: int,
+    learning_rates: Callable[[int], Mapping[str, float]],
+) -> loop.Callback:
+    """The numbers of the metrics lines as scalars, for TensorBoard and W&B alike.
+
+    At a log step: `train/<key>` for each key of that step's `"train"` line, plus
+    `train/learning_rate` (and `train/mask_learning_rate` for MwT) of the step. At an epoch's
+    end: `epoch/<key>` for each number of the epoch's `"epoch"` line (train means, module
+    statistics of modular objectives, test accuracy and loss when evaluated, epoch time), read
+    from `history`, so put this callback after `epoch_summaries`. Undefined (NaN) means, `null`
+    in the metrics file, are left out.
+
+    Args:
+        logs: `(step, {tag: value}) -> None` functions (`tensorboard_log`, `wandb_log`).
+        history: `epoch_summaries`' list of epoch records.
+        global_batch_size: examples per step, for `images_per_s`.
+        learning_rates: `step -> {"learning_rate": lr, ...}`, the rates step `step` used.
+    """
+
+    def send(step: int, prefix: str, values: Mapping[str, Any]) -> None:
+        scalars = {
+            f"{prefix}/{k}": float(v)
+            for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        for log in logs:
+            log(step, scalars)
+
+    def on_log(event: loop.LogEvent) -> None:
+        values = {**_train_values(event, global_batch_size), **learning_rates(event.step)}
+        send(event.step, "train", values)
+
+    def on_epoch_end(event: loop.EpochEvent) -> None:
+        record = history[-1] if history else {}
+        if record.get("epoch") != event.epoch:
+            raise RuntimeError(
+                f"log_scalars found no record of epoch {event.epoch} in history; put it after "
+                "epoch_summaries in the callbacks"
+            )
+        values = {k: v for k, v in record.items() if k not in ("kind", "epoch", "step")}
+        send(event.step, "epoch", {**values, **learning_rates(event.step)})
+
+    return loop.Callback(on_log=on_log, on_epoch_end=on_epoch_end)
 
 
 def stop_on_nonfinite(manager, directory: pathlib.Path | str) -> loop.Callback:
@@ -154,6 +213,7 @@ def progress_bar(
 
 __all__ = [
     "epoch_summaries",
+    "log_scalars",
     "progress_bar",
     "save_checkpoints",
     "stop_on_nonfinite",

@@ -1,21 +1,34 @@
 """The training loop behind `modjax train`: workdir, resume, checkpoints, logs, pictures.
 
 This is the side-effect layer: it owns the workdir, the progress bar and the checkpoint cadence
-(`runs.callbacks`), SIGTERM (`runs.preemption`), and runs the jitted steps of `modjax.train`
+(`runs.callbacks`), SIGTERM (`runs.preemption`), TensorBoard and W&B logs (`runs.tensorboard_log`,
+`runs.wandb_log`) and profiling (`runs.profiling`), and runs the jitted steps of `modjax.train`
 through `loop.fit`. A run is built by `runs.build` and a trained workdir read by `runs.restore`;
 their names are re-exported here, where callers have always found them.
 """
 
+import contextlib
 import logging
 import os
 import pathlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import numpy as np
 
 from modjax import checkpoint, data, loop, train
 from modjax.modules import atomic
-from modjax.runs import callbacks, cluster, plots, preemption, report
+from modjax.runs import (
+    callbacks,
+    cluster,
+    plots,
+    preemption,
+    profiling,
+    report,
+    tensorboard_log,
+    wandb_log,
+)
 from modjax.runs.build import (  # noqa: F401 - re-exported: callers use training.<name>
     Run,
     build_run,
@@ -107,14 +120,21 @@ def train_and_evaluate(
     *,
     progress: bool = True,
     resume_from_valid: bool = False,
+    tensorboard: bool = True,
+    wandb_project: str | None = None,
+    wandb_mode: str | None = None,
+    profile: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Trains `config` in `workdir`, resuming from its latest checkpoint; returns a summary.
 
     Writes `config.json`, `metrics.jsonl` (one line per log step and per epoch), checkpoints
-    under `checkpoints/`, `summary.json` and `curves.png` (`plots.training_curves`).
+    under `checkpoints/`, `summary.json`, `curves.png` (`plots.training_curves`) and TensorBoard
+    event files under `tb/` (`callbacks.log_scalars`: the metrics lines' numbers and the
+    learning rate, and the config as text).
 
     The configuration is also stored in every checkpoint, and a resume whose settings differ
-    from the latest checkpoint's is refused, even when `config.json` was deleted.
+    from the latest checkpoint's is refused, even when `config.json` was deleted. The logging
+    and profiling options are not settings: a resume may change them.
 
     Args:
         config: the run's settings.
@@ -122,10 +142,17 @@ def train_and_evaluate(
         progress: show a progress bar (process 0).
         resume_from_valid: if the latest checkpoint is damaged, resume from the newest one
             that restores (default: stop with the error).
+        tensorboard: write `tb/` (process 0).
+        wandb_project: also log the scalars to this W&B project (process 0; `wandb_log`).
+        wandb_mode: `"online"` or `"offline"` (None: `$WANDB_MODE`, else online).
+        profile: `(start, stop)`: trace steps `start..stop` (1-based, inclusive) with
+            `jax.profiler` into `profile/` (`runs.profiling`).
 
     Raises:
-        ValueError: bad settings or workdir, or settings that differ from the run in `workdir`
-            (each differing field named), all before anything is written.
+        ValueError: bad settings or workdir, settings that differ from the run in `workdir`
+            (each differing field named), a profile range outside the run's steps, or a W&B
+            project that cannot be logged to (no package, no API key online), all before
+            anything is written.
         CheckpointError: a damaged checkpoint (see `resume_from_valid`).
         FloatingPointError: the loss or gradient norm became NaN/Inf; names the step. The last
             checkpoint written before that step is kept.
@@ -134,9 +161,111 @@ def train_and_evaluate(
     """
     workdir = _check_workdir(workdir)
     _check_resume(config, workdir)
+    if wandb_project is not None:  # every process checks: all stop, none waits for the others
+        wandb_mode = wandb_log.check(wandb_project, mode=wandb_mode)
     run = build_run(config)  # all input validation happens before anything is written
+    if profile is not None:
+        profile = profiling.check_range(
+            *profile, total_steps=run.steps_per_epoch * config.num_epochs
+        )
     with checkpoint.disk_errors(workdir):  # a full disk: one line naming the workdir
-        return _fit(config, run, workdir, progress=progress, resume_from_valid=resume_from_valid)
+        return _fit(
+            config,
+            run,
+            workdir,
+            progress=progress,
+            resume_from_valid=resume_from_valid,
+            tensorboard=tensorboard,
+            wandb_project=wandb_project,
+            wandb_mode=wandb_mode,
+            profile=profile,
+        )
+
+
+def learning_rates(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], dict[str, float]]:
+    """`step -> {"learning_rate": lr}` (plus `mask_learning_rate` for MwT): the rates the
+    optimizer of `build_run` applies at step `step` (1-based), tabulated once on the host.
+
+    It mirrors `train.make_optimizer`'s choice of schedule and evaluates the same
+    `train.cosine_per_epoch`, once for every step of the run, so a log step reads a table.
+    """
+    total = steps_per_epoch * config.num_epochs
+    peaks = {"learning_rate": config.learning_rate}
+    if config.method == "mwt":
+        peaks["mask_learning_rate"] = config.mask_learning_rate or config.learning_rate
+    if config.schedule == "constant":
+        table = {k: np.full(total, v, np.float64) for k, v in peaks.items()}
+    else:
+        counts = jax.device_put(np.arange(total, dtype=np.int32))  # optax's count of each step
+        table = {
+            k: np.asarray(
+                jax.device_get(
+                    train.cosine_per_epoch(
+                        learning_rate=v,
+                        steps_per_epoch=steps_per_epoch,
+                        t_max=config.t_max or config.num_epochs,
+                    )(counts)
+                )
+            )
+            for k, v in peaks.items()
+        }
+    return lambda step: {k: float(t[step - 1]) for k, t in table.items()}
+
+
+@contextlib.contextmanager
+def _scalar_logs(
+    workdir: pathlib.Path,
+    config: TrainConfig,
+    *,
+    start: int,
+    tensorboard: bool,
+    wandb_project: str | None,
+    wandb_mode: str | None,
+    enabled: bool,
+) -> Iterator[list[tensorboard_log.ScalarLog]]:
+    """The run's open scalar logs (TensorBoard, W&B; none off process 0), closed on exit."""
+    with contextlib.ExitStack() as stack:
+        logs = []
+        if tensorboard:
+            logs.append(
+                stack.enter_context(
+                    tensorboard_log.open_log(
+                        workdir / "tb", start=start, config=config.to_json(), enabled=enabled
+                    )
+                )
+            )
+        if wandb_project is not None:
+            logs.append(
+                stack.enter_context(
+                    wandb_log.open_run(
+                        wandb_project,
+                        mode=wandb_mode,
+                        workdir=workdir,
+                        config=config.to_json(),
+                        enabled=enabled,
+                    )
+                )
+            )
+        yield [log for log in logs if log is not None]
+
+
+def _profiler(
+    workdir: pathlib.Path, profile: tuple[int, int] | None, *, start: int
+) -> contextlib.AbstractContextManager[loop.Callback]:
+    """`profiling.profile_steps` into `<workdir>/profile/` (a folder per process when there are
+    several), or a callback doing nothing."""
+    if profile is None:
+        return contextlib.nullcontext(loop.Callback())
+    if profile[1] <= start:
+        logger.warning(
+            "--profile %d:%d: the run resumes after step %d, so nothing is profiled",
+            *profile,
+            start,
+        )
+    directory = workdir / "profile"
+    if jax.process_count() > 1:
+        directory = directory / f"process_{jax.process_index()}"
+    return profiling.profile_steps(directory, start=profile[0], stop=profile[1])
 
 
 def _fit(
@@ -146,6 +275,10 @@ def _fit(
     *,
     progress: bool,
     resume_from_valid: bool,
+    tensorboard: bool = True,
+    wandb_project: str | None = None,
+    wandb_mode: str | None = None,
+    profile: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """`train_and_evaluate` after its checks: everything that writes to the workdir."""
     is_main = jax.process_index() == 0
@@ -213,6 +346,16 @@ def _fit(
             global_batch_size=config.global_batch_size,
             enabled=progress and is_main,
         ) as bar,
+        _scalar_logs(
+            workdir,
+            config,
+            start=start,
+            tensorboard=tensorboard,
+            wandb_project=wandb_project,
+            wandb_mode=wandb_mode,
+            enabled=is_main,
+        ) as logs,
+        _profiler(workdir, profile, start=start) as profiler,
     ):
         state = loop.fit(
             train_step=train_step,
@@ -242,6 +385,13 @@ def _fit(
                     eval_every=config.eval_every,
                     num_epochs=config.num_epochs,
                 ),
+                callbacks.log_scalars(
+                    logs,
+                    history=epochs,
+                    global_batch_size=config.global_batch_size,
+                    learning_rates=learning_rates(config, spe),
+                ),
+                profiler,
             ],
         )
         manager.wait_until_finished()

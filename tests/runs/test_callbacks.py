@@ -155,3 +155,51 @@ def test_shared_outputs_are_0644_whatever_the_umask(tmp_path):
     for name in ("metrics.jsonl", "curves.png"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_log_scalars_sends_the_metrics_numbers_and_the_learning_rate(tmp_path):
+    """TensorBoard and W&B get the numbers of the metrics lines (same window means, same
+    throughput rule), plus the step's learning rate; undefined means are left out."""
+    writer = report.MetricWriter(tmp_path / "m.jsonl")
+    sent_a, sent_b, history = [], [], []
+    rates = {4: 0.05, 8: 0.025}
+    cb = callbacks.log_scalars(
+        [lambda s, v: sent_a.append((s, v)), lambda s, v: sent_b.append((s, v))],
+        history=history,
+        global_batch_size=16,
+        learning_rates=lambda step: {"learning_rate": rates[step]},
+    )
+    records = [{**r, "cohesion": np.float32(0.5), "cohesion_defined": np.bool_(False)}
+               for r in _records(1.0, 3.0)]  # fmt: skip
+    for event in (loop.LogEvent(4, records, 2.0, True), loop.LogEvent(8, records, 0.5, False)):
+        callbacks.write_metrics(writer, global_batch_size=16).on_log(event)
+        cb.on_log(event)
+    summaries = callbacks.epoch_summaries(
+        writer, history, evaluate=lambda s: {"accuracy": 0.75, "loss": 0.5}, eval_every=1,
+        num_epochs=2,
+    )  # fmt: skip
+    epoch = loop.EpochEvent(2, 8, None, records, 0.25)
+    summaries.on_epoch_end(epoch)
+    cb.on_epoch_end(epoch)
+    assert sent_a == sent_b
+    lines = _lines(tmp_path / "m.jsonl")
+    (s1, first), (s2, second), (s3, per_epoch) = sent_a
+    assert (s1, s2, s3) == (4, 8, 8)
+    assert first == {
+        "train/loss": 2.0,
+        "train/accuracy": 0.5,
+        "train/compile_time_s": 2.0,
+        "train/learning_rate": 0.05,
+    }
+    assert second["train/images_per_s"] == lines[1]["images_per_s"] == 64.0
+    assert "train/cohesion" not in second and lines[1]["cohesion"] is None  # null: left out
+    assert per_epoch == {
+        "epoch/epoch_time_s": 0.25,
+        "epoch/train_loss": 2.0,
+        "epoch/train_accuracy": 0.5,
+        "epoch/test_accuracy": 0.75,
+        "epoch/test_loss": 0.5,
+        "epoch/learning_rate": 0.025,
+    }
+    with pytest.raises(RuntimeError, match="no record of epoch 3 in history; put it after"):
+        cb.on_epoch_end(loop.EpochEvent(3, 12, None, records, 0.25))
