@@ -15,6 +15,7 @@ from modjax.cli.flags import (
     unit_interval,
 )
 from modjax.deeparc import architecture
+from modjax.deeparc.repair import BN_MODES
 from modjax.modules import jsonrules
 from modjax.runs import deeparc, training
 
@@ -197,10 +198,14 @@ def add_commands(sub) -> None:
         help="weight of the activation (MSE) term; CE gets 1 - it (DeepArc: %(default)s)",
     )
     p.add_argument(
-        "--frozen-bn",
-        action="store_true",
-        help="keep every BatchNorm in inference mode, also in the retrained blocks (before "
-        "issue 20's fix; by default the retrained blocks' BN layers train, as in Keras)",
+        "--bn",
+        choices=BN_MODES,
+        default="recalibrate",
+        help="the retrained blocks' BatchNorm: train = training mode during the repair (running "
+        "statistics follow the mixed batches, as Keras does); recalibrate = train, then their "
+        "statistics recomputed on the benign repair images, so clean inputs get clean "
+        "statistics; frozen = inference mode everywhere (before issue 20's fix). Other blocks "
+        "always keep theirs (default: %(default)s)",
     )
 
 
@@ -289,7 +294,7 @@ def repair(args) -> int:
         seed=args.seed,
         train_all=args.train_all,
         mse_weight=args.mse_weight,
-        frozen_bn=args.frozen_bn,
+        bn=args.bn,
     )
     print(f"selected blocks {result['selected']}, trained share {result['trained_share']:.3f}")
     for k in result["before"]:

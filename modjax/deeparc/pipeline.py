@@ -5,6 +5,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from modjax import loop, objectives, train
@@ -177,6 +178,27 @@ class RepairResult:
     variables: Any
 
 
+def error_images(
+    model,
+    variables,
+    *sets: tuple[np.ndarray, np.ndarray],
+    preprocess: Preprocess,
+    attacks: Sequence[dict[str, Any]],
+    seed: int = 0,
+) -> list[list[np.ndarray]]:
+    """Per set of `(images, labels)`, one uint8 PGD image array per attack (`repair.make_pgd`
+    keyword arguments), attacked on `variables`; attack i draws its start from key(seed) ⊕ i,
+    so `run_repair`'s error images can be made again from the parent."""
+    rng = jax.random.key(seed)
+    out: list[list[np.ndarray]] = [[] for _ in sets]
+    for i, attack in enumerate(attacks):
+        fn = repair.make_pgd(model=model, preprocess=preprocess, **attack)
+        for (src, lab), advs in zip(sets, out, strict=True):
+            x = fn(variables, src, lab, jax.random.fold_in(rng, i))
+            advs.append(np.asarray(jax.device_get(x)).round().clip(0, 255).astype(np.uint8))
+    return out
+
+
 def run_repair(
     model,
     variables,
@@ -196,7 +218,7 @@ def run_repair(
     seed: int = 0,
     train_all: bool = False,
     mse_weight: float = 0.5,
-    frozen_bn: bool = False,
+    bn: str = "recalibrate",
 ) -> RepairResult:
     """DeepArc repair (METHODS §8.5) with PGD error images; returns scores, share and accuracies.
 
@@ -208,10 +230,14 @@ def run_repair(
     `max_share` caps the share of parameters trained (`repair.select_blocks`). `train_all` is
     the full-retraining baseline: the same data, loss and epochs with every parameter trained.
     `mse_weight` weighs the activation term (0.5 in DeepArc; the CE weight is 1 - mse_weight).
-    BatchNorm layers in the trained blocks (every one with `train_all`) run in training mode
-    and update their statistics, as Keras does for trainable layers; frozen blocks keep theirs
-    (`repair.make_repair_step`). `frozen_bn` keeps every BN in inference mode instead, the
-    behaviour before issue 20's fix, kept to reproduce its diagnosis.
+    `bn` (`repair.BN_MODES`) says what happens to the BatchNorm layers of the trained blocks
+    (every block with `train_all`); the other blocks' BN layers always keep their statistics:
+    - `"train"`: training mode during the repair, running statistics updated by the mixed
+      batches, as Keras trains a trainable BN layer (DeepArc's framework);
+    - `"recalibrate"` (default): `"train"`, then their statistics recomputed on the benign
+      repair images (`repair.recalibrate_bn`), so that clean inputs are normalized with clean
+      statistics rather than with the mixed set's, which the error half shifts;
+    - `"frozen"`: inference mode everywhere, statistics of the old weights (before issue 20).
 
     Raises:
         ValueError: a model without residual blocks, `top_k` outside 1..blocks, a `max_share`
@@ -221,16 +247,16 @@ def run_repair(
     names = repair.repair_blocks(model)
     if not 1 <= top_k <= len(names):
         raise ValueError(f"top_k={top_k} must be in 1..{len(names)} (the model's blocks)")
+    if bn not in repair.BN_MODES:
+        raise ValueError(f"bn={bn!r} must be one of {repair.BN_MODES}")
     shares = repair.block_shares(model, variables["params"]) if max_share is not None else None
     if shares is not None and min(shares) > max_share:  # before the attack, not after it
         repair.select_blocks(np.zeros(len(names)), top_k, shares=shares, max_share=max_share)
     rng = jax.random.key(seed)
-    advs, test_advs = [], []
-    for i, attack in enumerate(attacks):
-        fn = repair.make_pgd(model=model, preprocess=preprocess, **attack)
-        for src, lab, out in ((images, labels, advs), (test_images, test_labels, test_advs)):
-            x = fn(variables, src, lab, jax.random.fold_in(rng, i))
-            out.append(np.asarray(jax.device_get(x)).round().clip(0, 255).astype(np.uint8))
+    advs, test_advs = error_images(
+        model, variables, (images, labels), (test_images, test_labels),
+        preprocess=preprocess, attacks=attacks, seed=seed,
+    )  # fmt: skip
     eval_step = train.make_eval_step(model=model, preprocess=preprocess, num_classes=num_classes)
     clean = _accuracy(eval_step, variables, images, labels, batch_size=256)
     fooled = [_accuracy(eval_step, variables, adv, labels, batch_size=256) for adv in advs]
@@ -269,11 +295,12 @@ def run_repair(
     if train_all:
         labels_tree = jax.tree.map(lambda _: repair.TRAIN, labels_tree)
     tx = repair.make_repair_optimizer(labels_tree, learning_rate=learning_rate)
+    own = jax.tree.map(jnp.array, dict(variables))  # copies: the step donates its state
     state = train.TrainState(
         step=np.int32(0),
-        params=variables["params"],
-        batch_stats=variables.get("batch_stats", {}),
-        opt_state=tx.init(variables["params"]),
+        params=own["params"],
+        batch_stats=own.get("batch_stats", {}),
+        opt_state=tx.init(own["params"]),
         rng=rng,
     )
     trained_keys = [k for k, v in labels_tree.items() if repair.TRAIN in jax.tree.leaves(v)]
@@ -284,7 +311,7 @@ def run_repair(
         preprocess=preprocess,
         mse_weight=mse_weight,
         ce_weight=1.0 - mse_weight,
-        bn_train=() if frozen_bn else trained_keys,
+        bn_train=() if bn == "frozen" else trained_keys,
     )
     steps_per_epoch = max(len(mixed_y) // batch_size, 1)
 
@@ -300,6 +327,10 @@ def run_repair(
         prefetch=0,
     )
     repaired = jax.device_get(train.variables_of(state))
+    if bn == "recalibrate" and repaired.get("batch_stats"):
+        repaired = repair.recalibrate_bn(
+            model, repaired, images, preprocess, trained_keys, batch_size=min(batch_size, 128)
+        )
     return RepairResult(
         scores=[float(s) for s in scores],
         selected=selected,

@@ -12,9 +12,11 @@ import optax
 from modjax import train
 from modjax.deeparc import cka
 from modjax.deeparc.blocks import block_names, block_positions, check_residual, param_key
+from modjax.models.resnet_cifar import KERAS_BN_MOMENTUM
 from modjax.objectives import cross_entropy
 
 TRAIN, FREEZE = "train", "freeze"
+BN_MODES = ("recalibrate", "train", "frozen")  # how repair treats BatchNorm (`run_repair`)
 
 
 def make_pgd(
@@ -305,6 +307,64 @@ def apply_bn_train(
     with nn.intercept_methods(interceptor):
         out, updated = model.apply(variables, x, train=False, mutable=["batch_stats"])
     return out, updated["batch_stats"]
+
+
+def recalibrate_bn(
+    model: nn.Module,
+    variables: Any,
+    images: np.ndarray,
+    preprocess: Callable[[jax.Array, jax.Array], jax.Array],
+    keys: Sequence[str],
+    *,
+    batch_size: int = 128,
+) -> Any:
+    """`variables` with the running statistics of the BN layers under `keys` recomputed on
+    `images`; every other BN keeps its statistics, and no weight changes.
+
+    Each full batch runs with those layers in training mode (`apply_bn_train`; the layers
+    before them normalize with their running statistics, as at test time). The new mean is the
+    mean of the batch means; the new variance is the mean of the batch variances plus the
+    variance of the batch means (the population variance of the pooled batches). One
+    training-mode call from zero statistics stores (1 − m) · the batch statistic, m the
+    model's BN momentum (`resnet_cifar.KERAS_BN_MOMENTUM`), which this divides out.
+
+    Raises:
+        ValueError: fewer images than one batch, or no BN layer under `keys`.
+    """
+    if len(images) < batch_size:
+        raise ValueError(f"{len(images)} images are fewer than one batch of {batch_size}")
+    keys = tuple(keys)
+    stats = variables.get("batch_stats", {})
+    if not any(k in stats for k in keys):
+        raise ValueError(f"no BatchNorm statistics under {list(keys)} to recalibrate")
+    zeroed = {
+        **variables,
+        "batch_stats": {
+            k: jax.tree.map(np.zeros_like, v) if k in keys else v for k, v in stats.items()
+        },
+    }
+
+    @jax.jit
+    def batch_stats(x):
+        _, new = apply_bn_train(model, zeroed, preprocess(x, jax.random.key(0)), keys)
+        return {k: jax.tree.map(lambda t: t / (1 - KERAS_BN_MOMENTUM), new[k]) for k in keys}
+
+    per_batch = [
+        jax.device_get(batch_stats(images[i : i + batch_size]))
+        for i in range(0, len(images) - batch_size + 1, batch_size)
+    ]
+    pooled = {k: _pool([b[k] for b in per_batch]) for k in keys if k in stats}
+    return {**variables, "batch_stats": {**stats, **pooled}}
+
+
+def _pool(batches: list[dict]) -> dict:
+    """Per-batch BN statistics trees -> population statistics (see `recalibrate_bn`)."""
+    first = batches[0]
+    if set(first) == {"mean", "var"}:
+        means = np.stack([b["mean"] for b in batches])
+        variances = np.stack([b["var"] for b in batches])
+        return {"mean": means.mean(0), "var": variances.mean(0) + means.var(0)}
+    return {name: _pool([b[name] for b in batches]) for name in first}
 
 
 def repair_blocks(model: nn.Module) -> list[str]:

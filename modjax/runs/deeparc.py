@@ -371,14 +371,13 @@ def repair(
     network_dir: str | os.PathLike | None = None,
     train_all: bool = False,
     mse_weight: float = 0.5,
-    frozen_bn: bool = False,
+    bn: str = "recalibrate",
 ) -> dict[str, Any]:
     """DeepArc repair with PGD error images (METHODS §8.5).
 
     `train_all` gives the full-retraining baseline (every parameter trained on the same data
     with the same loss); `mse_weight` weighs the activation term against CE (DeepArc: 0.5).
-    The trained blocks' BatchNorm layers run in training mode; `frozen_bn` freezes every BN
-    (the behaviour before issue 20's fix).
+    `bn` is what happens to the trained blocks' BatchNorm layers (`pipeline.run_repair`).
 
     Writes `repair.json/csv/png`, and the repaired network (the selected blocks retrained, every
     other weight the parent's) as a module directory at `network_dir` (default `out/network`);
@@ -405,7 +404,7 @@ def repair(
         seed=seed,
         train_all=train_all,
         mse_weight=mse_weight,
-        frozen_bn=frozen_bn,
+        bn=bn,
     )
     result = {
         "attack": f"L-inf PGD, eps={eps}/255, {steps} steps, random start",
@@ -415,7 +414,7 @@ def repair(
         "learning_rate": learning_rate,
         "train_all": train_all,
         "mse_weight": mse_weight,
-        "bn": "frozen" if frozen_bn else "trained blocks in training mode",
+        "bn": bn,
         "scores": res.scores,
         "top_k": top_k,
         "max_share": max_share,

@@ -176,3 +176,48 @@ def test_repair_needs_residual_blocks():
             test_labels=None,
             num_classes=10,
         )
+
+
+def test_recalibrate_bn_recomputes_only_the_named_blocks(tiny):
+    model, variables, images, _ = tiny
+    keys = ("layer2_0",)
+    small = repair.recalibrate_bn(model, variables, images, _pre, keys, batch_size=8)
+    whole = repair.recalibrate_bn(model, variables, images, _pre, keys, batch_size=24)
+    # The block's first BN sees inputs that do not depend on the batching (everything before
+    # it runs in inference mode): three pooled batches of 8 give the statistics of all 24.
+    first_small, first_whole = small["batch_stats"]["layer2_0"], whole["batch_stats"]["layer2_0"]
+    np.testing.assert_allclose(first_small["conv1"]["bn"]["mean"], first_whole["conv1"]["bn"]["mean"], rtol=1e-4, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(first_small["conv1"]["bn"]["var"], first_whole["conv1"]["bn"]["var"], rtol=1e-4, atol=1e-6)  # fmt: skip
+    # They are the statistics of the conv's outputs on these images, not the old ones.
+    assert not np.allclose(
+        first_whole["conv1"]["bn"]["var"],
+        variables["batch_stats"]["layer2_0"]["conv1"]["bn"]["var"],
+    )
+    for key in variables["batch_stats"]:
+        if key not in keys:
+            chex.assert_trees_all_equal(small["batch_stats"][key], variables["batch_stats"][key])
+    chex.assert_trees_all_equal(small["params"], variables["params"])
+    with pytest.raises(ValueError, match="24 images are fewer than one batch of 32"):
+        repair.recalibrate_bn(model, variables, images, _pre, keys, batch_size=32)
+    with pytest.raises(ValueError, match=r"no BatchNorm statistics under \['head'\]"):
+        repair.recalibrate_bn(model, variables, images, _pre, ("head",), batch_size=8)
+
+
+def test_run_repair_bn_modes(tiny):
+    model, variables, images, labels = tiny
+    kwargs = dict(
+        preprocess=_pre, test_images=images[:8], test_labels=labels[:8], num_classes=3,
+        attacks=({"eps": 8.0, "step_size": 4.0, "steps": 2},), top_k=1, epochs=1,
+        learning_rate=0.01, batch_size=8,
+    )  # fmt: skip
+    runs = {bn: pipeline.run_repair(model, variables, images, labels, bn=bn, **kwargs)
+            for bn in ("frozen", "train", "recalibrate")}  # fmt: skip
+    key = f"layer{1 + runs['train'].selected[0] // 2}_{runs['train'].selected[0] % 2}"
+    stats = {bn: r.variables["batch_stats"][key] for bn, r in runs.items()}
+    chex.assert_trees_all_equal(stats["frozen"], variables["batch_stats"][key])
+    assert not chex_equal(stats["train"], variables["batch_stats"][key])
+    assert not chex_equal(stats["recalibrate"], stats["train"])
+    # The same training: the weights agree, only the statistics differ.
+    chex.assert_trees_all_equal(runs["train"].variables["params"], runs["recalibrate"].variables["params"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"bn='keras' must be one of \('recalibrate'"):
+        pipeline.run_repair(model, variables, images, labels, bn="keras", **kwargs)
