@@ -97,6 +97,17 @@ def _flip_checkpoint(run: pathlib.Path) -> None:
     data.write_bytes(bytes(raw))
 
 
+def _reproduce(*flags):
+    """A case running `python -m experiments.reproduce moda --scale smoke FLAGS` (through
+    `experiments.run`, so `argv[0]` is "reproduce"); nothing may appear in the test's tmp dir."""
+
+    def build(trained, tmp):
+        paths = ["--workdir", str(tmp / "work"), "--out", str(tmp / "res")]
+        return ["reproduce", "moda", "--scale", "smoke", "--seeds", "1", *paths, *flags], tmp
+
+    return build
+
+
 # Each case: (id, build(trained, tmp) -> (argv, path that must not change or appear[, patch]),
 # message); `patch(monkeypatch)`, if given, runs first.
 CASES = [
@@ -385,4 +396,45 @@ CASES = [
         "config.json not found",
     ),
     # --- modules
+    # --- python -m experiments.reproduce --submit/--collect (experiments/reproduce/submit.py)
+    (
+        "reproduce-partition-without-slurm",
+        _reproduce("--partition", "gpu"),
+        "--partition only applies to --submit slurm (got no --submit)",
+    ),
+    (
+        "reproduce-slurm-flags-with-local",
+        _reproduce("--submit", "local", "--gpus-per-node", "2", "--time", "60"),
+        "--gpus-per-node, --time only apply to --submit slurm (got --submit local)",
+    ),
+    (
+        "reproduce-nodes-zero",
+        _reproduce("--submit", "slurm", "--nodes", "0"),
+        "--nodes 0 must be >= 1",
+    ),
+    (
+        "reproduce-bad-time",
+        _reproduce("--submit", "slurm", "--time", "2h"),
+        "--time '2h': expected minutes (e.g. 720) or [D-]HH:MM:SS",
+    ),
+    (
+        "reproduce-bad-slurm-arg",
+        _reproduce("--submit", "slurm", "--slurm-arg", "account"),
+        "--slurm-arg 'account': expected KEY=VALUE",
+    ),
+    (
+        "reproduce-distributed-local",
+        _reproduce("--submit", "local", "--distributed"),
+        "--distributed with --submit local: multi-process jobs need --submit slurm",
+    ),
+    (
+        "reproduce-collect-and-submit",
+        _reproduce("--collect", "--submit", "debug"),
+        "--collect runs nothing; drop --submit debug",
+    ),
+    (
+        "reproduce-collect-nothing-finished",
+        _reproduce("--collect"),
+        "--collect: none of the 1 (row, seed) runs under",
+    ),
 ]

@@ -1,6 +1,7 @@
 """The bad-input catalogue: every case is one clear line on stderr, exit code 2, no traceback,
 and nothing half-written (no new workdir; an existing one is left byte-for-byte as it was)."""
 
+import importlib
 import json
 import pathlib
 
@@ -8,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+import experiments
 from modjax.cli import main
 from modjax.runs import training
 from tests.bad_input_cases import CASES as RUN_CASES
@@ -15,6 +17,8 @@ from tests.bad_input_cases import SMOKE, SMOKE_MODA, _copy, _flip_checkpoint, _s
 from tests.bad_input_module_cases import MODULE_CASES
 
 CASES = RUN_CASES + MODULE_CASES
+reproduce = importlib.import_module("experiments.reproduce.__main__")
+REPRODUCE = "python -m experiments.reproduce"
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +45,17 @@ def test_bad_input_is_one_clear_line(trained, tmp_path, capsys, monkeypatch, bui
     existed = guarded is not None and guarded.exists()
     capsys.readouterr()
     try:
-        code = main([*argv, *(["--no-progress"] if argv[0] in ("train", "pipeline") else [])])
+        if argv[0] == "reproduce":  # python -m experiments.reproduce, under its error rule
+            code = experiments.run(lambda: reproduce.main(argv[1:]), REPRODUCE)
+        else:
+            code = main([*argv, *(["--no-progress"] if argv[0] in ("train", "pipeline") else [])])
     except SystemExit as e:  # argparse's own errors (a typed flag out of its range)
         code = e.code
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
-    assert err.startswith(f"modjax {argv[0]}: error: "), err
+    prog = REPRODUCE if argv[0] == "reproduce" else f"modjax {argv[0]}"
+    assert err.startswith(f"{prog}: error: "), err
     assert message in err, err
     if guarded is not None:
         assert guarded.exists() == existed

@@ -25,9 +25,15 @@ seed, with mean ± std over the finished seeds beside the published numbers, the
 versions, wall time and the exact command. A workdir remembers its settings (`settings.json`);
 running it again with other settings is refused, so one table never mixes results of different
 settings.
+
+On a cluster, `--submit slurm` (or `local`, `debug`) runs each (row, seed) as a submitit job
+that resumes from its checkpoints when preempted or requeued, and writes the results file as jobs
+finish; `--collect` rebuilds it from the finished seeds without running anything (`submit.py`;
+BUILD.md, "Run a paper table on a Slurm cluster").
 """
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -38,7 +44,7 @@ import time
 
 import jax
 
-from experiments.reproduce import measure, replace, replace_table, tables
+from experiments.reproduce import measure, replace, replace_table, submit, tables
 from modjax.modules import atomic, jsonrules
 from modjax.runs import config as config_lib
 
@@ -112,6 +118,7 @@ def _parse(argv):
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
+    submit.add_flags(parser)
     return parser, parser.parse_args(argv)
 
 
@@ -130,6 +137,7 @@ def _check_args(parser, args):
         parser.error(f"--finetune-epochs {args.finetune_epochs} must be >= 1")
     if args.tasks is not None and args.tasks < 1:
         parser.error(f"--tasks {args.tasks} must be >= 1")
+    return submit.check_args(args)  # a ValueError: one line, status 2 (experiments.run)
 
 
 def load_scale(path: pathlib.Path, table: str) -> dict:
@@ -183,6 +191,8 @@ def _check_settings(path: pathlib.Path, settings: dict) -> None:
 
 
 def _warn_accelerator_on_cpu(args, cfg, configs) -> None:
+    if args.collect or args.submit == "slurm":  # nothing runs here
+        return
     if not cfg.get("for_accelerators") or jax.default_backend() != "cpu":
         return
     hours = sum(measure.estimate_cpu_hours(c) for c in configs.values())
@@ -197,13 +207,13 @@ def _warn_accelerator_on_cpu(args, cfg, configs) -> None:
 
 def main(argv=None) -> int:
     parser, args = _parse(argv)
-    _check_args(parser, args)
-    if args.distributed:
+    resources = _check_args(parser, args)
+    if args.distributed and not (args.submit or args.collect):  # jobs initialize their own
         jax.distributed.initialize()
     cfg = load_scale(pathlib.Path(args.scale_config or CONFIGS / f"{args.scale}.py"), args.table)
     models = args.models or list(cfg["models"][args.table])
     if args.table == "moda_replace":
-        return _main_replace(args, argv, cfg, models)
+        return _main_replace(args, argv, cfg, models, resources)
     table = tables.TABLES[args.table]
     tasks = args.tasks or cfg["tasks"][args.table]
     finetune_epochs = args.finetune_epochs or cfg["finetune_epochs"]
@@ -212,6 +222,29 @@ def main(argv=None) -> int:
 
     runs_of = table.runs_of or args.table
     workdir = pathlib.Path(args.workdir or f"runs/reproduce_{runs_of}_{args.scale}")
+    seeds = [
+        submit.Seed(
+            model,
+            seed,
+            functools.partial(
+                measure.measure_seed,
+                table,
+                model,
+                seed,
+                {meth: configs[(model, meth, seed)] for meth in table.methods},
+                workdir / f"{model}_s{seed}",
+                tasks=tasks,
+                progress=args.progress,
+                finetune_epochs=finetune_epochs,
+            ),
+            functools.partial(measure.cached, table, workdir / f"{model}_s{seed}"),
+            workdir / f"{model}_s{seed}",
+        )
+        for model in models
+        for seed in range(args.seeds)
+    ]
+    if args.collect:
+        submit.check_finished(seeds)  # before anything is written
     settings = {
         "scale": args.scale,
         "runs": {
@@ -225,24 +258,22 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out or f"benchmarks/results/reproduce_{args.table}_{args.scale}")
     context = _context(args, argv, row(cfg, models[0], table.methods[-1]))
     start = time.perf_counter()
+
+    def write(measured, devices=None):
+        context["wall_time_s"] = time.perf_counter() - start
+        if devices:
+            context["device"] = devices
+        tables.write_results(table, measured, out, context, seeds_wanted=args.seeds)
+
+    if args.submit or args.collect:
+        return submit.run(args, resources, seeds, write)
     measured = {}
+    by_key = {(s.model, s.seed): s for s in seeds}
     for seed in range(args.seeds):
         for model in models:
-            runs = {meth: configs[(model, meth, seed)] for meth in table.methods}
-            result = measure.measure_seed(
-                table,
-                model,
-                seed,
-                runs,
-                workdir / f"{model}_s{seed}",
-                tasks=tasks,
-                progress=args.progress,
-                finetune_epochs=finetune_epochs,
-            )
-            measured.setdefault(model, []).append(result)
-        context["wall_time_s"] = time.perf_counter() - start
+            measured.setdefault(model, []).append(by_key[(model, seed)].fn())
         if jax.process_index() == 0:
-            tables.write_results(table, measured, out, context, seeds_wanted=args.seeds)
+            write(measured)
             print(f"seed {seed} done: {out}.md")
     return 0
 
@@ -261,12 +292,13 @@ def _context(args, argv, config) -> dict:
     }
 
 
-def _main_replace(args, argv, cfg, models) -> int:
+def _main_replace(args, argv, cfg, models, resources) -> int:
     """`moda_replace`: `replace.run_seed` per (strong model, seed), then the table."""
     from modjax import data
 
     configs = {m: replace.settings_for(cfg["replace"], m) for m in models}
-    if cfg.get("for_accelerators") and jax.default_backend() == "cpu" and not args.yes:
+    on_cpu = jax.default_backend() == "cpu" and not (args.collect or args.submit == "slurm")
+    if cfg.get("for_accelerators") and on_cpu and not args.yes:
         raise SystemExit(
             f"--scale {args.scale} on a CPU: {len(models)} strong models of "
             f"{configs[models[0]]['strong_epochs']} epochs and "
@@ -274,27 +306,51 @@ def _main_replace(args, argv, cfg, models) -> int:
             "it is meant for accelerators. Pass --yes to run it anyway."
         )
     workdir = pathlib.Path(args.workdir or f"runs/reproduce_moda_replace_{args.scale}")
-    _check_settings(workdir / "settings.json", jsonrules.jsonable({"replace": configs}))
-    out = pathlib.Path(args.out or f"benchmarks/results/reproduce_moda_replace_{args.scale}")
-    context = _context(args, argv, configs[models[0]])
-    names = data.get_info(configs[models[0]]["dataset"]).class_names
-    start = time.perf_counter()
-    measured = {}
-    for seed in range(args.seeds):
-        for model in models:
-            result = replace.run_seed(
+    seeds = [
+        submit.Seed(
+            model,
+            seed,
+            functools.partial(
+                replace.run_seed,
                 configs[model],
                 seed=seed,
                 data_dir=args.data_dir,
                 cache=workdir / f"{model}_s{seed}",
                 progress=args.progress,
-            )
-            measured.setdefault(model, []).append(result)
+            ),
+            functools.partial(
+                replace.cached_seed, configs[model], seed=seed, cache=workdir / f"{model}_s{seed}"
+            ),
+            workdir / f"{model}_s{seed}",
+        )
+        for model in models
+        for seed in range(args.seeds)
+    ]
+    if args.collect:
+        submit.check_finished(seeds)  # before anything is written
+    _check_settings(workdir / "settings.json", jsonrules.jsonable({"replace": configs}))
+    out = pathlib.Path(args.out or f"benchmarks/results/reproduce_moda_replace_{args.scale}")
+    context = _context(args, argv, configs[models[0]])
+    names = data.get_info(configs[models[0]]["dataset"]).class_names
+    start = time.perf_counter()
+
+    def write(measured, devices=None):
         context["wall_time_s"] = time.perf_counter() - start
+        if devices:
+            context["device"] = devices
+        replace_table.write_results(
+            measured, out, context, seeds_wanted=args.seeds, class_names=names
+        )
+
+    if args.submit or args.collect:
+        return submit.run(args, resources, seeds, write)
+    measured = {}
+    by_key = {(s.model, s.seed): s for s in seeds}
+    for seed in range(args.seeds):
+        for model in models:
+            measured.setdefault(model, []).append(by_key[(model, seed)].fn())
         if jax.process_index() == 0:
-            replace_table.write_results(
-                measured, out, context, seeds_wanted=args.seeds, class_names=names
-            )
+            write(measured)
             print(f"seed {seed} done: {out}.md")
     return 0
 

@@ -224,6 +224,15 @@ def _mwt_reuse_metrics(
     return {**{k: statistics.mean(r[k] for r in rows) for k in keys}, "tasks": rows}
 
 
+def cached(table: Table, seed_dir: pathlib.Path) -> dict | None:
+    """One seed's finished measurements (`seed_dir/table.cache`), or None if absent or stale."""
+    path = seed_dir / table.cache
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text())
+    return value if value.get("version") == MEASURE_VERSION else None
+
+
 def measure_seed(
     table: Table,
     model: str,
@@ -239,10 +248,9 @@ def measure_seed(
     from modjax import data
 
     cache = seed_dir / table.cache
-    if cache.exists():
-        value = json.loads(cache.read_text())
-        if value.get("version") == MEASURE_VERSION:
-            return value
+    value = cached(table, seed_dir)
+    if value is not None:
+        return value
     t0 = time.perf_counter()
     method = table.methods[-1]
     summaries = {m: _train(c, seed_dir / m, progress) for m, c in runs.items()}
@@ -277,4 +285,4 @@ def measure_seed(
     return value
 
 
-__all__ = ["estimate_cpu_hours", "measure_seed", "subtasks", "versions"]
+__all__ = ["cached", "estimate_cpu_hours", "measure_seed", "subtasks", "versions"]

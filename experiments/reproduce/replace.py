@@ -360,6 +360,20 @@ def upgrade_result(result: dict) -> dict:
     return result
 
 
+def cached_seed(cfg: dict, *, seed: int, cache) -> dict | None:
+    """`run_seed`'s result read from `cache` alone, or None while a stage is missing there."""
+    cache = pathlib.Path(cache)
+    paths = [cache / f"replace_tc{tc}.json" for tc in cfg["target_classes"]]
+    if not all(p.exists() for p in [*paths, cache / "strong.json"]):
+        return None
+    return {
+        "seed": seed,
+        "strong_accuracy": json.loads((cache / "strong.json").read_text())["test_accuracy"],
+        "classes": [upgrade_result(json.loads(p.read_text())) for p in paths],
+        "time_s": 0.0,
+    }
+
+
 def run_seed(cfg: dict, *, seed: int, data_dir=None, cache, progress: bool = False) -> dict:
     """The protocol for one seed and every TC of `cfg`; cached per stage under `cache`."""
     from modjax import data
@@ -367,6 +381,9 @@ def run_seed(cfg: dict, *, seed: int, data_dir=None, cache, progress: bool = Fal
     cache = pathlib.Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    done = cached_seed(cfg, seed=seed, cache=cache)
+    if done is not None:
+        return {**done, "time_s": time.perf_counter() - t0}
     info = data.get_info(cfg["dataset"])
     arrays = (
         data.load(cfg["dataset"], "train", data_dir=data_dir),
@@ -391,4 +408,11 @@ def run_seed(cfg: dict, *, seed: int, data_dir=None, cache, progress: bool = Fal
     }
 
 
-__all__ = ["SETTINGS", "check_settings", "run_seed", "settings_for", "upgrade_result"]
+__all__ = [
+    "SETTINGS",
+    "cached_seed",
+    "check_settings",
+    "run_seed",
+    "settings_for",
+    "upgrade_result",
+]
