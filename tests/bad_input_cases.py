@@ -398,6 +398,11 @@ CASES = [
     # --- modules
     # --- python -m experiments.reproduce --submit/--collect (experiments/reproduce/submit.py)
     (
+        "reproduce-validation-split-too-large",
+        _reproduce("--validation-split", "0.7"),
+        "--validation-split 0.7 must be in (0, 0.5]",
+    ),
+    (
         "reproduce-partition-without-slurm",
         _reproduce("--partition", "gpu"),
         "--partition only applies to --submit slurm (got no --submit)",

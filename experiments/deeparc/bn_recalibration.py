@@ -19,6 +19,7 @@ its numbers are in `benchmarks/results/deeparc_r56_cpu/bn_recalibration.json`.)
 import argparse
 import json
 import pathlib
+import re
 
 import numpy as np
 
@@ -60,9 +61,8 @@ def main(argv=None) -> int:
         if net_dir is None:
             print(f"{path.parent.name}: no saved network, skipped", flush=True)
             continue
-        eps, steps = float(rep["attack"].split("eps=")[1].split("/")[0]), int(
-            rep["attack"].split(", ")[1].split()[0]
-        )
+        found = re.search(r"eps=([0-9.]+)/255, (\d+) steps", rep["attack"])
+        eps, steps = float(found[1]), int(found[2])
         setting = (rep["examples"], rep["test_examples"], eps, steps)
         if setting not in cache:
             x, y = _subset(*restored.train_data, rep["examples"], args.seed)

@@ -54,6 +54,9 @@ TITLES = {
     **{name: t.title for name, t in tables.TABLES.items()},
     "moda_replace": replace_table.TITLE,
 }
+# TrainConfig fields added after workdirs were written: left out of settings.json at their
+# default (no validation split), so that those workdirs still match.
+NEWER_FIELDS = ("validation_split",)
 KEYS = {"models", "train", "train_per_model", "tasks", "finetune_epochs", "for_accelerators"}
 KEYS_REPLACE = {"models", "replace", "for_accelerators"}
 
@@ -111,6 +114,16 @@ def _parse(argv):
         help="mwt_reuse: task-module fine-tuning epochs (default: the config's; 10 at paper "
         "scale, §4.6; 2 at cpu scale)",
     )
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="mwt_reuse: the share of each sub-task's training images held out to select the "
+        "task module's fine-tuning epoch; test accuracy is reported at the selected epoch. "
+        "The tables choose nothing else after training: thresholds are the papers' fixed ones "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
     parser.add_argument(
         "--yes", action="store_true", help="run a config meant for accelerators on a CPU anyway"
@@ -137,6 +150,8 @@ def _check_args(parser, args):
         parser.error(f"--finetune-epochs {args.finetune_epochs} must be >= 1")
     if args.tasks is not None and args.tasks < 1:
         parser.error(f"--tasks {args.tasks} must be >= 1")
+    if not 0 < args.validation_split <= 0.5:  # one line, status 2 (experiments.run)
+        raise ValueError(f"--validation-split {args.validation_split} must be in (0, 0.5]")
     return submit.check_args(args)  # a ValueError: one line, status 2 (experiments.run)
 
 
@@ -171,16 +186,18 @@ def _run_configs(table, cfg, models, seeds, data_dir):
     return out
 
 
-def _check_settings(path: pathlib.Path, settings: dict) -> None:
+def _check_settings(path: pathlib.Path, settings: dict, defaults: dict | None = None) -> None:
     """Refuses a workdir written with other settings (one table never mixes settings).
 
     `settings.json` holds the training runs (shared by the tables over one workdir, e.g. `mwt`
-    and `mwt_reuse`), `settings_<table>.json` each table's own options.
+    and `mwt_reuse`), `settings_<table>.json` each table's own options. A key an older file
+    lacks counts as its value in `defaults` (the behaviour before the option existed).
     """
     workdir = path.parent
+    defaults = defaults or {}
     if path.exists():
         old = json.loads(path.read_text())
-        diff = sorted(k for k in settings if old.get(k) != settings.get(k))
+        diff = sorted(k for k in settings if old.get(k, defaults.get(k)) != settings.get(k))
         if diff:
             raise SystemExit(
                 f"{workdir} holds a run of other settings (differing: {diff}); use another "
@@ -236,6 +253,7 @@ def main(argv=None) -> int:
                 tasks=tasks,
                 progress=args.progress,
                 finetune_epochs=finetune_epochs,
+                validation_split=args.validation_split,
             ),
             functools.partial(measure.cached, table, workdir / f"{model}_s{seed}"),
             workdir / f"{model}_s{seed}",
@@ -248,13 +266,19 @@ def main(argv=None) -> int:
     settings = {
         "scale": args.scale,
         "runs": {
-            f"{m}/{meth}": {k: v for k, v in vars(c).items() if k not in ("seed", "data_dir")}
+            f"{m}/{meth}": {
+                k: v
+                for k, v in vars(c).items()
+                if k not in ("seed", "data_dir") and not (k in NEWER_FIELDS and v == 0.0)
+            }
             for (m, meth, _), c in configs.items()
         },
     }
     _check_settings(workdir / "settings.json", jsonrules.jsonable(settings))
     own = {"tasks": tasks, "finetune_epochs": finetune_epochs}
-    _check_settings(workdir / f"settings_{args.table}.json", own)
+    if args.table == "mwt_reuse":  # files written before the flag selected on 10%
+        own["validation_split"] = args.validation_split
+    _check_settings(workdir / f"settings_{args.table}.json", own, {"validation_split": 0.1})
     out = pathlib.Path(args.out or f"benchmarks/results/reproduce_{args.table}_{args.scale}")
     context = _context(args, argv, row(cfg, models[0], table.methods[-1]))
     start = time.perf_counter()

@@ -164,7 +164,12 @@ def _moda_module_metrics(workdir: pathlib.Path, data_dir, tasks: int | None) -> 
 
 
 def _mwt_reuse_metrics(
-    workdir: pathlib.Path, standard: pathlib.Path, data_dir, tasks: int | None, epochs: int
+    workdir: pathlib.Path,
+    standard: pathlib.Path,
+    data_dir,
+    tasks: int | None,
+    epochs: int,
+    validation_split: float = 0.1,
 ) -> dict:
     """Per sub-task: ST restricted, fine-tuned task module, one-by-one and fused compositions."""
     import functools
@@ -204,7 +209,9 @@ def _mwt_reuse_metrics(
             batch_size=256,
             preprocess=lambda x, rng: x.astype(jnp.float32),
         )
-        ft = task_module.finetune_task(fused, epochs=epochs, data_dir=data_dir).summary
+        ft = task_module.finetune_task(
+            fused, epochs=epochs, data_dir=data_dir, val_fraction=validation_split
+        ).summary
         union = [
             np.any([modules[c].module.keep[n] for c in task], axis=0)
             for n in modules[0].module.keep
@@ -243,8 +250,13 @@ def measure_seed(
     tasks: int | None,
     progress: bool,
     finetune_epochs: int = 10,
+    validation_split: float = 0.1,
 ) -> dict:
-    """Trains (or resumes) one seed of a row, extracts and measures; cached in `table.cache`."""
+    """Trains (or resumes) one seed of a row, extracts and measures; cached in `table.cache`.
+
+    `validation_split` is the share of each sub-task's training images that selects the
+    fine-tuned task module's epoch (`mwt_reuse`); test accuracy is reported at that epoch.
+    """
     from modjax import data
 
     cache = seed_dir / table.cache
@@ -272,7 +284,9 @@ def measure_seed(
     }
     if table.runs_of == "mwt":
         standard = seed_dir / "standard"
-        value.update(_mwt_reuse_metrics(work, standard, data_dir, tasks, finetune_epochs))
+        value.update(
+            _mwt_reuse_metrics(work, standard, data_dir, tasks, finetune_epochs, validation_split)
+        )
     elif method == "mwt":
         num_classes = data.get_info(runs[method].dataset).num_classes
         value["composed_accuracy"] = _composed_all(work, num_classes, data_dir)

@@ -61,8 +61,7 @@ def refresh(md: pathlib.Path) -> list[str]:
     name = next((t for t in known if rest.startswith(t + "_")), None)  # mwt_reuse before mwt
     if name is None:
         raise ValueError(
-            f"{md.name}: expected reproduce_<table>_<scale>.md with a table in "
-            f"{sorted(known)}"
+            f"{md.name}: expected reproduce_<table>_<scale>.md with a table in {sorted(known)}"
         )
     csv_path = md.with_suffix(".csv")
     if not csv_path.is_file():
