@@ -2,9 +2,8 @@
 stopped by SIGTERM mid-training and resumed from its checkpoint, the table rebuilt by --collect,
 the sbatch script a Slurm submission writes, and the flag checks.
 
-One seed each: `--submit debug` (the job in this process, ~15 s on 2 busy cores) in the suite,
-and `--submit local` (LocalExecutor: a process per job, SIGTERM, requeued by submitit, ~35 s)
-with MODJAX_SUBMIT_LOCAL=1.
+One seed each: `--submit debug` (the job in this process, ~15 s on 2 busy cores) and `--submit
+local` (LocalExecutor: a process per job, SIGTERM, requeued by submitit, ~35 s).
 """
 
 import csv
@@ -126,11 +125,7 @@ class PreemptOnceJob(seed_job.SeedJob):
         return super().__call__()
 
 
-@pytest.mark.skipif(
-    os.environ.get("MODJAX_SUBMIT_LOCAL") != "1",
-    reason="LocalExecutor sweep (~35 s on 2 busy cores, beyond the suite's budget): "
-    "set MODJAX_SUBMIT_LOCAL=1",
-)
+@pytest.mark.slow
 def test_local_jobs_requeue_after_sigterm_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(seed_job, "SeedJob", PreemptOnceJob)
     monkeypatch.setattr(submit, "POLL_S", {**submit.POLL_S, "local": 0.2})
