@@ -13,8 +13,9 @@ JAX returns dicts with sorted keys from `jit`/`eval_shape`, so take the forward 
 `tracked_layers`, `masked_layers` and `mask_points` rather than from a jitted output.
 
 `masks` takes external per-layer keep-masks `{name: [C] or [B, C]}` keyed by any name in
-`mask_points(...)`: a conv/dense layer (applied after BN, before ReLU and any residual add) or a
-ResNet block output `layer{s}.{b}` (applied after the post-add ReLU).
+`mask_points(...)`: a conv/dense layer (applied after BN, before ReLU and any residual add), a
+ResNet block output `layer{s}.{b}` (applied after the post-add ReLU), or a ViT block's heads
+`block{i}.attn` and MLP neurons `block{i}.mlp` (acts `[B, units]`, token-averaged; see `ViT`).
 """
 
 import dataclasses
@@ -47,6 +48,7 @@ from modjax.models.size import (
     trace,
 )
 from modjax.models.vgg import VGG, VGG16, VGG16_MODA
+from modjax.models.vit import ViT
 
 _CONSTRUCTORS = {
     "mlp": MLP,
@@ -69,6 +71,10 @@ _CONSTRUCTORS = {
         f"resnet{d}_nobn": functools.partial(ResNetCIFAR, depth=d, batch_norm=False)
         for d in sorted({20, 32, 56, *DEEPARC_DEPTHS})
     },
+    # Vision Transformers (units: heads and MLP neurons): `vit` takes `size=`; `vit_{size}` fixes it.
+    "vit": ViT,
+    "vit_tiny": functools.partial(ViT, size="tiny"),
+    "vit_small": functools.partial(ViT, size="small"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CONSTRUCTORS)
 """Names accepted by `get_model`."""
@@ -106,7 +112,8 @@ def get_model(
             `vgg16_moda` (variant (b)), `resnet18`, `mobilenet`, and the CIFAR ResNet-v1
             `resnet_cifar` (option `depth`) with its fixed depths `resnet14`, `resnet20`,
             `resnet32`, `resnet44`, `resnet56`, `resnet86`, `resnet110`, `resnet152`,
-            and without BatchNorm `resnet{depth}_nobn` at the same depths.
+            and without BatchNorm `resnet{depth}_nobn` at the same depths; the Vision
+            Transformer `vit` (option `size`) with its fixed sizes `vit_tiny` and `vit_small`.
         num_classes: output units N.
         width: channel/unit multiplier: every conv width and hidden FC width c becomes
             `max(1, round(c * width))`; 1.0 is the paper architecture (for `mlp`, the hidden size).
@@ -114,7 +121,8 @@ def get_model(
             gets a mask generator, returned in acts as `f"{conv}/mask"`; for `mlp`, every hidden
             dense layer gets a neuron-level generator (`f"dense_{i}/mask"`, see `MLP`); the CIFAR
             ResNet-v1 models (`resnet_cifar`, `resnet{depth}`, `resnet{depth}_nobn`) mask each
-            block's conv1, conv2 and projection shortcut (see `ResNetCIFAR`).
+            block's conv1, conv2 and projection shortcut (see `ResNetCIFAR`); the ViTs mask
+            every block's heads and MLP neurons (see `ViT`).
         **model_kwargs: model-specific options: `mlp`: `depth` (4), `hidden` (49); `simcnn`,
             `rescnn`: `dropout_rate` (0.5), `batch_norm` (None = follow `mask_generators`);
             `lenet5`: `batch_norm`; `vgg16`: `dropout_rate`; `mobilenet`: `mask_depthwise` (True);
@@ -122,13 +130,18 @@ def get_model(
             stage, overriding the depth), `zero_init_residual` (None = `not batch_norm`:
             Fixup-style init, each block's conv2 starts at zero and its conv1 at He init times
             blocks^(-1/2); on for the `_nobn` models); `resnet_cifar` also
-            `depth` (20).
+            `depth` (20); `vit`, `vit_tiny`, `vit_small`: `patch_size` (4), `image_size`
+            (None: from the input), `pool` ("cls" or "mean"), `depth`, `num_heads`
+            (overrides of the size's 12 blocks and heads) and for `vit` also `size` ("tiny"),
+            with D and the MLP width scaled by `width` and the head count kept (`ViT`).
             Pruned (narrower) instances, as built by `modjax.prune`: every model takes
             `channels={layer: int}` (per-layer output widths; unlisted layers keep their
             width-derived size); `resnet18`, the CIFAR ResNet-v1 models and `rescnn` also take
             `residual={add: (branch_src, shortcut_src)}` and `mobilenet` takes
             `dw_inputs={"block{i}.dw": src}`, static index wiring (tuples of source channels,
-            -1 = zero) documented on the model classes.
+            -1 = zero) documented on the model classes. For the ViTs `channels` sets
+            per-block head counts and MLP widths (`{"block{i}.attn": heads, "block{i}.mlp":
+            neurons}`, built by `modjax.modular.prune_vit`).
 
     Returns:
         An unbound Flax module whose `__call__(x, *, train=False, masks=None)` returns
@@ -177,9 +190,12 @@ def get_model(
             model_kwargs[key] = _freeze_pruned_option(key, model_kwargs[key])
     if name == "mlp":
         check_mlp(depth=model_kwargs.get("depth", 4), hidden=model_kwargs.get("hidden", 49))
-    return _CONSTRUCTORS[name](
+    model = _CONSTRUCTORS[name](
         num_classes=num_classes, width=width, mask_generators=mask_generators, **model_kwargs
     )
+    if isinstance(model, ViT):
+        model.dims()  # validates size, patch grid, pooling and heads against the width
+    return model
 
 
 def _index_tuple(key: str, site: str, value) -> tuple[int, ...]:
@@ -321,6 +337,7 @@ __all__ = [
     "VGG",
     "VGG16",
     "VGG16_MODA",
+    "ViT",
     "ConvUnit",
     "LeNet5",
     "MaskGenerator",

@@ -324,9 +324,14 @@ class Recorder:
         self._wired.add(name)
         return self.index.get(name)
 
-    def keep(self, name: str, y: jax.Array) -> jax.Array:
-        """Registers mask point `name` (channels = last axis of `y`) and applies its keep-mask."""
-        channels = y.shape[-1]
+    def keep(self, name: str, y: jax.Array, *, axis: int = -1) -> jax.Array:
+        """Registers mask point `name` and applies its keep-mask.
+
+        The channels are axis `axis` of `y` (default the last; a ViT's heads are axis 2 of
+        `[B, T, heads, head_dim]`); a `[B, C]` mask broadcasts over every other axis but the batch.
+        """
+        axis = axis % y.ndim
+        channels = y.shape[axis]
         self.points[name] = channels
         if name not in self.masks:
             return y
@@ -340,9 +345,11 @@ class Recorder:
                 f"masks[{name!r}] has shape {tuple(mask.shape)}; {self.model} layer {name!r} has "
                 f"{channels} channels, so expected ({channels},) or ({batch}, {channels})"
             )
-        if mask.ndim == 2 and y.ndim == 4:
-            mask = mask[:, None, None, :]
-        return y * mask.astype(y.dtype)
+        shape = [1] * y.ndim
+        shape[axis] = channels
+        if mask.ndim == 2:
+            shape[0] = mask.shape[0]
+        return y * mask.reshape(shape).astype(y.dtype)
 
     def act(self, name: str, a: jax.Array) -> jax.Array:
         """Stores the post-ReLU activation of layer `name` and returns it."""

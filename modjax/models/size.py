@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from modjax.models.attention import DotProductAttention
 from modjax.models.layers import MASK_SUFFIX, MaskGenerator
 from modjax.typing import Params
 
@@ -22,6 +23,8 @@ class Trace(NamedTuple):
     points: dict[str, int]  # forward order
     # Every nn.Conv / nn.Dense: module path -> (output shape, kernel shape, inside a generator?)
     layers: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[int, ...], bool]]
+    # Every self-attention core (ViT): module path -> output shape [1, T, heads, head_dim]
+    attention: dict[tuple[str, ...], tuple[int, ...]]
 
 
 def _in_generator(module: nn.Module) -> bool:
@@ -65,7 +68,10 @@ def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
     except TypeError:  # an unhashable model attribute: trace without the cache
         found = _trace(model, shape)
     return found._replace(
-        acts=dict(found.acts), points=dict(found.points), layers=dict(found.layers)
+        acts=dict(found.acts),
+        points=dict(found.points),
+        layers=dict(found.layers),
+        attention=dict(found.attention),
     )
 
 
@@ -80,6 +86,8 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> Trace:
     generator_paths: set[tuple[str, ...]] = set()
 
     def capture(module: nn.Module, method_name: str) -> bool:
+        if method_name == "__call__" and isinstance(module, DotProductAttention):
+            return True
         if method_name != "__call__" or not isinstance(module, nn.Conv | nn.Dense):
             return False
         if _in_generator(module):
@@ -104,14 +112,17 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> Trace:
     points = intermediates.pop("mask_points", {})
     points = {n: p.shape[1] for n, p in sorted(points.items(), key=lambda item: item[1].shape[0])}
     params = traverse_util.flatten_dict(variables["params"])
-    found = {}
+    found, attention = {}, {}
     for path, outs in traverse_util.flatten_dict(intermediates).items():
         if "mask_points" in path:  # a wrapped model's (e.g. a task head's backbone) own points
             continue
         module = path[:-1]
+        if (*module, "kernel") not in params:  # a parameterless attention core
+            attention[module] = tuple(outs[0].shape)
+            continue
         kernel = tuple(params[(*module, "kernel")].shape)
         found[module] = (tuple(outs[0].shape), kernel, module in generator_paths)
-    return Trace(variables, order["acts"], points, found)
+    return Trace(variables, order["acts"], points, found, attention)
 
 
 def _macs(found: Trace, part: str) -> int:
@@ -121,6 +132,9 @@ def _macs(found: Trace, part: str) -> int:
     for out, kernel, in_generator in found.layers.values():
         if part == "all" or in_generator == (part == "generators"):
             total += math.prod(out[1:-1]) * math.prod(kernel)
+    if part != "generators":
+        # Self-attention, output [1, T, H, d]: QKᵀ and AV each take T·T·H·d MACs (T keys).
+        total += sum(2 * out[1] * math.prod(out[1:]) for out in found.attention.values())
     return total
 
 
@@ -154,8 +168,11 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], *, part: str = "bac
     """Multiply-accumulates of the conv and dense layers for one example, bias excluded.
 
     Each `nn.Conv`/`nn.Dense` contributes prod(output spatial dims) × prod(kernel shape), which
-    counts depthwise convs correctly. This is the fvcore conv/matmul convention that reproduces
-    CNNSplitter's logged FLOPs (METHODS §10.9); BN, pooling and adds are not counted.
+    counts depthwise convs correctly (and a dense layer on `[T, D]` tokens as T·D_in·D_out).
+    This is the fvcore conv/matmul convention that reproduces CNNSplitter's logged FLOPs
+    (METHODS §10.9); BN, LayerNorm, pooling, softmax and adds are not counted. A ViT's
+    self-attention core (`models.attention.DotProductAttention`, output `[T, H, d]`) adds its
+    two matmuls, QKᵀ and AV: 2·T²·H·d (fvcore counts them as matmuls too).
 
     Args:
         model: a modjax model (any width).

@@ -10,10 +10,11 @@ Pipeline (METHODS §4.5–4.7, §5.4–5.7)::
 
 Files, one step each: `module` (the value, union, checks), `masked` (masked form and the
 architecture rules), `counting` (one jitted counting pass), `extract` (thresholds and
-fallbacks), `prune` (pruned form), `compose` (its values in `_composed`, its runs over data,
-calibration and accuracy, in `_compose_data`), `finetune` (MwT task head), `replace` (MODA
-adapter, CNNSplitter patch), `portable` (kept-unit values: modules that travel), `io` (module directories in the shared
-format), `family` (what the module layer needs: methods, scorers of saved modules).
+fallbacks), `prune` (pruned form; `prune_vit` for a ViT's heads and MLP neurons), `compose`
+(its values in `_composed`, its runs over data, calibration and accuracy, in `_compose_data`),
+`finetune` (MwT task head), `replace` (MODA adapter, CNNSplitter patch), `portable` (kept-unit
+values: modules that travel), `io` (module directories in the shared format), `family` (what
+the module layer needs: methods, scorers of saved modules).
 """
 
 from modjax.modular import (
@@ -25,6 +26,7 @@ from modjax.modular import (
     module,
     portable,
     prune,
+    prune_vit,
     replace,
 )
 from modjax.modular.counting import Counts, class_frequencies, make_count_step
@@ -75,6 +77,7 @@ __all__ = [
     "module_for_class",
     "portable",
     "prune",
+    "prune_vit",
     "replace",
     "union",
     "without_generators",

@@ -140,6 +140,11 @@ def _plan(
 ):
     check_method(method)
     kwargs = _parent_kwargs(model_name, model_kwargs)
+    if isinstance(models.get_model(model_name, **kwargs), models.ViT):
+        raise ValueError(
+            f"model_name={model_name!r} is a ViT: prune its heads and MLP neurons with "
+            "modjax.modular.prune_vit"
+        )
     found = _parent_trace(model_name, kwargs, _default_shape(model_name, input_shape))
     points = dict(found.points)
     plan = _Plan(model_name, points, _check_keep(keep, points, model_name))

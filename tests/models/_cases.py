@@ -24,7 +24,9 @@ CNNS = (
     "resnet20_nobn",  # ... and on the conv output (no BN anywhere)
 )
 CASES = [("mlp", False), ("mlp", True)] + [(name, mg) for name in CNNS for mg in (False, True)]
+CASES += [("vit_tiny", False), ("vit_tiny", True)]  # units: heads and MLP neurons
 TANH1 = math.tanh(1.0)
+OPTIONS = {"vit_tiny": {"depth": 2}}  # model options of the cases (2 blocks are enough here)
 
 
 def c(n: int) -> int:
@@ -36,6 +38,12 @@ def c(n: int) -> int:
 
 
 def _tracked(name: str) -> list[tuple[str, tuple[int, ...]]]:
+    if name == "vit_tiny":  # OPTIONS' 2 blocks; 3 heads kept at every width, MLP 768 scaled
+        return [
+            (f"block{i}.{u}", (3,) if u == "attn" else (c(768),))
+            for i in range(2)
+            for u in ("attn", "mlp")
+        ]
     if name == "mlp":
         return [(f"dense_{i}", (c(49),)) for i in range(4)]
     if name == "lenet5":
@@ -96,7 +104,7 @@ def _masked(name: str) -> list[str]:
         return out
     if name == "mobilenet":
         return [n for n, _ in _tracked(name) if n != "stem"]
-    if name == "mlp":  # neuron-level masks on every hidden layer (no unmasked first layer)
+    if name in ("mlp", "vit_tiny"):  # neuron/head masks on every unit layer (none unmasked)
         return [n for n, _ in _tracked(name)]
     return [n for n, _ in _tracked(name) if n.startswith("conv_") and n != "conv_0"]
 
@@ -133,11 +141,14 @@ REAL = [
     ("mobilenet", True),
     ("resnet20", True),
     ("resnet20_nobn", True),
+    ("vit_tiny", True),
 ]
 
 
 def _model(name: str, mg: bool):
-    return models.get_model(name, num_classes=N, width=W, mask_generators=mg)
+    return models.get_model(
+        name, num_classes=N, width=W, mask_generators=mg, **OPTIONS.get(name, {})
+    )
 
 
 def _input() -> jax.Array:

@@ -51,6 +51,8 @@ def test_all_ones_masks_reproduce_the_model(name, mg):
         ("mobilenet", True, "block3.dw"),
         ("resnet20", True, "layer2.1.conv1"),
         ("resnet20_nobn", True, "layer3.0"),
+        ("vit_tiny", True, "block1.attn"),  # a head
+        ("vit_tiny", True, "block0.mlp"),  # an MLP neuron
     ],
 )
 def test_zero_mask_switches_a_channel_off(name, mg, layer):
