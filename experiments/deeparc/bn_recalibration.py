@@ -9,8 +9,9 @@ images, their PGD images, the test subset and its PGD images: `pipeline.error_im
 seeds as `modjax repair`), recomputes the statistics of the BN layers of the blocks the repair
 trained (every block for a full retraining) on the benign repair images
 (`repair.recalibrate_bn`, no weight changes; the other blocks keep theirs), and reports the four
-accuracies before and after that. For a repair made with `--bn train` the result is exactly
-what `--bn recalibrate` (the default now) gives. Writes `<workdir>/repair_recalibrated.json`.
+accuracies before and after that. For a repair made without recalibration, the result is
+exactly what the same repair with `--recalibrate` (the default now) gives. Writes
+`<workdir>/repair_recalibrated.json` (merged into an existing one; `--only` limits the repairs).
 
 (An earlier version of this script recomputed *every* BN layer on 2,560 clean training images;
 its numbers are in `benchmarks/results/deeparc_r56_cpu/bn_recalibration.json`.)
@@ -44,16 +45,20 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", required=True, help="the DeepArc workdir (train/, analysis*/)")
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=0, help="the repairs' seed (default: 0)")
+    p.add_argument("--only", nargs="+", help="analysis folder names to measure (default: all)")
     args = p.parse_args(argv)
     work = pathlib.Path(args.workdir)
     restored = training.load_run(work / "train", args.data_dir)
     model, parent, pre = restored.model, restored.variables, restored.preprocess
     repairs = sorted(work.glob("analysis*/repair.json"))
+    if args.only:
+        repairs = [r for r in repairs if r.parent.name in args.only]
     if not repairs:
         raise FileNotFoundError(f"no analysis*/repair.json under {work}")
     keys_of = [param_key(*pos) for pos in block_positions(model)]
     cache: dict[tuple, tuple] = {}
-    out = {}
+    target = work / "repair_recalibrated.json"
+    out = json.loads(target.read_text()) if target.is_file() else {}
     for path in repairs:
         rep = json.loads(path.read_text())
         net_dir = next((path.parent / n for n in ("network", "repair_network")
@@ -94,6 +99,7 @@ def main(argv=None) -> int:
 
         out[path.parent.name] = {
             "bn": rep.get("bn", "frozen"),
+            "recalibrated_by_repair": rep.get("bn_recalibrated", False),
             "learning_rate": rep["learning_rate"],
             "trained_share": rep["trained_share"],
             "mse_weight": rep.get("mse_weight", 0.5),
@@ -103,8 +109,8 @@ def main(argv=None) -> int:
             "recalibrated": accuracies(recal),
         }
         print(path.parent.name, json.dumps(out[path.parent.name]["recalibrated"]), flush=True)
-    atomic.write_json(work / "repair_recalibrated.json", out)
-    print(f"wrote {work / 'repair_recalibrated.json'}")
+    atomic.write_json(target, out)
+    print(f"wrote {target}")
     return 0
 
 

@@ -200,12 +200,18 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--bn",
         choices=BN_MODES,
-        default="recalibrate",
-        help="the retrained blocks' BatchNorm: train = training mode during the repair (running "
-        "statistics follow the mixed batches, as Keras does); recalibrate = train, then their "
-        "statistics recomputed on the benign repair images, so clean inputs get clean "
-        "statistics; frozen = inference mode everywhere (before issue 20's fix). Other blocks "
-        "always keep theirs (default: %(default)s)",
+        default="frozen",
+        help="the retrained blocks' BatchNorm during the repair: frozen = inference mode with "
+        "the old statistics; train = training mode, statistics following the mixed batches "
+        "(as Keras does). Other blocks always keep theirs (default: %(default)s)",
+    )
+    add_bool_flag(
+        p,
+        "recalibrate",
+        default=True,
+        help="after the repair, recompute the retrained blocks' BN statistics on the benign "
+        "repair images, so clean inputs are normalized with statistics of the new weights "
+        "(default: on)",
     )
 
 
@@ -295,6 +301,7 @@ def repair(args) -> int:
         train_all=args.train_all,
         mse_weight=args.mse_weight,
         bn=args.bn,
+        recalibrate=args.recalibrate,
     )
     print(f"selected blocks {result['selected']}, trained share {result['trained_share']:.3f}")
     for k in result["before"]:

@@ -16,7 +16,7 @@ from modjax.models.resnet_cifar import KERAS_BN_MOMENTUM
 from modjax.objectives import cross_entropy
 
 TRAIN, FREEZE = "train", "freeze"
-BN_MODES = ("recalibrate", "train", "frozen")  # how repair treats BatchNorm (`run_repair`)
+BN_MODES = ("frozen", "train")  # the trained blocks' BatchNorm during a repair (`run_repair`)
 
 
 def make_pgd(
@@ -333,10 +333,10 @@ def recalibrate_bn(
     """
     if len(images) < batch_size:
         raise ValueError(f"{len(images)} images are fewer than one batch of {batch_size}")
-    keys = tuple(keys)
     stats = variables.get("batch_stats", {})
     if not any(k in stats for k in keys):
         raise ValueError(f"no BatchNorm statistics under {list(keys)} to recalibrate")
+    keys = tuple(k for k in keys if k in stats)  # e.g. the head has none
     zeroed = {
         **variables,
         "batch_stats": {
@@ -353,7 +353,7 @@ def recalibrate_bn(
         jax.device_get(batch_stats(images[i : i + batch_size]))
         for i in range(0, len(images) - batch_size + 1, batch_size)
     ]
-    pooled = {k: _pool([b[k] for b in per_batch]) for k in keys if k in stats}
+    pooled = {k: _pool([b[k] for b in per_batch]) for k in keys}
     return {**variables, "batch_stats": {**stats, **pooled}}
 
 

@@ -371,13 +371,14 @@ def repair(
     network_dir: str | os.PathLike | None = None,
     train_all: bool = False,
     mse_weight: float = 0.5,
-    bn: str = "recalibrate",
+    bn: str = "frozen",
+    recalibrate: bool = True,
 ) -> dict[str, Any]:
     """DeepArc repair with PGD error images (METHODS §8.5).
 
     `train_all` gives the full-retraining baseline (every parameter trained on the same data
     with the same loss); `mse_weight` weighs the activation term against CE (DeepArc: 0.5).
-    `bn` is what happens to the trained blocks' BatchNorm layers (`pipeline.run_repair`).
+    `bn` and `recalibrate`: the trained blocks' BatchNorm (`pipeline.run_repair`).
 
     Writes `repair.json/csv/png`, and the repaired network (the selected blocks retrained, every
     other weight the parent's) as a module directory at `network_dir` (default `out/network`);
@@ -405,6 +406,7 @@ def repair(
         train_all=train_all,
         mse_weight=mse_weight,
         bn=bn,
+        recalibrate=recalibrate,
     )
     result = {
         "attack": f"L-inf PGD, eps={eps}/255, {steps} steps, random start",
@@ -415,6 +417,7 @@ def repair(
         "train_all": train_all,
         "mse_weight": mse_weight,
         "bn": bn,
+        "bn_recalibrated": recalibrate,
         "scores": res.scores,
         "top_k": top_k,
         "max_share": max_share,

@@ -210,14 +210,24 @@ def test_run_repair_bn_modes(tiny):
         attacks=({"eps": 8.0, "step_size": 4.0, "steps": 2},), top_k=1, epochs=1,
         learning_rate=0.01, batch_size=8,
     )  # fmt: skip
-    runs = {bn: pipeline.run_repair(model, variables, images, labels, bn=bn, **kwargs)
-            for bn in ("frozen", "train", "recalibrate")}  # fmt: skip
-    key = f"layer{1 + runs['train'].selected[0] // 2}_{runs['train'].selected[0] % 2}"
-    stats = {bn: r.variables["batch_stats"][key] for bn, r in runs.items()}
-    chex.assert_trees_all_equal(stats["frozen"], variables["batch_stats"][key])
-    assert not chex_equal(stats["train"], variables["batch_stats"][key])
-    assert not chex_equal(stats["recalibrate"], stats["train"])
-    # The same training: the weights agree, only the statistics differ.
-    chex.assert_trees_all_equal(runs["train"].variables["params"], runs["recalibrate"].variables["params"])  # fmt: skip
-    with pytest.raises(ValueError, match=r"bn='keras' must be one of \('recalibrate'"):
+    runs = {
+        (bn, recal): pipeline.run_repair(
+            model, variables, images, labels, bn=bn, recalibrate=recal, **kwargs
+        )
+        for bn in ("frozen", "train")
+        for recal in (False, True)
+    }
+    selected = runs["frozen", False].selected[0]
+    key = f"layer{1 + selected // 2}_{selected % 2}"
+    stats = {k: r.variables["batch_stats"][key] for k, r in runs.items()}
+    old = variables["batch_stats"][key]
+    chex.assert_trees_all_equal(stats["frozen", False], old)  # inference mode: untouched
+    assert not chex_equal(stats["train", False], old)  # training mode: the batches move them
+    # Recalibration replaces them with the benign images' statistics under the new weights.
+    for bn in ("frozen", "train"):
+        assert not chex_equal(stats[bn, True], stats[bn, False])
+        want = repair.recalibrate_bn(model, runs[bn, False].variables, images, _pre, [key], batch_size=8)  # fmt: skip
+        chex.assert_trees_all_close(runs[bn, True].variables["batch_stats"], want["batch_stats"], rtol=1e-5, atol=1e-6)  # fmt: skip
+        chex.assert_trees_all_equal(runs[bn, True].variables["params"], runs[bn, False].variables["params"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"bn='keras' must be one of \('frozen', 'train'\)"):
         pipeline.run_repair(model, variables, images, labels, bn="keras", **kwargs)
