@@ -10,7 +10,7 @@ import json
 import pathlib
 import shutil
 
-from modjax.modules import atomic
+from modjax.runs import results
 
 PUBLISHED = {0: 93.72, 1: 93.72, 2: 93.44, 3: 92.59, 4: 91.35}  # METHODS §13.6 (ResNet-110)
 
@@ -215,7 +215,7 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
         ),
         "",
     ]
-    atomic.write_text(path, "\n".join(lines))
+    results.write_markdown(path, "\n".join(lines))  # keeps a hand-written `## Reading`
     for name in ("cka.csv", "cka.png"):  # the heatmap and its table beside the results file
         src = workdir / "analysis" / name
         if src.is_file():

@@ -110,7 +110,13 @@ def add_commands(sub) -> None:
         default=5,
         help="random subsets per size (default: %(default)s, as DeepArc)",
     )
-    p.add_argument("--examples", type=int_at_least(1), help="test images used (default: all)")
+    p.add_argument(
+        "--examples",
+        type=int_at_least(1),
+        help="test images the table reports on, and at most as many selection images: the "
+        "search picks its subsets on the run's --validation-split, else on training images, "
+        "never on the test set (default: all)",
+    )
     p.add_argument(
         "--finetune-epochs",
         type=int_at_least(0),
