@@ -206,10 +206,11 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--bn",
         choices=BN_MODES,
-        default="frozen",
-        help="the retrained blocks' BatchNorm during the repair: frozen = inference mode with "
-        "the old statistics; train = training mode, statistics following the mixed batches "
-        "(as Keras does). Other blocks always keep theirs (default: %(default)s)",
+        default="train",
+        help="the retrained blocks' BatchNorm during the repair: train = training mode, "
+        "statistics following the mixed batches (as Keras does); frozen = inference mode with "
+        "the old statistics, whose mismatch with the new weights costs clean accuracy. Other "
+        "blocks always keep theirs (default: %(default)s)",
     )
     add_bool_flag(
         p,

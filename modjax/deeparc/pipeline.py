@@ -218,7 +218,7 @@ def run_repair(
     seed: int = 0,
     train_all: bool = False,
     mse_weight: float = 0.5,
-    bn: str = "frozen",
+    bn: str = "train",
     recalibrate: bool = True,
 ) -> RepairResult:
     """DeepArc repair (METHODS §8.5) with PGD error images; returns scores, share and accuracies.
@@ -233,13 +233,15 @@ def run_repair(
     `mse_weight` weighs the activation term (0.5 in DeepArc; the CE weight is 1 - mse_weight).
     BatchNorm of the trained blocks (every block with `train_all`; the other blocks' BN layers
     always keep their statistics). `bn` (`repair.BN_MODES`) is its mode during the repair:
-    `"frozen"` (default) runs it in inference mode with the old statistics; `"train"` runs it
-    in training mode, its running statistics following the mixed batches, as Keras trains a
-    trainable BN layer (DeepArc's framework). `recalibrate` (default) then recomputes those
-    statistics on the benign repair images (`repair.recalibrate_bn`). Without it a repair
-    retrains convolutions under statistics of other weights (or of the mixed set), which is
-    what cost DeepArc's repair here its clean accuracy (issue 20: ResNet-56, lr 1e-3, 69.0%
-    frozen and 63.6% train, 81.2% frozen + recalibrated; parent 82.7%).
+    `"train"` (default) runs it in training mode, its running statistics following the mixed
+    batches, as Keras trains a trainable BN layer (DeepArc's framework); `"frozen"` runs it in
+    inference mode with the old statistics. `recalibrate` (default) then recomputes those
+    statistics on the benign repair images (`repair.recalibrate_bn`), so clean inputs are
+    normalized with clean statistics of the new weights. Measured on a ResNet-56 (issue 20,
+    `benchmarks/results/deeparc_r56_cpu.md`): with frozen statistics the retrained blocks
+    drift out of their normalization, which costs clean accuracy and, at lr <= 1e-3, is all
+    the "repair" there is (recalibrated, the error images are back to 0%); training mode
+    with recalibration repairs for real.
 
     Raises:
         ValueError: a model without residual blocks, `top_k` outside 1..blocks, a `max_share`

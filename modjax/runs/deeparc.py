@@ -371,7 +371,7 @@ def repair(
     network_dir: str | os.PathLike | None = None,
     train_all: bool = False,
     mse_weight: float = 0.5,
-    bn: str = "frozen",
+    bn: str = "train",
     recalibrate: bool = True,
 ) -> dict[str, Any]:
     """DeepArc repair with PGD error images (METHODS §8.5).
