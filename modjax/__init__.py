@@ -24,7 +24,7 @@ from modjax import (
     train,
 )
 from modjax.models import get_model
-from modjax.objectives import combine, moda_objective, mwt_objective
+from modjax.objectives import combine, moda_objective, mwt_objective, nemo_objective
 from modjax.train import TrainState, make_eval_step, make_optimizer, make_train_step
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "models",
     "modular",
     "mwt_objective",
+    "nemo_objective",
     "objectives",
     "parallel",
     "train",

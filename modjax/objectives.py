@@ -1,4 +1,4 @@
-"""Training objectives as pure functions of `(logits, acts, labels)`: CE, MwT and MODA terms."""
+"""Training objectives as pure functions of `(logits, acts, labels)`: CE, MwT, MODA and NeMo terms."""
 
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from modjax import _contrastive
 from modjax._objective_inputs import check_batch, check_label_values, check_labels
 from modjax._pairs import (  # noqa: F401 (API)
     PairStats,
@@ -217,6 +218,68 @@ def kernel_rate(masks: Layers, *, where: jax.Array | None = None) -> tuple[jax.A
     return jax.lax.stop_gradient(rate), mean
 
 
+def contrastive(
+    masks: Layers,
+    labels: jax.Array,
+    *,
+    temperature: float = 0.2,
+    form: str = "parity",
+    first_layer_ones: bool = True,
+    where: jax.Array | None = None,
+) -> jax.Array:
+    """NeMo's contrastive loss L_con = mean_l mean_i ℓ_i^l over mask-generator outputs.
+
+    Per layer, v_i = normalize(m_i), s_ij = v_i·v_j, P_ij = 1[y_i = y_j] (j = i included):
+
+    - `form="parity"` (NeMo's code, the default): pos_i = Σ_j exp(P_ij·s_ij/τ) and
+      neg_i = Σ_j exp((1 − P_ij)·s_ij/τ) over all j, so every negative adds 1 to pos_i and every
+      positive (i itself included) adds 1 to neg_i; every row is an anchor.
+    - `form="supcon"`: pos_i = Σ_{j≠i, y_j=y_i} exp(s_ij/τ), neg_i = Σ_{y_j≠y_i} exp(s_ij/τ)
+      (the log-of-sums form, NeMo's ratio with the masking artifacts removed); anchors are the
+      rows with at least one positive in the batch.
+
+    ℓ_i = −log((pos_i + 1e-8)/(pos_i + neg_i + 1e-8)), averaged over anchors, then over layers
+    (unweighted, every selected layer counts, as NeMo's `mean_list`).
+
+    Edge cases (the spec is silent; modjax's choices): parity is defined on every batch with a
+    valid row (a singleton class gives pos_i = exp(s_ii/τ) + B − 1; a one-class batch gives
+    neg_i = B). supcon: a row of a class alone in the batch has no positive and is left out of
+    the mean (SupCon's convention; with NeMo's eps it would add ≈ 18.4 + log neg_i); if no row
+    has a positive the term is 0 with zero gradient. A one-class batch has neg_i = 0, so ℓ_i = 0
+    exactly (defined, zero gradient).
+
+    Args:
+        masks: list or dict of `[batch, C_l]` mask-generator outputs in forward order.
+        labels: `[batch]` int class ids.
+        temperature: τ_c > 0 (NeMo: 0.2).
+        form: `"parity"` or `"supcon"`.
+        first_layer_ones: replace the first layer's masks by ones inside the loss, as NeMo's CNN
+            trainer does (METHODS §6, quirk 11): that layer adds a constant (no gradient) and
+            still counts in the mean over layers. With a single layer (e.g. LeNet5's one masked
+            conv) nothing is replaced: the loss would be a constant, and NeMo trained no such
+            model (modjax's choice).
+        where: optional `[batch]` bool; rows with `False` are neither anchors nor in any sum.
+
+    Returns:
+        Scalar float32 (float64 for float64 masks).
+
+    Raises:
+        ValueError: an unknown `form`, `temperature` <= 0, or masks that are not `[batch, C]`.
+
+    References:
+        NeMo, arXiv 2508.11348; `XiaohanBi-Hub/NeMo, src/models/funcs.py` (`loss_func_contra`);
+        METHODS §6.
+    """
+    temperature = _contrastive.check_temperature(temperature)
+    form = _contrastive.check_form(form)
+    ms = _masks_2d(masks, labels.shape[0])
+    if first_layer_ones and len(ms) > 1:  # one layer is never replaced (a constant loss)
+        ms = [jnp.ones_like(ms[0]), *ms[1:]]
+    return _contrastive.contrastive_loss(
+        ms, labels, temperature=temperature, form=form, where=where
+    )[0]
+
+
 # ----------------------------------------------------------------------------- layer selection
 
 
@@ -334,6 +397,33 @@ def kernel_rate_term(*, layers: Sequence[str] | None = None) -> TermFn:
         del logits, labels
         rate, mean = kernel_rate(_select(acts, layers, masks=True), where=where)
         return rate, {"mask_mean": jax.lax.stop_gradient(mean)}
+
+    return term_fn
+
+
+def contrastive_term(
+    *,
+    num_classes: int,
+    temperature: float = 0.2,
+    form: str = "parity",
+    first_layer_ones: bool = True,
+    layers: Sequence[str] | None = None,
+) -> TermFn:
+    """`contrastive` over the `*/mask` entries of acts (all, in acts order, or `layers` in the
+    given order); logs `contrastive_defined` (0. only when no row is an anchor)."""
+    num_classes, layers = _check_num_classes(num_classes), _check_layers(layers)
+    temperature = _contrastive.check_temperature(temperature)
+    form = _contrastive.check_form(form)
+
+    def term_fn(logits, acts, labels, where):
+        check_labels(logits, labels, num_classes, where)
+        ms = _masks_2d(_select(acts, layers, masks=True), labels.shape[0])
+        if first_layer_ones and len(ms) > 1:  # as in `contrastive`
+            ms = [jnp.ones_like(ms[0]), *ms[1:]]
+        value, count = _contrastive.contrastive_loss(
+            ms, labels, temperature=temperature, form=form, where=where
+        )
+        return value, {"contrastive_defined": (count > 0).astype(jnp.float32)}
 
     return term_fn
 
@@ -478,4 +568,68 @@ def moda_objective(
         affinity=Term(affinity_term(num_classes=num_classes, layers=layers), affinity_weight),
         dispersion=Term(dispersion_term(num_classes=num_classes, layers=layers), dispersion_weight),
         compactness=Term(compactness_term(layers=layers), compactness_weight),
+    )
+
+
+def nemo_objective(
+    *,
+    num_classes: int,
+    contrastive_weight: float = 1.0,
+    temperature: float = 0.2,
+    form: str = "parity",
+    first_layer_ones: bool = True,
+    layers: Sequence[str] | None = None,
+) -> Objective:
+    """NeMo objective: CE + α·L_con, NeMo's contrastive loss on the mask-generator outputs.
+
+    loss = CE + α · mean_l mean_i −log((pos_i + 1e-8)/(pos_i + neg_i + 1e-8)) with pos_i, neg_i
+    as in `contrastive` (parity form by default, `form="supcon"` optional). The cosine matrix is
+    B×B per layer (the §11 shortcut does not apply to an exponentiated loss). MwT's cohesion,
+    coupling and kernel rate are logged with weight 0 (NeMo logs them too), on the raw masks.
+
+    Args:
+        num_classes: number of classes N (see `mwt_objective` on label checks).
+        contrastive_weight: α in NeMo (default 1.0, the low end of NeMo's CNN range 1.0–1.8 and
+            the most accurate point of its α sweep; its ViT-S runs use 0.06 or 0.15).
+        temperature: τ_c (default 0.2, NeMo's scripts; its argparse default 0.3 is unused).
+        form: `"parity"` (default) or `"supcon"`.
+        first_layer_ones: NeMo's CNN-trainer quirk (default on; see `contrastive`). NeMo's ViT
+            trainer has no such quirk (it masks no layer of block 0 instead).
+        layers: conv names or mask keys; None = every `*/mask` entry, in acts (forward) order.
+
+    Returns:
+        `objective(logits, acts, labels, *, where=None) -> (loss, terms)`, terms keys: `ce`,
+        `contrastive`, `contrastive_defined`, `cohesion`, `cohesion_defined`, `coupling`,
+        `coupling_defined`, `kernel_rate`, `mask_mean`.
+
+    Raises:
+        ValueError: bad weight, `num_classes`, `temperature` (<= 0) or `form` (at construction);
+            missing layers or no `*/mask` entries in acts (at trace time).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> objective = nemo_objective(num_classes=2, first_layer_ones=False)
+        >>> acts = {"conv_1/mask": jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])}
+        >>> loss, terms = objective(jnp.zeros((3, 2)), acts, jnp.array([0, 0, 1]))
+        >>> round(float(terms["contrastive"]), 4)
+        0.0133
+
+    References:
+        NeMo, arXiv 2508.11348; `XiaohanBi-Hub/NeMo, src/modular_trainer_contra.py`; METHODS §6.
+    """
+    return combine(
+        ce=Term(ce_term(num_classes=num_classes), 1.0),
+        contrastive=Term(
+            contrastive_term(
+                num_classes=num_classes,
+                temperature=temperature,
+                form=form,
+                first_layer_ones=first_layer_ones,
+                layers=layers,
+            ),
+            contrastive_weight,
+        ),
+        cohesion=Term(cohesion_term(num_classes=num_classes, layers=layers), 0.0),
+        coupling=Term(coupling_term(num_classes=num_classes, layers=layers), 0.0),
+        kernel_rate=Term(kernel_rate_term(layers=layers), 0.0),
     )

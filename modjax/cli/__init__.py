@@ -60,6 +60,11 @@ HELP = {
     "affinity_weight": "MODA alpha (default: 1.0)",
     "dispersion_weight": "MODA beta (default: 1.0)",
     "compactness_weight": "MODA gamma (default: 0.3)",
+    "nemo_weight": "NeMo alpha, the contrastive-loss weight (default: 0.15 for ViTs, else 1.0)",
+    "nemo_temperature": "NeMo contrastive temperature tau_c (default: 0.2)",
+    "nemo_form": "NeMo contrastive loss: parity (NeMo's code: the exponent is masked, so each "
+    "negative adds 1 to the positive sum and each positive 1 to the negative sum) or supcon "
+    "(true positives and negatives only) (default: parity)",
 }
 
 

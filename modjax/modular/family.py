@@ -1,4 +1,4 @@
-"""MwT and MODA as a family of the module layer: saved modules of one parent fuse into one
+"""MwT and MODA (and NeMo's training objective) as a family of the module layer: saved modules of one parent fuse into one
 scorer (the pruned network of their union, rebuilt from their kept-unit values alone).
 Registered through the `modjax.families` entry point."""
 
@@ -100,8 +100,11 @@ FAMILY = Family(
     name="modular",
     methods=METHODS,
     scorers=scorers,
-    summary="MwT (ICSE'24) and MODA: modules from modular training, pruned to smaller networks",
-    objectives=METHODS,
+    summary="MwT (ICSE'24) and MODA: modules from modular training, pruned to smaller networks; "
+    "NeMo: MwT's generators with a contrastive loss (training only, no modules yet)",
+    # NeMo (METHODS §6) trains with `objectives.nemo_objective` but has no module extraction
+    # yet: it is an objective, not a module method (`modjax modularize` refuses its runs).
+    objectives=(*METHODS, "nemo"),
     units=units,
     cut=("modularize",),
 )

@@ -35,7 +35,8 @@ class Family:
         scorers: `(loaded directories of this family) -> one Scorer per output group` (a family
             may fuse several modules of one parent into one scorer).
         summary: one line for `--help` and tables.
-        objectives: the methods that are training objectives (`modjax train --method`).
+        objectives: the methods that are training objectives (`modjax train --method`); one
+            whose modules cannot be cut yet (NeMo) is listed here but not in `methods`.
         cut: the `modjax` command (and fixed options) that cuts this family's modules from a
             training workdir given `--workdir RUN --out DIR`: its per-class `class_<c>` module
             directories, or one network directory `DIR/network`.

@@ -31,12 +31,45 @@ class Run:
     validation_data: tuple[np.ndarray, np.ndarray] | None = None
 
 
+GENERATOR_METHODS = ("mwt", "nemo")
+"""The methods whose models are built with mask generators (their objectives read the masks)."""
+
+NEMO_SETTINGS = {
+    "nemo_weight": "contrastive_weight",
+    "nemo_temperature": "temperature",
+    "nemo_form": "form",
+}
+"""NeMo's config fields and the `objectives.nemo_objective` arguments they set."""
+
+
+def uses_generators(method: str) -> bool:
+    """Whether `method` trains a model with MwT-style mask generators (MwT and NeMo)."""
+    return method in GENERATOR_METHODS
+
+
+def _nemo_kwargs(config: TrainConfig, settings: dict) -> dict:
+    """`nemo_objective` arguments: the given settings, then NeMo's per-architecture choices.
+
+    NeMo's CNN trainer replaces the first masked layer's masks by ones in the loss; its ViT
+    masks no layer of block 0 and has no such quirk (METHODS §6). modjax's ViTs have generators
+    in every block, so for them the loss reads blocks 1.. only (block 0's generators learn from
+    the cross-entropy alone) and α defaults to 0.15 (NeMo's ViT-S; CNNs: 1.0).
+    """
+    kwargs = {NEMO_SETTINGS[k]: v for k, v in settings.items()}
+    model = models.get_model(config.model, width=config.width)
+    if isinstance(model, models.ViT):
+        depth = model.dims().depth
+        layers = [f"block{i}.{unit}" for i in range(1, depth) for unit in ("attn", "mlp")]
+        kwargs = {"contrastive_weight": 0.15, "layers": layers, "first_layer_ones": False, **kwargs}
+    return kwargs
+
+
 def make_objective(config: TrainConfig, num_classes: int):
     """The objective of `config.method` with the paper defaults unless weights are given.
 
     Raises:
-        ValueError: a weight of another method's objective (e.g. `cohesion_weight` with
-            `method="standard"`), naming the weights and the method.
+        ValueError: a weight or setting of another method's objective (e.g. `cohesion_weight` or
+            `nemo_temperature` with `method="standard"`), naming them and the method.
     """
     weights = {
         k: getattr(config, k)
@@ -46,6 +79,7 @@ def make_objective(config: TrainConfig, num_classes: int):
             "affinity_weight",
             "dispersion_weight",
             "compactness_weight",
+            *NEMO_SETTINGS,
         )
         if getattr(config, k) is not None
     }
@@ -57,6 +91,9 @@ def make_objective(config: TrainConfig, num_classes: int):
     elif config.method == "moda":
         allowed = {"affinity_weight", "dispersion_weight", "compactness_weight"}
         factory = objectives.moda_objective
+    elif config.method == "nemo":
+        allowed = set(NEMO_SETTINGS)
+        factory = objectives.nemo_objective
     else:  # a registered objective (`config.methods()`) that modjax.objectives does not build
         raise ValueError(f"method={config.method!r} has no objective in modjax.objectives")
     stray = sorted(set(weights) - allowed)
@@ -65,6 +102,8 @@ def make_objective(config: TrainConfig, num_classes: int):
         raise ValueError(f"{stray} do not apply to method={config.method!r}; {use}")
     if factory is None:
         return objectives.standard
+    if config.method == "nemo":
+        weights = _nemo_kwargs(config, weights)
     return factory(num_classes=num_classes, **weights)
 
 
@@ -102,7 +141,7 @@ def build_run(config: TrainConfig) -> Run:
         config.model,
         num_classes=info.num_classes,
         width=config.width,
-        mask_generators=config.method == "mwt",
+        mask_generators=uses_generators(config.method),
         **model_kwargs,
     )
     models.trace(model, input_shape(config, info))  # every layer builds (e.g. width)

@@ -9,6 +9,7 @@ import sys
 import typing
 from typing import Any
 
+from modjax import _contrastive
 from modjax.modules import registry
 
 
@@ -69,6 +70,10 @@ class TrainConfig:
     affinity_weight: float | None = None
     dispersion_weight: float | None = None
     compactness_weight: float | None = None
+    # NeMo (`method="nemo"`): α, τ_c and the loss form; None = the defaults (`make_objective`).
+    nemo_weight: float | None = None
+    nemo_temperature: float | None = None
+    nemo_form: str | None = None
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -139,7 +144,7 @@ class TrainConfig:
                 f"{self.model!r} (a CIFAR ResNet's depth is in its name, e.g. resnet56)"
             )
         _check(ok, "depth", self.depth, expected)
-        for name in ("cohesion", "coupling", "affinity", "dispersion", "compactness"):
+        for name in ("cohesion", "coupling", "affinity", "dispersion", "compactness", "nemo"):
             value = getattr(self, f"{name}_weight")
             _check(
                 value is None or (math.isfinite(value) and value >= 0),
@@ -148,11 +153,26 @@ class TrainConfig:
                 "a finite number >= 0",
             )
 
+        _check(
+            self.nemo_temperature is None
+            or (math.isfinite(self.nemo_temperature) and self.nemo_temperature > 0),
+            "nemo_temperature",
+            self.nemo_temperature,
+            "a finite number > 0 (NeMo: 0.2) or None",
+        )
+        _check(
+            self.nemo_form in (None, *NEMO_FORMS),
+            "nemo_form",
+            self.nemo_form,
+            f"one of {NEMO_FORMS} or None",
+        )
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 SCHEDULES = ("cosine", "constant")
+NEMO_FORMS = _contrastive.FORMS
 BACKENDS = ("auto", "raw", "tfds")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from modjax import checkpoint, train
 from modjax.modules import identity, transform
 from modjax.runs import config as config_lib
-from modjax.runs.build import Run, build_run, make_preprocess
+from modjax.runs.build import Run, build_run, make_preprocess, uses_generators
 from modjax.runs.config import TrainConfig, load_json
 
 # Settings that may change when a run is resumed; any other difference is an error.
@@ -140,7 +140,7 @@ class RestoredRun:
             hash=identity.parent_hash(self.variables),
             num_classes=self.run.info.num_classes,
             width=config.width,
-            mask_generators=config.method == "mwt",
+            mask_generators=uses_generators(config.method),
             **kwargs,
         )
 

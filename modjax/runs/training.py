@@ -36,6 +36,7 @@ from modjax.runs.build import (  # noqa: F401 - re-exported: callers use trainin
     input_shape,
     make_objective,
     make_preprocess,
+    uses_generators,
 )
 from modjax.runs.config import TrainConfig
 from modjax.runs.restore import (  # noqa: F401 - re-exported: callers use training.<name>
@@ -183,7 +184,7 @@ def train_and_evaluate(
 
 
 def learning_rates(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], dict[str, float]]:
-    """`step -> {"learning_rate": lr}` (plus `mask_learning_rate` for MwT): the rates the
+    """`step -> {"learning_rate": lr}` (plus `mask_learning_rate` for MwT and NeMo): the rates the
     optimizer of `build_run` applies at step `step` (1-based), tabulated once on the host.
 
     It mirrors `train.make_optimizer`'s choice of schedule and evaluates the same
@@ -191,7 +192,7 @@ def learning_rates(config: TrainConfig, steps_per_epoch: int) -> Callable[[int],
     """
     total = steps_per_epoch * config.num_epochs
     peaks = {"learning_rate": config.learning_rate}
-    if config.method == "mwt":
+    if uses_generators(config.method):
         peaks["mask_learning_rate"] = config.mask_learning_rate or config.learning_rate
     if config.schedule == "constant":
         table = {k: np.full(total, v, np.float64) for k, v in peaks.items()}

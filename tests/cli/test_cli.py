@@ -93,12 +93,12 @@ def test_train_help_lists_exactly_standard_and_the_registered_objectives(capsys,
     # A family registered by another package shows up with no list to edit in modjax.
     installed = dict(registry.families())
     extra = registry.Family(
-        name="plugin", methods=("nemo",), scorers=lambda saved: [], objectives=("nemo",)
+        name="plugin", methods=("seam",), scorers=lambda saved: [], objectives=("seam",)
     )
     monkeypatch.setattr(registry, "families", lambda: {**installed, "plugin": extra})
     text = " ".join(_subparser("train").format_help().split())
     assert _listed_methods(text) == ("standard", *registry.objective_methods())
-    assert _listed_methods(text)[-1] == "nemo"
+    assert _listed_methods(text)[-1] == "seam"
 
 
 def test_boolean_flags_are_negatable_and_augment_keeps_three_states():
@@ -220,7 +220,7 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tm
             r"global_batch_size=60 must be a positive multiple of "
             r"the device count \(8\)",
         ),
-        (["--method", "nemo"], "method='nemo'"),
+        (["--method", "seam"], "method='seam'"),
         (["--dataset", "mnist", "--data-dir", "/nonexistent/modjax-data"], "/nonexistent"),
         (["--width", "0"], "width=0"),
     ],

@@ -70,11 +70,36 @@ def test_methods_are_standard_then_the_registered_objectives(monkeypatch):
     assert config_lib.methods() == ("standard", *registry.objective_methods())
     assert {"mwt", "moda"} <= set(config_lib.methods())
     assert config_lib.METHODS == config_lib.methods()  # the old name, computed on access
-    with pytest.raises(ValueError, match=r"method='nemo' is invalid: expected one of \('standard'"):
-        config_lib.TrainConfig(method="nemo")
+    with pytest.raises(ValueError, match=r"method='seam' is invalid: expected one of \('standard'"):
+        config_lib.TrainConfig(method="seam")
     known = repr(config_lib.methods())
     with pytest.raises(ValueError, match=re.escape(known)):  # the message names every one
         config_lib.from_dict({"method": "panrajan"})  # a module method, not an objective
-    _plugin_family(monkeypatch, methods=("nemo",), objectives=("nemo",))
-    assert config_lib.methods()[-1] == "nemo"
-    assert config_lib.TrainConfig(method="nemo").method == "nemo"  # no other list to update
+    _plugin_family(monkeypatch, methods=("seam",), objectives=("seam",))
+    assert config_lib.methods()[-1] == "seam"
+    assert config_lib.TrainConfig(method="seam").method == "seam"  # no other list to update
+
+
+def test_nemo_is_an_objective_with_its_settings_checked_and_refused_elsewhere():
+    from modjax.runs import build
+
+    assert "nemo" in config_lib.methods() and "nemo" not in registry.methods()  # no modules yet
+    assert [m for m in ("standard", "mwt", "moda", "nemo") if build.uses_generators(m)] == [
+        "mwt",
+        "nemo",
+    ]
+    with pytest.raises(ValueError, match=r"nemo_temperature=0.0 is invalid: expected a finite"):
+        config_lib.TrainConfig(method="nemo", nemo_temperature=0.0)
+    with pytest.raises(ValueError, match=r"nemo_form='simclr' is invalid: expected one of"):
+        config_lib.TrainConfig(method="nemo", nemo_form="simclr")
+    with pytest.raises(ValueError, match=r"\['nemo_weight'\] do not apply to method='mwt'; use"):
+        build.make_objective(config_lib.TrainConfig(method="mwt", nemo_weight=1.0), 10)
+    with pytest.raises(ValueError, match=r"\['cohesion_weight'\] do not apply to method='nemo'"):
+        build.make_objective(config_lib.TrainConfig(method="nemo", cohesion_weight=1.0), 10)
+    # CNNs: NeMo's defaults; ViTs: blocks 1.. only, no first-layer quirk, alpha 0.15 (METHODS §6).
+    cnn = config_lib.TrainConfig(method="nemo", model="lenet5", nemo_form="supcon")
+    assert build._nemo_kwargs(cnn, {"nemo_form": "supcon"}) == {"form": "supcon"}
+    vit = config_lib.TrainConfig(method="nemo", model="vit_tiny", width=0.25, nemo_temperature=0.1)
+    kwargs = build._nemo_kwargs(vit, {"nemo_temperature": 0.1})
+    assert kwargs.pop("layers") == [f"block{i}.{u}" for i in range(1, 12) for u in ("attn", "mlp")]
+    assert kwargs == {"contrastive_weight": 0.15, "first_layer_ones": False, "temperature": 0.1}
