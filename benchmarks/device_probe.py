@@ -76,7 +76,7 @@ def _steps(name: str, batch: int, method: str):
     import jax
     import numpy as np
 
-    from benchmarks._compare_worker import _bf16_step  # compare_torch's bf16 recipe
+    from benchmarks._bf16 import bf16_step  # compare_torch's bf16 recipe
     from modjax import models, objectives, train
 
     objective = {
@@ -101,7 +101,7 @@ def _steps(name: str, batch: int, method: str):
                 model=model, tx=tx, objective=objective, preprocess=lambda x, rng: x
             )
         else:
-            step = _bf16_step(model, tx, objective)
+            step = bf16_step(model, tx, objective)
         out[dtype] = (step, state, data)
     macs = models.count_macs(model, (32, 32, 3))
     return out, macs
@@ -383,7 +383,7 @@ def main(argv=None) -> int:
     _check(parser, args)
     if args.dry_run:
         if args.command == "flops":
-            importlib.import_module("benchmarks._compare_worker")  # the bf16 step imports
+            importlib.import_module("benchmarks._bf16")  # the bf16 step imports
         print(f"device_probe {args.command}: arguments and paths OK (dry run)")
         return 0
     if args.command == "report":

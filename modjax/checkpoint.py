@@ -18,6 +18,7 @@ import pathlib
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,17 +204,31 @@ class _DropWriteErrors(logging.Filter):
         return not (record.levelno >= logging.ERROR and ours)
 
 
+def _after_disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc` is noise that follows a failed write: TensorStore's callbacks posting to
+    Orbax's closed event loop (`RuntimeError('Event loop is closed')`), or another writer of
+    the run (TensorBoard's event thread and its exit flush) hitting the same full disk."""
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        return True
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
 def _quiet_closed_loops(previous):
-    """After a failed write, TensorStore's callback threads may still post to Orbax's closed
-    event loop; Python would print each `RuntimeError('Event loop is closed')` as an unraisable
-    traceback. This hook drops exactly those and passes everything else to `previous`."""
+    """An unraisable hook that drops `_after_disk_full` noise and passes the rest on."""
 
     def hook(unraisable):
-        if not (
-            isinstance(unraisable.exc_value, RuntimeError)
-            and str(unraisable.exc_value) == "Event loop is closed"
-        ):
+        if not _after_disk_full(unraisable.exc_value):
             previous(unraisable)
+
+    return hook
+
+
+def _quiet_thread_errors(previous):
+    """A `threading.excepthook` that drops `_after_disk_full` noise and passes the rest on."""
+
+    def hook(args):
+        if not _after_disk_full(args.exc_value):
+            previous(args)
 
     return hook
 
@@ -231,8 +246,9 @@ def disk_errors(directory: str | pathlib.Path) -> Iterator[None]:
     loggers = [logging.getLogger(n) for n in ("absl", "asyncio")]
     for lg in loggers:
         lg.addFilter(drop)
-    previous_hook = sys.unraisablehook
+    previous_hook, previous_thread_hook = sys.unraisablehook, threading.excepthook
     sys.unraisablehook = _quiet_closed_loops(previous_hook)
+    threading.excepthook = _quiet_thread_errors(previous_thread_hook)
     failed_write = False
     try:
         yield
@@ -247,7 +263,7 @@ def disk_errors(directory: str | pathlib.Path) -> Iterator[None]:
         if not failed_write:
             for lg in loggers:
                 lg.removeFilter(drop)
-            sys.unraisablehook = previous_hook
+            sys.unraisablehook, threading.excepthook = previous_hook, previous_thread_hook
 
 
 def latest_step(manager: ocp.CheckpointManager) -> int | None:

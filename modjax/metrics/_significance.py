@@ -12,7 +12,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 MIN_SEEDS = 2  # per side: a sample variance needs two values
 
@@ -70,6 +69,8 @@ def welch_comparison(a: Sequence[float], b: Sequence[float], *, alpha: float = 0
         p = 0.0 if diff != 0 else 1.0
         verdict = f"differ ({level})" if diff != 0 else "no significant difference"
         return Comparison(len(x), len(y), diff, diff, diff, p, verdict)
+    from scipy import stats  # here: `import modjax` should not pay for scipy.stats
+
     df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
     t = diff / se
     p = float(2 * stats.t.sf(abs(t), df))

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import pathlib
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -70,9 +71,15 @@ def open_log(
 
         yield log
     finally:
-        writer.close()
+        try:
+            writer.close()
+        except OSError:
+            if sys.exc_info()[1] is None:  # no other error on its way out: this one is news
+                raise
+            # else e.g. the disk filled up and the run's own error already says so
         for path in set(logdir.glob(EVENT_FILES)) - before:  # this writer's file: 0644
-            os.chmod(path, 0o644)
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o644)
 
 
 __all__ = ["ScalarLog", "config_text", "open_log"]
