@@ -32,11 +32,9 @@ def check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-def _logsumexp_with_eps(a: jax.Array, include: jax.Array) -> jax.Array:
-    """`log(Σ_j include_ij · exp(a_ij) + EPS)` per row, stable for any temperature."""
-    log_eps = jnp.full(a.shape[:1] + (1,), math.log(EPS), a.dtype)
-    a = jnp.concatenate([jnp.where(include, a, -jnp.inf), log_eps], axis=1)
-    return jax.nn.logsumexp(a, axis=1)
+def _logsumexp(a: jax.Array, include: jax.Array) -> jax.Array:
+    """`log Σ_j include_ij · exp(a_ij)` per row; −inf (zero gradient) for a row with none."""
+    return jax.nn.logsumexp(jnp.where(include, a, -jnp.inf), axis=1)
 
 
 def anchor_losses(
@@ -76,15 +74,16 @@ def anchor_losses(
     if form == "parity":
         # Masking the exponent, not the sum: each negative adds exp(0) = 1 to pos_i and each
         # positive (j = i included) adds 1 to neg_i (METHODS §6, quirk 11).
-        a_pos, a_neg = jnp.where(same, s, 0), jnp.where(same, 0, s)
-        log_num = _logsumexp_with_eps(a_pos, pair)
-        log_den = _logsumexp_with_eps(jnp.concatenate([a_pos, a_neg], 1), jnp.tile(pair, (1, 2)))
+        log_pos = _logsumexp(jnp.where(same, s, 0), pair)
+        log_neg = _logsumexp(jnp.where(same, 0, s), pair)
         anchors = valid
     else:
         positives = same & pair & ~jnp.eye(b, dtype=bool)
-        log_num = _logsumexp_with_eps(s, positives)
-        log_den = _logsumexp_with_eps(s, pair & ~jnp.eye(b, dtype=bool))
+        log_pos = _logsumexp(s, positives)
+        log_neg = _logsumexp(s, pair & ~same)
         anchors = valid & jnp.any(positives, axis=1)
+    log_num = jnp.logaddexp(log_pos, math.log(EPS))  # log(pos_i + 1e-8)
+    log_den = jnp.logaddexp(log_num, log_neg)  # log(pos_i + neg_i + 1e-8)
     return jnp.where(anchors, log_den - log_num, 0), anchors
 
 

@@ -218,6 +218,12 @@ def kernel_rate(masks: Layers, *, where: jax.Array | None = None) -> tuple[jax.A
     return jax.lax.stop_gradient(rate), mean
 
 
+def _first_layer_ones(ms: list[jax.Array]) -> list[jax.Array]:
+    """NeMo's CNN-trainer quirk: the first layer's masks become ones (a single layer is kept:
+    replacing it would leave a constant loss)."""
+    return [jnp.ones_like(ms[0]), *ms[1:]] if len(ms) > 1 else ms
+
+
 def contrastive(
     masks: Layers,
     labels: jax.Array,
@@ -273,8 +279,7 @@ def contrastive(
     temperature = _contrastive.check_temperature(temperature)
     form = _contrastive.check_form(form)
     ms = _masks_2d(masks, labels.shape[0])
-    if first_layer_ones and len(ms) > 1:  # one layer is never replaced (a constant loss)
-        ms = [jnp.ones_like(ms[0]), *ms[1:]]
+    ms = _first_layer_ones(ms) if first_layer_ones else ms
     return _contrastive.contrastive_loss(
         ms, labels, temperature=temperature, form=form, where=where
     )[0]
@@ -418,8 +423,7 @@ def contrastive_term(
     def term_fn(logits, acts, labels, where):
         check_labels(logits, labels, num_classes, where)
         ms = _masks_2d(_select(acts, layers, masks=True), labels.shape[0])
-        if first_layer_ones and len(ms) > 1:  # as in `contrastive`
-            ms = [jnp.ones_like(ms[0]), *ms[1:]]
+        ms = _first_layer_ones(ms) if first_layer_ones else ms
         value, count = _contrastive.contrastive_loss(
             ms, labels, temperature=temperature, form=form, where=where
         )
@@ -591,7 +595,8 @@ def nemo_objective(
         num_classes: number of classes N (see `mwt_objective` on label checks).
         contrastive_weight: α in NeMo (default 1.0, the low end of NeMo's CNN range 1.0–1.8 and
             the most accurate point of its α sweep; its ViT-S runs use 0.06 or 0.15).
-        temperature: τ_c (default 0.2, NeMo's scripts; its argparse default 0.3 is unused).
+        temperature: τ_c (default 0.2, what NeMo's run scripts pass; its trainers' argparse
+            default is 0.3).
         form: `"parity"` (default) or `"supcon"`.
         first_layer_ones: NeMo's CNN-trainer quirk (default on; see `contrastive`). NeMo's ViT
             trainer has no such quirk (it masks no layer of block 0 instead).
