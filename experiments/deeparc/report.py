@@ -119,8 +119,9 @@ def write_markdown(result: dict, path: pathlib.Path, workdir: pathlib.Path) -> N
         "",
         (
             f"Candidates: {result['candidates']} (redundant blocks at θ = "
-            f"{result['candidate_theta']}); best of {s['subsets']} random subsets per size, on "
-            f"{sh['examples']} test images."
+            f"{result['candidate_theta']}); best of {s['subsets']} random subsets per size, "
+            f"picked on {sh.get('selected_on', 'the same test images')}; "
+            f"accuracy on {sh['examples']} test images."
         ),
         "",
         *_removal_table(sh),
