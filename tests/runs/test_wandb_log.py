@@ -1,5 +1,6 @@
 """Tests of modjax.runs.wandb_log: the checks before a run, and an offline run's logged scalars."""
 
+import re
 import sys
 
 import pytest
@@ -74,7 +75,8 @@ def test_offline_run_writes_the_scalars_under_the_workdir_and_a_resume_keeps_the
     with wandb_log.open_run("modjax-test", mode="offline", workdir=workdir, config=config) as log:
         log(6, {"train/loss": 1.0})
     runs = sorted((workdir / "wandb").glob("offline-run-*"))
-    assert all(p.name.endswith(f"-{run_id}") for p in runs)  # the same W&B run, resumed
+    # The same W&B run, resumed (a second folder opened within the same second gets "-1").
+    assert all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?", p.name) for p in runs)
     newest = max((p / f"run-{run_id}.wandb" for p in runs), key=lambda p: p.stat().st_mtime)
     assert [(r["_step"], r["train/loss"]) for r in event_files.wandb_history(newest)] == [(6, 1.0)]
 
