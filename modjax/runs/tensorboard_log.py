@@ -74,12 +74,28 @@ def open_log(
         try:
             writer.close()
         except OSError:
+            _stop_after_failed_close(writer)
             if sys.exc_info()[1] is None:  # no other error on its way out: this one is news
                 raise
             # else e.g. the disk filled up and the run's own error already says so
         for path in set(logdir.glob(EVENT_FILES)) - before:  # this writer's file: 0644
             with contextlib.suppress(OSError):
                 os.chmod(path, 0o644)
+
+
+def _stop_after_failed_close(writer) -> None:
+    """Stops the event thread that tensorboardX's `close` leaves running when its flush raises
+    (a full disk): left alone, it fails at interpreter exit on its closed queue, and the exit
+    hook would flush again. Uses tensorboardX internals (2.6), guarded."""
+    events = getattr(getattr(writer, "file_writer", None), "event_writer", None)
+    worker = getattr(events, "_worker", None)
+    if worker is None:
+        return
+    with contextlib.suppress(Exception):
+        worker.stop()  # its own failed flush goes to threading.excepthook (filtered on ENOSPC)
+    with contextlib.suppress(Exception):
+        events._event_queue.close()
+    events._worker, events._event_queue, events._closed = None, None, True
 
 
 __all__ = ["ScalarLog", "config_text", "open_log"]
