@@ -25,17 +25,11 @@ import re
 import numpy as np
 
 from experiments import run
+from modjax import data
 from modjax.deeparc import network, pipeline, repair
 from modjax.deeparc.blocks import block_positions, param_key
 from modjax.modules import atomic, directory
 from modjax.runs import training
-
-
-def _subset(images, labels, n, seed=0):  # `modjax.runs.deeparc`'s selection of the repair sets
-    if n is None or n >= len(labels):
-        return images, labels
-    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    return images[idx], labels[idx]
 
 
 def main(argv=None) -> int:
@@ -70,8 +64,8 @@ def main(argv=None) -> int:
         eps, steps = float(found[1]), int(found[2])
         setting = (rep["examples"], rep["test_examples"], eps, steps)
         if setting not in cache:
-            x, y = _subset(*restored.train_data, rep["examples"], args.seed)
-            tx, ty = _subset(*restored.test_data, rep["test_examples"], args.seed)
+            x, y = data.seeded_subset(*restored.train_data, rep["examples"], args.seed)
+            tx, ty = data.seeded_subset(*restored.test_data, rep["test_examples"], args.seed)
             attack = {"eps": eps, "step_size": max(eps / 4, 1.0), "steps": steps}
             (adv,), (test_adv,) = pipeline.error_images(
                 model, parent, (x, y), (tx, ty), preprocess=pre, attacks=[attack], seed=args.seed

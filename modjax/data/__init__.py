@@ -40,9 +40,10 @@ from modjax.data.readers import (
     read_svhn_mat,
 )
 from modjax.data.registry import DATASETS, DatasetInfo, Layout, RemoteFile, get_info
-from modjax.data.split import stratified_split
+from modjax.data.split import seeded_subset, stratified_split
 
 __all__ = [
+    "seeded_subset",
     "stratified_split",
     "DATASETS",
     "ChecksumError",

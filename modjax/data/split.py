@@ -1,4 +1,4 @@
-"""A stratified, seeded hold-out split of a labelled set (validation sets for model selection)."""
+"""Seeded selections of a labelled set: a random subset, and a stratified hold-out split."""
 
 import numpy as np
 
@@ -25,4 +25,20 @@ def stratified_split(labels, *, fraction: float = 0.1, seed: int = 0) -> tuple[n
     return train_idx, val
 
 
-__all__ = ["stratified_split"]
+def seeded_subset(
+    images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` rows drawn without replacement (seeded), in their original order; all rows when `n`
+    is None or not smaller than the set.
+
+    Example:
+        >>> seeded_subset(np.arange(5), np.arange(5), 3, seed=0)[1].tolist()
+        [2, 3, 4]
+    """
+    if n is None or n >= len(labels):
+        return images, labels
+    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+    return images[idx], labels[idx]
+
+
+__all__ = ["seeded_subset", "stratified_split"]

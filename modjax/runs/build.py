@@ -126,10 +126,7 @@ def _subset(images, labels, n, seed):
             f"train_examples={n} is larger than the training split ({len(labels)} examples); "
             "leave it unset to train on the whole split"
         )
-    if n is None or n == len(labels):
-        return images, labels
-    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    return images[idx], labels[idx]
+    return data.seeded_subset(images, labels, n, seed)
 
 
 def build_run(config: TrainConfig) -> Run:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from modjax import data
 from modjax.deeparc import architecture, network, pipeline, surgery
 from modjax.deeparc.blocks import block_names, block_positions
 from modjax.modules import atomic
@@ -24,13 +25,6 @@ from modjax.runs.training import RestoredRun, workdir_label
 
 MODEL_NAME = "resnet_cifar"
 """The zoo name that rebuilds every network DeepArc makes (any depth, any blocks per stage)."""
-
-
-def _subset(images, labels, n, seed=0):
-    if n is None or n >= len(labels):
-        return images, labels
-    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    return images[idx], labels[idx]
 
 
 def _write_csv(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
@@ -138,7 +132,7 @@ def arch(
     Writes `cka.csv`, `cka.png`, `modules.json`, `modularity.csv`, `modularity.png` in `out`.
     """
     out.mkdir(parents=True, exist_ok=True)
-    images, _ = _subset(*restored.test_data, examples, seed)
+    images, _ = data.seeded_subset(*restored.test_data, examples, seed)
     batch_size = min(batch_size, len(images))
     names, sim = pipeline.block_cka(
         restored.model,
@@ -220,7 +214,7 @@ def shrink(
     """
     _check_blocks(restored.model, remove, candidates)
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = _subset(*restored.test_data, examples, seed)
+    images, labels = data.seeded_subset(*restored.test_data, examples, seed)
     (sel_images, sel_labels), selected_on = restored.selection_data(examples, seed)
 
     def removal_eval(x, y):
@@ -284,7 +278,7 @@ def shrink(
     if not rows:
         raise ValueError("shrink needs --remove and/or --search N (N >= 1)")
     if finetune_epochs:
-        ft_images, ft_labels = _subset(*restored.train_data, finetune_examples, seed)
+        ft_images, ft_labels = data.seeded_subset(*restored.train_data, finetune_examples, seed)
         tuned: dict[str, float] = {}
         for row in rows:
             if row["removed"] not in tuned:
@@ -385,8 +379,8 @@ def repair(
     the result's `network` is `{"path", "blocks", "accuracy"}` (clean test accuracy after).
     """
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = _subset(*restored.train_data, examples, seed)
-    test_images, test_labels = _subset(*restored.test_data, test_examples, seed)
+    images, labels = data.seeded_subset(*restored.train_data, examples, seed)
+    test_images, test_labels = data.seeded_subset(*restored.test_data, test_examples, seed)
     res = pipeline.run_repair(
         restored.model,
         restored.variables,

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from modjax import checkpoint, train
+from modjax import checkpoint, data, train
 from modjax.modules import identity, transform
 from modjax.runs import config as config_lib
 from modjax.runs.build import Run, build_run, make_preprocess, uses_generators
@@ -106,9 +106,7 @@ class RestoredRun:
             (x, y), source = self.validation_data, "validation split"
         else:
             (x, y), source = self.train_data, "training examples (the run has no validation split)"
-        if n is not None and n < len(y):
-            idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
-            x, y = x[idx], y[idx]
+        x, y = data.seeded_subset(x, y, n, seed)
         return (x, y), f"{len(y)} {source}"
 
     @property
